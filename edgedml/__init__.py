@@ -1,0 +1,14 @@
+"""edgedml: interpretable deep metric learning from research to devices.
+
+``import edgedml`` is cheap: it imports neither torch nor onnxruntime. The heavy parts live in
+sub-packages that are imported when used:
+
+- ``edgedml.models``   (torch) backbones, heads, structural-matching math, configuration
+- ``edgedml.training`` (torch) losses and, later, the trainer
+- ``edgedml.export``   (torch + onnx) ONNX graphs, TensorRT engines, bundles
+- ``edgedml.runtime``  (numpy + OpenCV) the on-device matcher; never imports torch
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,1 @@
+"""Export (torch + onnx): ONNX graphs, TensorRT engines and validated bundles. Not built yet."""

@@ -1,0 +1,1 @@
+"""The on-device runtime: numpy + OpenCV (+ an inference backend). Never imports torch."""
