@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgedml.models import matching as M
+
+
+def correlated_features(n, r=16, d=64, spread=1.0, dtype=torch.float64, seed=0):
+    """Unit local features sharing a common direction, as real images' features do."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(1, 1, d, generator=g, dtype=dtype)
+    return F.normalize(0.6 * base + spread * torch.randn(n, r, d, generator=g, dtype=dtype), dim=-1)
+
+
+def loop_sinkhorn(s, u, v, eps, iters):
+    """Plain-loop scaling Sinkhorn on one problem: a ← u / (K b), b ← v / (Kᵀ a)."""
+    r, c = s.shape
+    kernel = [[float(np.exp((s[i, j] - 1.0) / eps)) for j in range(c)] for i in range(r)]
+    a, b = [1.0] * r, [1.0] * c
+    for _ in range(iters):
+        a = [u[i] / sum(kernel[i][j] * b[j] for j in range(c)) for i in range(r)]
+        b = [v[j] / sum(kernel[i][j] * a[i] for i in range(r)) for j in range(c)]
+    return np.array([[a[i] * kernel[i][j] * b[j] for j in range(c)] for i in range(r)])
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")  # POT takes log of zero marginals
+@pytest.mark.parametrize("form", ["log", "scaling"])
+def test_sinkhorn_matches_pot_in_float64(form):
+    ot = pytest.importorskip("ot")
+    x, y = correlated_features(3), correlated_features(3, seed=1)
+    s = M.region_similarity(x, y)
+    u, v = M.cross_correlation_marginals(x, y)
+    u, v = u / u.sum(-1, keepdim=True), v / v.sum(-1, keepdim=True)  # POT needs equal masses
+    ours = M.SINKHORN_FORMS[form](s, u, v, eps=0.05, iters=2000)
+    for b in range(3):
+        ref = ot.sinkhorn(u[b].numpy(), v[b].numpy(), (1 - s[b]).numpy(), 0.05,
+                          method="sinkhorn_log", numItermax=100000, stopThr=1e-14)
+        assert np.abs(ours[b].numpy() - ref).max() < 1e-6
+
+
+def test_plan_marginals_at_default_iterations():
+    x, y = correlated_features(16, spread=0.8, dtype=torch.float32), correlated_features(16, spread=0.8, seed=2, dtype=torch.float32)
+    s = M.region_similarity(x, y)
+    u, v = M.cross_correlation_marginals(x, y)
+    plan = M.sinkhorn_log(s, u, v)  # defaults: ε = 0.05, 100 iterations
+    assert (plan.sum(-1) - u).abs().max() < 1e-4
+    assert (plan.sum(-2) - v).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sinkhorn_forms_equal_plain_loop(dtype):
+    x, y = correlated_features(1, r=5, d=8, dtype=dtype), correlated_features(1, r=5, d=8, seed=3, dtype=dtype)
+    s = M.region_similarity(x, y)[0]
+    u, v = M.cross_correlation_marginals(x[0], y[0])
+    ref = loop_sinkhorn(s.double().numpy(), u.double().tolist(), v.double().tolist(), 0.05, 30)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    for form in ("log", "scaling"):
+        plan = M.SINKHORN_FORMS[form](s, u, v, 0.05, 30)
+        assert plan.dtype == dtype
+        assert np.abs(plan.double().numpy() - ref).max() < tol, form
+
+
+def test_marginal_orientation_asymmetric_example():
+    # x has one region aligned with y's global direction and one orthogonal to it; y's regions
+    # all point one way. u must weight x's regions by agreement with ȳ: [1, 0] normalised.
+    e1, e2 = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    x = torch.stack([e1, e2])  # x̄ ∝ e1 + e2
+    y = torch.stack([e1, F.normalize(e1 + 0.2 * e2, dim=0)])
+    u, v = M.cross_correlation_marginals(x, y)
+    y_bar = F.normalize(y.mean(0), dim=0)
+    x_bar = F.normalize(x.mean(0), dim=0)
+    expect_u = torch.relu(x @ y_bar) / (torch.relu(x @ y_bar).sum() + 1e-5)
+    expect_v = torch.relu(y @ x_bar) / (torch.relu(y @ x_bar).sum() + 1e-5)
+    assert torch.allclose(u, expect_u) and torch.allclose(v, expect_v)
+    # x's orthogonal region gets little mass; the swapped construction (u from x̄ and y's
+    # regions, as in the official training criterion) would give a different vector.
+    assert u[0] > 0.8 and u[1] < 0.2
+    swapped_u = torch.relu(y @ x_bar) / (torch.relu(y @ x_bar).sum() + 1e-5)
+    assert (swapped_u - u).abs().max() > 0.2
+
+
+def test_batched_equals_one_at_a_time():
+    query, candidates = correlated_features(1, seed=4), correlated_features(7, seed=5)
+    batched = M.structural_match(query, candidates)
+    for k in range(7):
+        single = M.structural_match(query[0], candidates[k])
+        assert torch.allclose(batched.score[k], single.score, atol=1e-12)
+        assert torch.allclose(batched.plan[k], single.plan, atol=1e-12)
+        assert torch.allclose(batched.evidence_x[k], single.evidence_x, atol=1e-12)
+
+
+def test_log_and_scaling_forms_agree_float32():
+    x, y = correlated_features(10, dtype=torch.float32), correlated_features(10, seed=6, dtype=torch.float32)
+    a = M.structural_match(x, y, form="log")
+    b = M.structural_match(x, y, form="scaling")
+    assert (a.score - b.score).abs().max() < 1e-6
+    assert (a.plan - b.plan).abs().max() < 1e-6
+
+
+def test_evidence_sums_to_score_and_uniform_marginals():
+    x, y = correlated_features(4, seed=7), correlated_features(4, seed=8)
+    match = M.structural_match(x, y, marginals_kind="uniform", iters=500)
+    assert torch.allclose(match.evidence_x.sum(-1), match.score)
+    assert torch.allclose(match.evidence_y.sum(-1), match.score)
+    assert torch.allclose(match.plan.sum(-1), torch.full((4, 16), 1 / 16, dtype=torch.float64), atol=1e-8)
+
+
+@pytest.mark.parametrize("form", ["log", "scaling"])
+def test_opposite_features_stay_finite(form):
+    # all similarities negative → cross marginals are all zero; the plan must stay finite
+    x = correlated_features(2, seed=9)
+    match = M.structural_match(x, -x, form=form)
+    assert torch.isfinite(match.plan).all() and torch.isfinite(match.score).all()
+
+
+def test_log_form_is_finite_in_float16_where_similarities_span_minus_one_to_one():
+    x = correlated_features(8, spread=3.0, seed=10, dtype=torch.float32)
+    y = torch.cat([x[:4], -x[4:]])
+    s = M.region_similarity(x, y)
+    assert s.min() < -0.9 and s.max() > 0.99
+    u, v = M.cross_correlation_marginals(x, y)
+    plan16 = M.sinkhorn_log(s.half(), u.half(), v.half())
+    plan32 = M.sinkhorn_log(s, u, v)
+    assert torch.isfinite(plan16).all()
+    assert (M.structural_similarity(plan16.float(), s) - M.structural_similarity(plan32, s)).abs().max() < 1e-2
+
+
+def test_multiscale_rerank_reorders_only_the_top_k():
+    global_sim = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.2]])
+    order = M.global_order(global_sim)
+    assert order.tolist() == [[0, 2, 3, 4, 1]]
+    structural_top = torch.tensor([[0.0, 0.5, 0.0]])  # for candidates 0, 2, 3
+    new = M.multiscale_rerank(global_sim, structural_top, order)
+    # combined: 0 → 0.9, 2 → 1.3, 3 → 0.7; then the rest in global order
+    assert new.tolist() == [[2, 0, 3, 4, 1]]
