@@ -41,6 +41,10 @@ class Backbone(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.body(images)
 
+    def stages(self) -> list[nn.Module]:
+        """The backbone's stages from input to output, for freezing the first n during training."""
+        return self.body.stages()
+
 
 class _TimmFeatures(nn.Module):
     def __init__(self, model: nn.Module):
@@ -49,6 +53,10 @@ class _TimmFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model.forward_features(images)
+
+    def stages(self) -> list[nn.Module]:
+        m = self.model
+        return [nn.ModuleList([m.conv_stem, m.bn1]), *m.blocks, nn.ModuleList([m.conv_head, m.bn2])]
 
 
 class _ResNetFeatures(nn.Module):
@@ -60,6 +68,9 @@ class _ResNetFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(images)))))
+
+    def stages(self) -> list[nn.Module]:
+        return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
 
 
 class _GoogLeNetFeatures(nn.Module):
@@ -73,6 +84,11 @@ class _GoogLeNetFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.layers(images)
+
+    def stages(self) -> list[nn.Module]:
+        layers = list(self.layers)  # stem, inception 3, inception 4, inception 5
+        return [nn.ModuleList(layers[:5]), nn.ModuleList(layers[5:8]), nn.ModuleList(layers[8:14]),
+                nn.ModuleList(layers[14:])]
 
 
 def lite_weights_path(name: str) -> Path:
