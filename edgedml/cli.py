@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import json
 import platform
+from pathlib import Path
 
 import click
 
 from . import __version__
+from .errors import MissingDependencyError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +74,184 @@ def info(as_json: bool) -> None:
     click.echo(f"  onnxruntime providers    {', '.join(data['onnxruntime_providers']) or 'none'}")
     click.echo(f"  GPUs                     {', '.join(data['gpus']) or 'none visible to torch'}")
     click.echo(f"  OpenCV CUDA devices      {data['opencv_cuda_devices']}")
+
+
+def _class_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _fail(exc: Exception) -> None:
+    """Turn an edgedml error into a one-line message and exit code 2 (usage/config error)."""
+    raise click.ClickException(str(exc)) from exc
+
+
+_data_options = [
+    click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+                 help="Dataset root: class folders, or CUB-200-2011 / Cars196 / SOP as distributed."),
+    click.option("--format", "data_format", default="auto", show_default=True,
+                 type=click.Choice(["auto", "folders", "cub200", "cars196", "sop"])),
+    click.option("--train-classes", help="Class folders only: comma-separated training classes."),
+    click.option("--test-classes", help="Class folders only: comma-separated test classes."),
+]
+
+
+def _with(options):
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
+@main.command()
+@_with(_data_options)
+@click.option("--out", default="runs/edgedml", show_default=True, help="Run folder (checkpoints, metrics).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="A train_config.json to start from; flags given here override it.")
+@click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), help="[default: diml]")
+@click.option("--backbone", help="efficientnet_lite0 (default), efficientnet_lite1/2, resnet50, googlenet.")
+@click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False),
+              help="Local ImageNet state dict for resnet50 / googlenet (never downloaded).")
+@click.option("--embed-dim", type=int, help="Global embedding size [default: the head's].")
+@click.option("--image-size", type=int, help="Input size [default: the backbone's].")
+@click.option("--loss", type=click.Choice(["multi_similarity", "margin", "triplet", "proxy_anchor"]),
+              help="Base metric loss [default: multi_similarity].")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int, help="Global batch size (all ranks together).")
+@click.option("--m-per-class", type=int, help="Images per class in a batch.")
+@click.option("--batches-per-epoch", type=int)
+@click.option("--lr", type=float, help="Backbone learning rate (AdamW, warm-up then cosine).")
+@click.option("--head-lr", type=float)
+@click.option("--freeze-stages", type=int, help="Freeze the first N backbone stages.")
+@click.option("--freeze-bn/--train-bn", default=None, help="Freeze BatchNorm statistics [default: freeze].")
+@click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA [default: on].")
+@click.option("--diversity-weight", type=float, help="Attentive grouping's diversity loss weight.")
+@click.option("--divergence-weight", type=float, help="ABE's divergence loss weight.")
+@click.option("--val-fraction", type=float, help="Training classes held out to pick the best epoch.")
+@click.option("--seed", type=int)
+@click.option("--device", help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--workers", type=int, help="Data-loading processes.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
+@click.option("--eval/--no-eval", "final_eval", default=True, help="Evaluate the best model on the test classes.")
+def train(data, data_format, train_classes, test_classes, out, config_file, resume, final_eval, **flags):
+    """Train a model on a dataset; checkpoints, metrics.jsonl and the config go to --out.
+
+    Runs on CPU, CUDA, and under torchrun (DistributedDataParallel; gloo on CPU, NCCL on GPU):
+    torchrun --nproc_per_node 2 -m edgedml.cli train --data DIR ...
+    """
+    import os
+
+    from .errors import EdgeDMLError
+    from .models import ModelConfig
+
+    try:
+        from .training.trainer import TrainConfig, train as run_training
+    except ImportError as exc:
+        _fail(MissingDependencyError(exc.name or "torch", "edgedml train", "train"))
+    base = {}
+    if resume and config_file is None and (Path(out) / "train_config.json").is_file():
+        config_file = Path(out) / "train_config.json"
+    if config_file:
+        base = json.loads(Path(config_file).read_text())
+    model = dict(base.get("model", {}))
+    model_flags = {k: flags.pop(k) for k in ("head", "backbone", "backbone_weights", "embed_dim", "image_size")}
+    if model_flags["head"] not in (None, model.get("head")) and model_flags["embed_dim"] is None:
+        model.pop("embed_dim", None)  # a new head takes its own default embedding size
+    model.update({k: v for k, v in model_flags.items() if v is not None})
+    base.update({k: v for k, v in flags.items() if v is not None})
+    base.update(data=data, out=out, data_format=data_format, model=model)
+    if _class_list(train_classes):
+        base["train_classes"] = _class_list(train_classes)
+    if _class_list(test_classes):
+        base["test_classes"] = _class_list(test_classes)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    try:
+        cfg = TrainConfig.from_dict({**base, "model": ModelConfig.from_dict(base["model"])})
+        if world > 1:
+            import torch
+            import torch.distributed as dist
+
+            dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+        summary = run_training(cfg, resume=resume)
+        if final_eval and summary and int(os.environ.get("RANK", "0")) == 0:
+            from .training.evaluate import evaluate_model
+            from .training.trainer import load_cfg_split
+            from .models import load_checkpoint
+
+            split = load_cfg_split(cfg)
+            model_best = load_checkpoint(summary["best"])
+            results = evaluate_model(model_best, split.test, workers=cfg.workers, progress=cfg.progress)
+            (Path(out) / "test_metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+            click.echo(_table(results))
+    except EdgeDMLError as exc:
+        _fail(exc)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _table(results: dict) -> str:
+    columns = list(next(iter(results.values())).keys())
+    lines = ["ranking     " + "".join(f"{c:>13}" for c in columns)]
+    for name, row in results.items():
+        lines.append(f"{name:<12}" + "".join(f"{row.get(c, float('nan')):>13.4f}" for c in columns))
+    return "\n".join(lines)
+
+
+@main.command(name="eval")
+@_with(_data_options)
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="A .safetensors checkpoint; without it, the ImageNet-pretrained default model (untrained head).")
+@click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), default="diml", show_default=True,
+              help="Head of the untrained model (ignored with --checkpoint).")
+@click.option("--image-size", type=int, help="Input size of the untrained model (ignored with --checkpoint).")
+@click.option("--split", "which", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--k", "rerank_k", default=100, show_default=True, help="Candidates re-ranked by multi-scale matching.")
+@click.option("--structural/--no-structural", default=None,
+              help="Rank all pairs by structural similarity [default: on up to 10,000 images].")
+@click.option("--nmi/--no-nmi", default=True, show_default=True)
+@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--workers", default=2, show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Seeds the untrained head.")
+def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, image_size, which, rerank_k,
+             structural, nmi, json_out, device, batch_size, workers, seed):
+    """Recall@{1,2,4,8}, MAP@R, R-precision (and NMI) for global, structural and multi-scale ranking."""
+    from .errors import EdgeDMLError
+
+    try:
+        import torch
+
+        from .models import ModelConfig, build_model, load_checkpoint
+        from .training.datasets import load_split
+        from .training.evaluate import evaluate_model
+        from .training.trainer import resolve_device
+    except ImportError as exc:
+        _fail(MissingDependencyError(exc.name or "torch", "edgedml eval", "train"))
+    try:
+        lists = {k: v for k, v in (("train_classes", _class_list(train_classes)),
+                                   ("test_classes", _class_list(test_classes))) if v}
+        split = load_split(data, data_format, **lists)
+        samples = split.test if which == "test" else split.train
+        dev = resolve_device(device)
+        if checkpoint:
+            model = load_checkpoint(checkpoint, device=str(dev))
+        else:
+            torch.manual_seed(seed)
+            model = build_model(ModelConfig(head=head, image_size=image_size)).to(dev)
+        results = evaluate_model(model, samples, device=dev, batch_size=batch_size, workers=workers,
+                                 progress=True, k=rerank_k, structural=structural, nmi=nmi)
+    except EdgeDMLError as exc:
+        _fail(exc)
+    click.echo(f"{len(samples)} images, {len({s.label for s in samples})} classes ({which} split of {data})")
+    click.echo(_table(results))
+    if json_out:
+        Path(json_out).write_text(json.dumps({"data": str(data), "split": which, "checkpoint": checkpoint,
+                                              "images": len(samples), "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover
