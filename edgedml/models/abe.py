@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .head_output import HeadOutput
+from .matching import l2_normalize
 from .regions import grid_regions
 
 
@@ -41,10 +41,11 @@ class ABEHead(nn.Module):
         """
         b, c, h, w = features.shape
         masks = torch.sigmoid(self.attention(features))  # (B, M, h, w)
-        gated = torch.einsum("bmp,bcp->bmc", masks.flatten(2), features.flatten(2)) / (h * w)
-        weight = self.embedding.weight.view(self.learners, -1, c)  # (M, D/M, C)
+        gated = masks.flatten(2) @ features.flatten(2).transpose(1, 2) / (h * w)  # (B, M, C): GAP(m_i ⊙ F)
+        weight = self.embedding.weight.view(self.learners, -1, c).transpose(1, 2)  # (M, C, D/M)
         bias = self.embedding.bias.view(self.learners, -1)  # (M, D/M)
-        parts = F.normalize(torch.einsum("bmc,mdc->bmd", gated, weight) + bias, dim=-1)
+        learned = (gated.unsqueeze(2) @ weight).squeeze(2)  # (B, M, 1, C) @ (M, C, D/M) → (B, M, D/M)
+        parts = l2_normalize(learned + bias)
         embedding = parts.flatten(1) / math.sqrt(self.learners)
-        local = F.normalize(grid_regions(self.embedding(features), self.grid, self.upsample), dim=-1)
+        local = l2_normalize(grid_regions(self.embedding(features), self.grid, self.upsample))
         return HeadOutput(embedding, local, masks, parts)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .head_output import HeadOutput
-from .matching import mean_feature
+from .matching import l2_normalize, mean_feature
 from .regions import grid_regions
 
 
@@ -28,5 +27,5 @@ class DIMLHead(nn.Module):
         local (B, R, D): L2-normalised region features x_i, R = grid²;
         attention None (DIML has no attention maps); parts None.
         """
-        local = F.normalize(grid_regions(self.projection(features), self.grid, self.upsample), dim=-1)
+        local = l2_normalize(grid_regions(self.projection(features), self.grid, self.upsample))
         return HeadOutput(mean_feature(local), local, None, None)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .head_output import HeadOutput
+from .matching import l2_normalize
 from .regions import grid_regions
 
 
@@ -45,9 +45,9 @@ class AttentiveGroupingHead(nn.Module):
         keys = self.keys(features).flatten(2)  # (B, C/8, P)
         value_map = self.values(features)  # (B, D/k, h, w)
         values = value_map.flatten(2)  # (B, D/k, P)
-        logits = torch.einsum("gc,bcp->bgp", self.queries, keys)  # (B, k, P)
+        logits = self.queries @ keys  # (k, C/8) @ (B, C/8, P) → (B, k, P)
         attention = torch.softmax(logits, dim=-1)
-        parts = F.normalize(torch.einsum("bgp,bdp->bgd", attention, values), dim=-1)  # (B, k, D/k)
+        parts = l2_normalize(attention @ values.transpose(1, 2))  # (B, k, D/k)
         embedding = parts.flatten(1) / math.sqrt(self.groups)
-        local = F.normalize(grid_regions(value_map, self.grid, self.upsample), dim=-1)
+        local = l2_normalize(grid_regions(value_map, self.grid, self.upsample))
         return HeadOutput(embedding, local, attention.view(b, self.groups, h, w), parts)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 MARGINAL_EPS = 1e-5  # the official DIML regulariser in the marginal denominators
@@ -22,9 +21,17 @@ LOG_FLOOR = -1e4  # log of a zero marginal, kept finite (and representable in fp
 DENOM_FLOOR = 1e-30  # keeps the scaling form finite when a whole marginal is zero
 
 
+def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """x / max(‖x‖, eps) along the last axis: (..., D) → (..., D).
+
+    Same values as F.normalize, written with a broadcast division so the exported graph has no
+    Shape/Expand nodes (F.normalize expands the norm to the input's shape)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
 def mean_feature(x: Tensor) -> Tensor:
     """L2-normalised mean of the local features: x (..., R, D) → x̄ (..., D)."""
-    return F.normalize(x.mean(dim=-2), dim=-1)
+    return l2_normalize(x.mean(dim=-2))
 
 
 def region_similarity(x: Tensor, y: Tensor) -> Tensor:
@@ -75,24 +82,37 @@ def logsumexp(z: Tensor, dim: int) -> Tensor:
     return m + torch.log(torch.exp(z - m).sum(dim=dim, keepdim=True))
 
 
+def _guard_empty(u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Marginals with zero total mass (every region of one image faces away from the other
+    image's global feature) pose no transport problem: solve a uniform one instead, so that no
+    potential diverges (in fp16 it would overflow to inf/NaN), and return the 0/1 factor that
+    zeroes the plan afterwards. u (..., R), v (..., R') → u, v, valid (..., 1)."""
+    valid = ((u.sum(-1, keepdim=True) > 0) & (v.sum(-1, keepdim=True) > 0)).to(u.dtype)
+    u = u * valid + (1 - valid) / u.shape[-1]
+    v = v * valid + (1 - valid) / v.shape[-1]
+    return u, v, valid
+
+
 def sinkhorn_log(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = 100) -> Tensor:
     """Entropic optimal transport in the log domain, a fixed number of iterations.
 
     Cost 1 − s, kernel log K = −(1 − s)/ε. Potentials f (rows), g (columns):
     f ← log u − LSE_j(log K_ij + g_j),  g ← log v − LSE_i(log K_ij + f_i),
-    T = exp(log K + f + g). No data-dependent control flow, so it unrolls for export.
+    T = exp(log K + f + g). No data-dependent control flow, so it unrolls for export. If u or v
+    has zero total mass, T is zero.
 
     s (..., R, R'), u (..., R), v (..., R') → T (..., R, R').
     """
+    u, v, valid = _guard_empty(u, v)
     log_k = (s - 1.0) / eps
     log_u = torch.log(u).clamp_min(LOG_FLOOR).unsqueeze(-1)  # (..., R, 1)
     log_v = torch.log(v).clamp_min(LOG_FLOOR).unsqueeze(-2)  # (..., 1, R')
-    g = torch.zeros_like(log_v)
-    f = torch.zeros_like(log_u)
-    for _ in range(iters):
+    f = log_u - logsumexp(log_k, dim=-1)  # the first update, from g = 0
+    g = log_v - logsumexp(log_k + f, dim=-2)
+    for _ in range(iters - 1):
         f = log_u - logsumexp(log_k + g, dim=-1)
         g = log_v - logsumexp(log_k + f, dim=-2)
-    return torch.exp(log_k + f + g)
+    return torch.exp(log_k + f + g) * valid.unsqueeze(-1)
 
 
 def sinkhorn_scaling(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = 100) -> Tensor:
@@ -100,20 +120,21 @@ def sinkhorn_scaling(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: 
 
     K = exp(−(1 − s)/ε); a ← u / (K b), b ← v / (Kᵀ a) as batched matrix products;
     T = diag(a) K diag(b). K underflows in fp16 (exp(−20(1−s)) is subnormal for s < 0.52),
-    so use the log form there.
+    so use the log form there. If u or v has zero total mass, T is zero.
 
     s (..., R, R'), u (..., R), v (..., R') → T (..., R, R').
     """
+    u, v, valid = _guard_empty(u, v)
     kernel = torch.exp((s - 1.0) / eps)
     kernel_t = kernel.transpose(-1, -2)
     u = u.unsqueeze(-1)  # (..., R, 1)
     v = v.unsqueeze(-1)  # (..., R', 1)
-    b = torch.ones_like(v)
-    a = torch.ones_like(u)
-    for _ in range(iters):
+    a = u / kernel.sum(-1, keepdim=True).clamp_min(DENOM_FLOOR)  # the first update, from b = 1
+    b = v / (kernel_t @ a).clamp_min(DENOM_FLOOR)
+    for _ in range(iters - 1):
         a = u / (kernel @ b).clamp_min(DENOM_FLOOR)
         b = v / (kernel_t @ a).clamp_min(DENOM_FLOOR)
-    return a * kernel * b.transpose(-1, -2)
+    return a * kernel * b.transpose(-1, -2) * valid.unsqueeze(-1)
 
 
 SINKHORN_FORMS = {"log": sinkhorn_log, "scaling": sinkhorn_scaling}
