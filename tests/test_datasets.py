@@ -47,10 +47,11 @@ def test_read_rgb_converts_grey_16bit_and_alpha(tmp_path):
     for c in range(3):
         np.testing.assert_array_equal(out[..., c], grey)
 
-    deep = np.array([[0, 257, 32896, 51400, 65535]], dtype=np.uint16)  # ÷257 → 0, 1, 128, 200, 255
+    # ÷257 → 0, 1, 128, 200, 255; four rows because images under 4×4 are refused
+    deep = np.tile(np.array([[0, 257, 32896, 51400, 65535]], dtype=np.uint16), (4, 1))
     write_image(tmp_path / "deep.png", image=deep)
     out = read_rgb(tmp_path / "deep.png")
-    assert out.dtype == np.uint8 and out.shape == (1, 5, 3)
+    assert out.dtype == np.uint8 and out.shape == (4, 5, 3)
     np.testing.assert_array_equal(out[0, :, 0], [0, 1, 128, 200, 255])
 
     bgra = np.random.default_rng(2).integers(0, 256, (5, 7, 4), dtype=np.uint8)

@@ -1,7 +1,8 @@
 """Image datasets for training and evaluation: class folders and the three standard DML benchmarks
 (CUB-200-2011, Cars196, Stanford Online Products), split class-disjointly as in the literature.
 
-A split holds :class:`Sample` lists only; images are decoded on demand by :func:`read_rgb`.
+A split holds :class:`Sample` lists only; images are decoded on demand by :func:`read_rgb` (the
+runtime's decoder, so training sees exactly the pixels a device sees).
 :func:`check_readable` decodes everything once before training so unreadable files are reported
 by name and skipped; :class:`ImageDataset` still survives a file that breaks mid-epoch.
 """
@@ -15,27 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, InvalidImageError, require
+from ..runtime.image import image_extensions, read_rgb
 
-# A 1×1 GIF: OpenCV decodes GIF only from 4.11 (and only where built with it), so probe for it.
-_GIF_1X1 = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00"
-            b"\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
-_HAS_GIF = cv2.imdecode(np.frombuffer(_GIF_1X1, np.uint8), cv2.IMREAD_COLOR) is not None
-
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-    ".pbm", ".pgm", ".ppm", ".pnm") + ((".gif",) if _HAS_GIF else ())
+IMAGE_EXTENSIONS: tuple[str, ...] = image_extensions()
 FORMATS = ("auto", "folders", "cub200", "cars196", "sop")
-
-# COLOR|ANYDEPTH: always 3 channels (grey expanded, alpha dropped), 16 bits kept so we can scale
-# them, and the EXIF orientation applied (IMREAD_UNCHANGED would ignore it).
-_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -55,29 +44,6 @@ class DatasetSplit:
     train_classes: list[str]
     test_classes: list[str]
     source: str  # "folders", "cub200", "cars196" or "sop"
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to RGB uint8 (H, W, 3).
-
-    Grey images are expanded to 3 channels, alpha is dropped and 16-bit images are scaled to 8
-    bits (÷257). Reads through ``np.fromfile`` + ``cv2.imdecode`` so non-ASCII paths work.
-    Raises :class:`InvalidImageError` naming the file when it is missing or cannot be decoded.
-    """
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-        image = cv2.imdecode(data, _READ_FLAGS) if data.size else None
-    except (OSError, cv2.error) as exc:
-        raise InvalidImageError(f"cannot read image {path}: {exc}") from exc
-    if image is None:
-        raise InvalidImageError(f"cannot decode image {path}: the file is empty, truncated or not an "
-                                f"image OpenCV reads; re-save it as JPEG/PNG or delete it")
-    if image.dtype == np.uint16:
-        image = cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
-    elif image.dtype != np.uint8:
-        raise InvalidImageError(f"image {path} has unsupported pixel type {image.dtype}; "
-                                f"convert it to 8-bit JPEG/PNG")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _relabel(records: list[tuple[Path, Hashable]], keys: list, name_of: Callable) -> tuple[list[Sample], list[str]]:
