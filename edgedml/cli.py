@@ -254,5 +254,89 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, i
                                               "images": len(samples), "results": results}, indent=2) + "\n")
 
 
+EXIT_NO_ENGINE = 3  # the bundle is complete but TensorRT or a GPU is missing here
+
+
+def _build_engines_or_explain(bundle, engine, max_batch, max_candidates, calib) -> None:
+    from .export.tensorrt import EngineUnavailable, build_engines
+
+    try:
+        build_engines(bundle, engine, max_batch, max_candidates, calib, log=lambda m: click.echo(m, err=True))
+    except EngineUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_NO_ENGINE)
+
+
+@main.command(name="export")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="A .safetensors checkpoint; without it, the ImageNet-pretrained default model.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--engine", type=click.Choice(["none", "fp32", "fp16", "int8"]), default="none", show_default=True,
+              help="Also build TensorRT engines (needs TensorRT and a CUDA GPU here).")
+@click.option("--calib", type=click.Path(exists=True, file_okay=False),
+              help="Images for INT8 calibration (also used for validation).")
+@click.option("--validate-with", type=click.Path(exists=True, file_okay=False),
+              help="Real images to validate ONNX Runtime against PyTorch [default: random tensors].")
+@click.option("--max-batch", default=8, show_default=True, help="Largest embedder batch of the engine profile.")
+@click.option("--max-candidates", default=100, show_default=True, help="Largest K of the matcher engine profile.")
+@click.option("--iters", type=int, help="Sinkhorn iterations unrolled in matcher.onnx [default: the model's].")
+@click.option("--matcher-form", type=click.Choice(["scaling", "log"]), default="scaling", show_default=True,
+              help="scaling: fp32, fastest; log: fp16-safe, for targets that must run fp16 everywhere.")
+@click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), default="diml", show_default=True,
+              help="Head of the pretrained default (ignored with --checkpoint).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
+def export_command(checkpoint, out, engine, calib, validate_with, max_batch, max_candidates, iters,
+                   matcher_form, head, overwrite):
+    """Export a model to a validated bundle: embedder.onnx, matcher.onnx, manifest.json [, engines]."""
+    from .errors import EdgeDMLError
+
+    try:
+        import torch
+
+        from .export.exporter import ExportOptions, export_bundle
+        from .models import ModelConfig, build_model, load_checkpoint
+    except ImportError as exc:
+        _fail(MissingDependencyError(exc.name or "torch", "edgedml export", "export"))
+    try:
+        options = ExportOptions(engine=engine, matcher_form=matcher_form, iters=iters, max_batch=max_batch,
+                                max_candidates=max_candidates, calib=calib, validate_with=validate_with,
+                                overwrite=overwrite)
+        if checkpoint:
+            model, source = load_checkpoint(checkpoint), f"checkpoint {checkpoint}"
+        else:
+            torch.manual_seed(0)  # the untrained head of the default model is reproducible
+            model, source = build_model(ModelConfig(head=head)), "ImageNet-pretrained default (untrained head, seed 0)"
+        manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
+    except EdgeDMLError as exc:
+        _fail(exc)
+    report = manifest["validation"]
+    click.echo(f"bundle: {out}")
+    click.echo(f"  embedder vs PyTorch: max |Δ| {report['embedder']['max_abs_diff_embedding']:.1e}; "
+               f"matcher vs PyTorch: {report['matcher']['max_abs_diff_multiscale']:.1e}; "
+               f"vs POT: {report['pot']['max_abs_diff_score_vs_pot']:.1e}; "
+               f"fp16 log form: {report['fp16']['max_abs_diff_score_fp16']:.1e}")
+    if engine != "none":
+        _build_engines_or_explain(out, engine, max_batch, max_candidates, calib)
+
+
+@main.command(name="build-engine")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--engine", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
+@click.option("--max-batch", default=8, show_default=True)
+@click.option("--max-candidates", default=100, show_default=True)
+@click.option("--calib", type=click.Path(exists=True, file_okay=False), help="Images for INT8 calibration.")
+def build_engine_command(bundle, engine, max_batch, max_candidates, calib):
+    """Build TensorRT engines from a bundle's ONNX, on the target device (engines do not move
+    between GPUs or TensorRT versions): export on a workstation, build on the Jetson."""
+    from .errors import EdgeDMLError
+
+    if engine == "int8" and not calib:
+        _fail(click.BadParameter("--engine int8 calibrates on real images: pass --calib DIR"))
+    try:
+        _build_engines_or_explain(bundle, engine, max_batch, max_candidates, calib)
+    except EdgeDMLError as exc:
+        _fail(exc)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,155 @@
+"""Validation run by every export; the report is stored in the manifest.
+
+- ONNX Runtime against PyTorch: embeddings and matcher scores within 1e-4 (fp32), on real images
+  when a folder is given, random tensors otherwise;
+- the unrolled matcher's transport plans and scores against POT's ``ot.sinkhorn`` on the same
+  marginals and kernel, run for the same iterations (and, reported only, to convergence);
+- fp16 numerics of the log-form matcher, float16 arithmetic emulated on the CPU by torch: scores
+  within 1e-2 of fp32 and no inf/NaN across inputs whose similarities span [−1, 1].
+A bound that breaks raises :class:`ValidationError` with the whole report.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import EdgeDMLError
+from ..models.embedder import EmbeddingModel
+from ..models.matcher import MATCHER_INPUTS, StructuralMatcher
+from ..models.matching import l2_normalize, marginals, region_similarity, sinkhorn_log
+
+EMBEDDING_TOL = 1e-4
+SCORE_TOL = 1e-4
+POT_TOL = 1e-5  # plans and scores against POT run for the same iterations
+FP16_TOL = 1e-2
+
+
+class ValidationError(EdgeDMLError):
+    """An exported graph disagrees with PyTorch, POT or fp32 beyond the bounds above."""
+
+    def __init__(self, report: dict, failures: list[str]):
+        super().__init__("export validation failed: " + "; ".join(failures)
+                         + ". No bundle was written.")
+        self.report, self.failures = report, failures
+
+
+def session(path: str | Path):
+    """An ONNX Runtime CPU session (validation runs where the export runs)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def validate_embedder(model: EmbeddingModel, path: Path, images: torch.Tensor) -> dict:
+    """Max abs difference of every output, ONNX Runtime vs PyTorch, for images (B, 3, S, S)."""
+    sess = session(path)
+    names = [o.name for o in sess.get_outputs()]
+    got = sess.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        out = model.eval()(images)
+    want = {"embedding": out.embedding, "local": out.local, "attention": out.attention}
+    return {f"max_abs_diff_{n}": float(np.abs(g - want[n].numpy()).max()) for n, g in zip(names, got)}
+
+
+def matcher_inputs(regions: int, local_dim: int, embed_dim: int, k: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Unit-norm query and K candidates whose region similarities span [−1, 1]: candidate k is the
+    query plus noise growing from 0 to 2× with k, and every other candidate is negated."""
+    g = torch.Generator().manual_seed(seed)
+    q_local = l2_normalize(torch.randn(1, regions, local_dim, generator=g))
+    q_emb = l2_normalize(torch.randn(1, embed_dim, generator=g))
+    spread = torch.linspace(0, 2, k).view(k, 1, 1)
+    c_local = l2_normalize(q_local + spread * torch.randn(k, regions, local_dim, generator=g))
+    sign = torch.where(torch.arange(k) % 2 == 0, 1.0, -1.0)
+    c_local = c_local * sign.view(k, 1, 1)
+    c_emb = l2_normalize(q_emb + spread[:, :, 0] * torch.randn(k, embed_dim, generator=g)) * sign.view(k, 1)
+    return q_local, q_emb, c_local, c_emb
+
+
+def validate_matcher(matcher: StructuralMatcher, path: Path, inputs: tuple[torch.Tensor, ...]) -> dict:
+    """ONNX Runtime vs PyTorch on the same inputs: max abs difference of each output."""
+    sess = session(path)
+    got = sess.run(None, {name: t.numpy() for name, t in zip(MATCHER_INPUTS, inputs)})
+    with torch.no_grad():
+        want = matcher(*inputs)
+    return {f"max_abs_diff_{n}": float(np.abs(g - w.numpy()).max()) for n, g, w in zip(want._fields, got, want)}
+
+
+def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], eps: float, iters: int,
+                         marginals_kind: str, pairs: int = 8) -> dict:
+    """The ONNX matcher against ``ot.sinkhorn(method="sinkhorn_log")`` on the same marginals and
+    kernel, for the first ``pairs`` candidates with mass on both sides.
+
+    Two comparisons: POT run for the same number of iterations (the implementation check, which
+    must agree to float32 rounding: POT updates the column potential first, so it is given the
+    transposed problem, whose iterates are exactly ours), and the converged solution (float64,
+    2000 iterations; reported, not bounded: it measures what ``iters`` leaves unconverged,
+    largest on near-duplicate pairs whose kernel is sharply peaked). POT to convergence is
+    checked against the same float64 solution in the test suite."""
+    import ot
+
+    sess = session(path)
+    feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, inputs)}
+    plans, scores = sess.run(["plan", "structural"], feeds)
+    q_local, _, c_local, _ = (t.double() for t in inputs)
+    s = region_similarity(q_local, c_local).numpy()
+    u, v = (m.numpy() for m in marginals(q_local, c_local, marginals_kind))
+    same = {"plan": 0.0, "score": 0.0}
+    limit = sinkhorn_log(torch.from_numpy(s), torch.from_numpy(u), torch.from_numpy(v), eps, 2000).numpy()
+    converged = 0.0
+    compared = 0
+    for k in range(plans.shape[0]):
+        if u[k].sum() < 0.5 or v[k].sum() < 0.5:  # (near) zero mass: no transport problem to compare
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # POT warns on log(0) and on not converging in `iters`
+            fixed = ot.sinkhorn(v[k], u[k], (1 - s[k]).T, eps, method="sinkhorn_log",
+                                numItermax=iters, stopThr=0.0).T
+        same["plan"] = max(same["plan"], float(np.abs(plans[k] - fixed).max()))
+        same["score"] = max(same["score"], float(abs(scores[k] - (fixed * s[k]).sum())))
+        converged = max(converged, float(abs(scores[k] - (limit[k] * s[k]).sum())))
+        compared += 1
+        if compared == pairs:
+            break
+    return {"pairs": compared, "max_abs_diff_plan_vs_pot": same["plan"], "max_abs_diff_score_vs_pot": same["score"],
+            "max_abs_diff_score_vs_converged": converged}
+
+
+@torch.no_grad()
+def fp16_matcher_check(eps: float, iters: int, marginals_kind: str, inputs: tuple[torch.Tensor, ...]) -> dict:
+    """The log form in float16 (emulated on the CPU) against float32: score error, finiteness."""
+    q_local, _, c_local, _ = inputs
+    s32 = region_similarity(q_local, c_local)
+    u, v = marginals(q_local, c_local, marginals_kind)
+    plan16 = sinkhorn_log(s32.half(), u.half(), v.half(), eps, iters)
+    score16 = (plan16.float() * s32.half().float()).sum((-1, -2))
+    score32 = (sinkhorn_log(s32, u, v, eps, iters) * s32).sum((-1, -2))
+    return {"similarity_range": [float(s32.min()), float(s32.max())],
+            "max_abs_diff_score_fp16": float((score16 - score32).abs().max()),
+            "finite_fp16": bool(torch.isfinite(plan16).all())}
+
+
+def check_bounds(report: dict) -> list[str]:
+    """The failures of a validation report against the bounds of this module."""
+    failures = []
+    for key, value in report.get("embedder", {}).items():
+        if value > EMBEDDING_TOL:
+            failures.append(f"embedder {key} = {value:.2e} > {EMBEDDING_TOL}")
+    for key in ("max_abs_diff_structural", "max_abs_diff_multiscale"):
+        value = report.get("matcher", {}).get(key, 0.0)
+        if value > SCORE_TOL:
+            failures.append(f"matcher {key} = {value:.2e} > {SCORE_TOL}")
+    for key in ("max_abs_diff_plan_vs_pot", "max_abs_diff_score_vs_pot"):
+        value = report.get("pot", {}).get(key, 0.0)
+        if value > POT_TOL:
+            failures.append(f"matcher {key} = {value:.2e} > {POT_TOL}")
+    fp16 = report.get("fp16", {})
+    if fp16 and (not fp16["finite_fp16"] or fp16["max_abs_diff_score_fp16"] > FP16_TOL):
+        failures.append(f"fp16 matcher: finite={fp16['finite_fp16']}, score error "
+                        f"{fp16['max_abs_diff_score_fp16']:.2e} (bound {FP16_TOL})")
+    return failures

@@ -1,0 +1,53 @@
+"""The structural matcher as a module: one query against K candidates, plain tensors in and out.
+
+This is what ``matcher.onnx`` contains. The Sinkhorn loop has a fixed iteration count and no
+data-dependent control flow, so tracing unrolls it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from .matching import SINKHORN_FORMS, evidence, marginals, region_similarity, structural_similarity
+
+MATCHER_INPUTS = ("query_local", "query_embedding", "candidate_local", "candidate_embedding")
+MATCHER_OUTPUTS = ("structural", "multiscale", "plan", "query_evidence", "candidate_evidence")
+
+
+class MatcherOutput(NamedTuple):
+    structural: Tensor  # (K,)       Σ T ⊙ s
+    multiscale: Tensor  # (K,)       Σ T ⊙ s + cosine of the global embeddings
+    plan: Tensor  # (K, R, R)  transport plans, rows: the query's regions
+    query_evidence: Tensor  # (K, R)     Σ_j T_ij s_ij per query region
+    candidate_evidence: Tensor  # (K, R)     Σ_i T_ij s_ij per candidate region
+
+
+class StructuralMatcher(nn.Module):
+    """Structural and multi-scale scores of one query against K candidates.
+
+    ``form`` is "scaling" (fp32, fewest graph nodes) or "log" (explicit max-shift log-sum-exp,
+    safe in fp16). Both run ``iters`` fixed iterations with entropic regulariser ``eps``.
+    """
+
+    def __init__(self, eps: float = 0.05, iters: int = 100, marginals_kind: str = "cross", form: str = "scaling"):
+        super().__init__()
+        if form not in SINKHORN_FORMS:
+            raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
+        if iters < 1 or eps <= 0:
+            raise ValueError(f"need iters ≥ 1 and eps > 0, got iters={iters}, eps={eps}")
+        self.eps, self.iters, self.marginals_kind, self.form = eps, iters, marginals_kind, form
+
+    def forward(self, query_local: Tensor, query_embedding: Tensor, candidate_local: Tensor,
+                candidate_embedding: Tensor) -> MatcherOutput:
+        """query_local (1, R, D), query_embedding (1, E), candidate_local (K, R, D),
+        candidate_embedding (K, E) → MatcherOutput (shapes on the class)."""
+        s = region_similarity(query_local, candidate_local)  # (K, R, R)
+        u, v = marginals(query_local, candidate_local, self.marginals_kind)
+        plan = SINKHORN_FORMS[self.form](s, u, v, self.eps, self.iters)
+        structural = structural_similarity(plan, s)
+        cosine = (query_embedding * candidate_embedding).sum(-1)
+        ex, ey = evidence(plan, s)
+        return MatcherOutput(structural, structural + cosine, plan, ex, ey)
+
