@@ -364,6 +364,15 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
     summary = {"step_losses": step_losses, "out": str(out), "train_images": len(train_samples), "val_images": len(val_samples),
                "classes": num_classes, "world_size": world, "device": str(device)}
 
+    if rank == 0 and val_samples and counters["epoch"] == 0:
+        embedded = embed_samples(model, val_samples, cfg.model.preprocessing(), device, cfg.eval_batch_size,
+                                 workers=cfg.workers)
+        before = evaluate_embeddings(embedded, structural=False, multiscale=False, nmi=False)["global"]
+        record = {"epoch": 0, **{f"val_{k}": v for k, v in before.items()}}
+        summary["val_before_training"] = before
+        with open(out / "metrics.jsonl", "a") as handle:  # the baseline every epoch should beat
+            handle.write(json.dumps(record) + "\n")
+
     for epoch in range(counters["epoch"], cfg.epochs):
         sampler.set_epoch(epoch)
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
