@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..bundle import write_manifest
+from ..bundle import read_manifest, write_manifest
 from ..errors import ConfigError
 from ..models.embedder import EmbeddingModel
 from ..models.matcher import StructuralMatcher
@@ -174,7 +174,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log(f"bundle written to {out} in {time.perf_counter() - started:.1f} s")
-    return manifest
+    return read_manifest(out, verify=False)
 
 
 def default_log(message: str) -> None:
