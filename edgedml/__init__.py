@@ -11,4 +11,13 @@ sub-packages that are imported when used:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "Matcher"]
+
+
+def __getattr__(name: str):
+    """``edgedml.Matcher`` without importing the runtime (or anything heavy) at ``import edgedml``."""
+    if name == "Matcher":
+        from .runtime.matcher import Matcher
+
+        return Matcher
+    raise AttributeError(f"module 'edgedml' has no attribute {name!r}")
