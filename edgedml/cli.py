@@ -338,5 +338,46 @@ def build_engine_command(bundle, engine, max_batch, max_candidates, calib):
         _fail(exc)
 
 
+@main.command()
+@click.argument("image_a", type=click.Path(exists=True, dir_okay=False))
+@click.argument("image_b", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A bundle folder written by `edgedml export`.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto",
+              show_default=True)
+@click.option("--threshold", type=float, help="Decision threshold [default: the bundle's calibrated one].")
+@click.option("--explain", "explain_path", type=click.Path(dir_okay=False),
+              help="Write the side-by-side explanation picture (PNG/JPEG) here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def compare(image_a, image_b, bundle, backend, threshold, explain_path, as_json):
+    """Compare two images: score, decision, and (with --explain) a picture of why."""
+    from .errors import EdgeDMLError
+
+    try:
+        from .runtime.matcher import Matcher
+
+        matcher = Matcher(bundle, backend=backend, threshold=threshold)
+        result = matcher.compare(image_a, image_b)
+        if explain_path:
+            import cv2
+
+            if not cv2.imwrite(explain_path, result.render()):
+                raise click.ClickException(f"could not write {explain_path}; use a .png or .jpg path in an "
+                                           f"existing folder")
+    except EdgeDMLError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"a": image_a, "b": image_b, "backend": matcher.backend.describe(),
+                               **result.to_dict()}, indent=2))
+        return
+    decision = ("uncalibrated: run `edgedml calibrate` or pass --threshold" if result.is_match is None
+                else ("MATCH" if result.is_match else "NO MATCH") + f" at threshold {result.threshold:.4f}")
+    click.echo(f"score {result.score:.4f} (structural {result.structural:.4f} + global "
+               f"{result.global_similarity:.4f}) via {matcher.backend.describe()}")
+    click.echo(f"decision: {decision}")
+    if explain_path:
+        click.echo(f"explanation: {explain_path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
