@@ -51,7 +51,10 @@ def test_training_writes_checkpoints_metrics_and_config(tiny_folders, tmp_path, 
     summary = train(cfg)
     out = tmp_path / "run"
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in lines] == [1, 2]
+    assert [r["epoch"] for r in lines] == [0, 1, 2]  # epoch 0: validation before training
+    assert "val_map@r" in lines[0] and "train_loss" not in lines[0]
+    assert summary["val_before_training"]["map@r"] == lines[0]["val_map@r"]
+    lines = lines[1:]
     assert all(np.isfinite(r["train_loss"]) and "val_map@r" in r for r in lines)
     assert summary["train_images"] == 24 and summary["val_images"] == 12
     assert len(summary["step_losses"]) == 4
@@ -92,7 +95,7 @@ def test_resume_continues_where_a_run_stopped(tiny_folders, tmp_path):
     assert len(resumed["step_losses"]) == 2
     assert np.allclose(resumed["step_losses"], full["step_losses"][2:], rtol=1e-4)
     lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]  # no second epoch 0 on resume
 
 
 def test_lr_schedule_warms_up_then_decays():
