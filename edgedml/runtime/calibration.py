@@ -1,0 +1,169 @@
+"""`edgedml calibrate`: decision thresholds from genuine and impostor pairs of a labelled set.
+
+Every pair of images of a class-per-folder set is scored with the bundle's multi-scale score
+(same class: genuine, different classes: impostor). From the two score sets: the equal error
+rate (EER), the true-accept rate at false-accept rates 1e-2, 1e-3 and 1e-4 with their thresholds,
+a ROC curve and score histograms (PNG, drawn with OpenCV). The thresholds go into the bundle's
+manifest; ``default`` is the FAR 1e-3 threshold where the impostor pairs can resolve it (at least
+1,000 of them), the EER threshold otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import read_manifest, write_manifest
+from ..errors import EdgeDMLError
+from .image import image_extensions
+from .matcher import Matcher
+
+FARS = (1e-2, 1e-3, 1e-4)
+
+
+def labelled_images(root: str | Path, per_class: int | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Images of a class-per-folder set: paths, labels (N,), class names."""
+    root = Path(root)
+    suffixes = image_extensions()
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    paths, labels, names = [], [], []
+    for folder in classes:
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in suffixes)[:per_class]
+        if files:
+            names.append(folder.name)
+            paths += files
+            labels += [len(names) - 1] * len(files)
+    if len(names) < 2:
+        raise EdgeDMLError(f"calibration needs a folder with at least 2 class sub-folders of images; {root} has "
+                           f"{len(names)}")
+    return paths, np.asarray(labels), names
+
+
+def pair_scores(matcher: Matcher, paths: list[Path], labels: np.ndarray, batch: int = 16,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-scale scores of all pairs i < j: (genuine scores, impostor scores)."""
+    chunks = [matcher.embed(paths[i:i + batch]) for i in range(0, len(paths), batch)]
+    from .matcher import Features
+
+    feats = Features(np.concatenate([c.embedding for c in chunks]), np.concatenate([c.local for c in chunks]))
+    genuine, impostor = [], []
+    iterator = range(len(paths) - 1)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="scoring pairs", unit="query")
+    for i in iterator:
+        scores = matcher.match(feats[i], feats[i + 1:])["multiscale"]
+        same = labels[i + 1:] == labels[i]
+        genuine.append(scores[same])
+        impostor.append(scores[~same])
+    return np.concatenate(genuine), np.concatenate(impostor)
+
+
+def far_tar(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(false-accept rate, true-accept rate) when accepting scores ≥ threshold."""
+    return float((impostor >= threshold).mean()), float((genuine >= threshold).mean())
+
+
+def threshold_at_far(impostor: np.ndarray, far: float) -> float:
+    """The lowest threshold whose false-accept rate is at most ``far``."""
+    ordered = np.sort(impostor)[::-1]  # best impostors first
+    allowed = int(np.floor(far * len(ordered)))  # impostors that may pass
+    if allowed >= len(ordered):
+        return float(ordered[-1])
+    return float(np.nextafter(ordered[allowed], np.inf))  # just above the first impostor that must fail
+
+
+def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, float]:
+    """(EER, its threshold): where false accepts and false rejects are closest."""
+    candidates = np.unique(np.concatenate([genuine, impostor]))
+    far = np.array([(impostor >= t).mean() for t in candidates])
+    frr = np.array([(genuine < t).mean() for t in candidates])
+    best = int(np.argmin(np.abs(far - frr)))
+    return float((far[best] + frr[best]) / 2), float(candidates[best])
+
+
+def draw_roc(genuine: np.ndarray, impostor: np.ndarray, size: int = 480):
+    """ROC on a log FAR axis (1e-4 … 1) as a BGR image."""
+    import cv2
+
+    img = np.full((size, size, 3), 255, np.uint8)
+    margin = 50
+    span = size - 2 * margin
+    thresholds = np.unique(np.concatenate([genuine, impostor]))
+    points = []
+    for t in thresholds[:: max(1, len(thresholds) // 400)]:
+        far, tar = far_tar(genuine, impostor, t)
+        x = margin + span * (np.log10(max(far, 1e-4)) + 4) / 4
+        y = margin + span * (1 - tar)
+        points.append((int(x), int(y)))
+    cv2.rectangle(img, (margin, margin), (margin + span, margin + span), (0, 0, 0), 1)
+    for exponent in range(-4, 1):
+        x = int(margin + span * (exponent + 4) / 4)
+        cv2.putText(img, f"1e{exponent}", (x - 14, size - margin + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.polylines(img, [np.array(sorted(points), np.int32)], False, (200, 80, 0), 2, cv2.LINE_AA)
+    cv2.putText(img, "ROC: TAR (up) vs FAR (log, right)", (margin, margin - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict, width: int = 640, height: int = 360):
+    """Genuine (green) and impostor (red) score histograms with the thresholds marked, as BGR."""
+    import cv2
+
+    img = np.full((height, width, 3), 255, np.uint8)
+    low, high = float(min(genuine.min(), impostor.min())), float(max(genuine.max(), impostor.max()))
+    bins = np.linspace(low, high, 61)
+    margin = 40
+    for scores, colour in ((impostor, (60, 60, 220)), (genuine, (60, 180, 60))):
+        counts = np.histogram(scores, bins)[0] / max(1, len(scores))
+        peak = counts.max() or 1
+        for k, c in enumerate(counts):
+            x0 = int(margin + (width - 2 * margin) * k / 60)
+            x1 = int(margin + (width - 2 * margin) * (k + 1) / 60)
+            y = int(height - margin - (height - 2 * margin) * c / peak)
+            cv2.rectangle(img, (x0, y), (x1 - 1, height - margin), colour, 1)
+    for name, t in thresholds.items():
+        x = int(margin + (width - 2 * margin) * (t - low) / max(high - low, 1e-9))
+        cv2.line(img, (x, margin), (x, height - margin), (0, 0, 0), 1)
+        cv2.putText(img, name, (x + 3, margin + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.putText(img, f"scores {low:.2f} .. {high:.2f}: genuine green, impostor red", (margin, 24),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None, backend: str = "auto",
+              progress: bool = False) -> dict:
+    """Score all pairs of ``data``, write thresholds, ROC and histograms into ``bundle``."""
+    import cv2
+
+    started = time.perf_counter()
+    matcher = Matcher(bundle, backend=backend)
+    paths, labels, names = labelled_images(data, per_class)
+    genuine, impostor = pair_scores(matcher, paths, labels, progress=progress)
+    if len(genuine) == 0:
+        raise EdgeDMLError(f"{data} has no class with two images: no genuine pairs to calibrate on")
+    eer, eer_threshold = equal_error_rate(genuine, impostor)
+    thresholds = {"eer": {"threshold": eer_threshold, "far": far_tar(genuine, impostor, eer_threshold)[0],
+                          "tar": far_tar(genuine, impostor, eer_threshold)[1]}}
+    for far in FARS:
+        t = threshold_at_far(impostor, far)
+        measured_far, tar = far_tar(genuine, impostor, t)
+        thresholds[f"far_{far:g}"] = {"threshold": t, "far": measured_far, "tar": tar,
+                                      "resolvable": len(impostor) >= 1 / far}
+    default = "far_0.001" if thresholds["far_0.001"]["resolvable"] else "eer"
+    thresholds["default"] = {**thresholds[default], "from": default}
+    root = Path(bundle)
+    cv2.imwrite(str(root / "calibration_roc.png"), draw_roc(genuine, impostor))
+    cv2.imwrite(str(root / "calibration_scores.png"), draw_histograms(
+        genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
+    manifest = read_manifest(root)
+    body = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
+    body["thresholds"] = thresholds
+    body["calibration"] = {"data": str(data), "images": len(paths), "classes": len(names),
+                           "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
+                           "eer": eer, "seconds": round(time.perf_counter() - started, 1)}
+    write_manifest(root, body)
+    return {"thresholds": thresholds, **body["calibration"]}

@@ -1,0 +1,253 @@
+"""A gallery of enrolled identities for access control, in SQLite (the file is the gallery).
+
+- ``enroll(name, images)`` embeds first, then writes the identity and all its templates in one
+  transaction: a process killed mid-enrollment leaves the gallery as it was before.
+- ``verify(image, name)`` (1:1): the query against that identity's templates with the batched
+  matcher; the best multi-scale score decides.
+- ``identify(image, top_k)`` (1:N): global cosine over every enrolled template (numpy, or FAISS
+  when installed and the gallery holds 10,000 templates or more), then the matcher re-ranks the best K templates; identities ranked by their
+  best multi-scale score.
+- ``log_decision`` records a decision with its score, threshold, time and evidence picture, so
+  every access decision can be explained afterwards.
+
+The gallery remembers which embedder made its templates (sha256 of ``embedder.onnx``) and refuses
+a Matcher with another one: templates from different models are not comparable.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import EdgeDMLError
+from .image import ImageInput
+from .matcher import Features, Matcher
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY, identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    embedding BLOB NOT NULL, local BLOB NOT NULL, source TEXT, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS templates_identity ON templates(identity_id);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, claimed TEXT, decided TEXT,
+    score REAL, threshold REAL, accepted INTEGER, evidence TEXT, details TEXT);
+"""
+
+
+class GalleryError(EdgeDMLError):
+    """The gallery cannot do what was asked (unknown identity, another model, no threshold)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One identity of an identification result."""
+
+    name: str
+    score: float  # best multi-scale score over the identity's re-ranked templates
+    global_similarity: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verification or identification decision."""
+
+    accepted: bool
+    name: str | None  # the identity verified, or the best identified one
+    score: float
+    threshold: float
+    candidates: tuple[Candidate, ...] = ()
+
+
+class Gallery:
+    """``Gallery(path, matcher)``; ``threshold`` defaults to the matcher's (calibrated) one."""
+
+    def __init__(self, path: str | Path, matcher: Matcher, threshold: float | None = None):
+        self.path = Path(path)
+        self.matcher = matcher
+        self.threshold = threshold if threshold is not None else matcher.threshold
+        self._lock = threading.Lock()
+        self._cache: tuple | None = None
+        self._index = None
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        fingerprint = matcher.manifest["files"][matcher.manifest["embedder"]["file"]]["sha256"]
+        row = self._db.execute("SELECT value FROM meta WHERE key='embedder_sha256'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('embedder_sha256', ?)", (fingerprint,))
+        elif row[0] != fingerprint:
+            raise GalleryError(f"{self.path} was enrolled with another model (embedder sha256 {row[0][:12]}…); "
+                               f"use the bundle it was made with, or enroll into a new gallery file")
+
+    # --- enrollment -------------------------------------------------------------------------
+
+    def enroll(self, name: str, images: Sequence[ImageInput], sources: Sequence[str] | None = None) -> int:
+        """Add ``name`` with one template per image (all or nothing); returns the template count.
+        Enrolling an existing name adds templates to it."""
+        if not name or not name.strip():
+            raise GalleryError("an identity needs a non-empty name")
+        if not images:
+            raise GalleryError(f"enrolling {name!r} needs at least one image")
+        features = self.matcher.embed(list(images))  # before the transaction: slow, may fail
+        sources = list(sources) if sources is not None else [str(i) if isinstance(i, (str, Path)) else None
+                                                              for i in images]
+        now = time.time()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("INSERT OR IGNORE INTO identities (name, created) VALUES (?, ?)", (name, now))
+                identity = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
+                for i in range(len(features)):
+                    self._insert_template(identity, features.embedding[i], features.local[i], sources[i], now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._cache = None
+        return len(features)
+
+    def _insert_template(self, identity: int, embedding: np.ndarray, local: np.ndarray, source, now) -> None:
+        self._db.execute("INSERT INTO templates (identity_id, embedding, local, source, created) VALUES (?,?,?,?,?)",
+                         (identity, np.ascontiguousarray(embedding, np.float32).tobytes(),
+                          np.ascontiguousarray(local, np.float32).tobytes(), source, now))
+
+    def remove(self, name: str) -> bool:
+        """Delete an identity and its templates; False if it was not enrolled."""
+        with self._lock:
+            deleted = self._db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount
+            self._cache = None
+        return bool(deleted)
+
+    def identities(self) -> dict[str, int]:
+        """{name: number of templates}, sorted by name."""
+        rows = self._db.execute("SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t "
+                                "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
+        return dict(rows)
+
+    # --- matching ---------------------------------------------------------------------------
+
+    def _templates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(embeddings (N, E), local (N, R, D), identity index per template (N,), names), cached
+        until the gallery changes (with a FAISS index for large galleries)."""
+        with self._lock:
+            if self._cache is None:
+                rows = self._db.execute("SELECT t.identity_id, i.name, t.embedding, t.local FROM templates t "
+                                        "JOIN identities i ON i.id = t.identity_id ORDER BY t.id").fetchall()
+                io = self.matcher.manifest["matcher"]["inputs"]
+                r, d, e = io["query_local"][1], io["query_local"][2], io["query_embedding"][1]
+                names = sorted({row[1] for row in rows})
+                index = {n: i for i, n in enumerate(names)}
+                emb = np.frombuffer(b"".join(row[2] for row in rows), np.float32).reshape(-1, e)
+                local = np.frombuffer(b"".join(row[3] for row in rows), np.float32).reshape(-1, r, d)
+                owner = np.array([index[row[1]] for row in rows], np.int64)
+                self._cache = (emb, local, owner, names)
+                self._index = faiss_index(emb)
+            return self._cache
+
+    def _require_threshold(self, threshold: float | None) -> float:
+        threshold = self.threshold if threshold is None else threshold
+        if threshold is None:
+            raise GalleryError("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass one")
+        return threshold
+
+    def verify(self, image: ImageInput | Features, name: str, threshold: float | None = None) -> Decision:
+        """1:1: is ``image`` the enrolled ``name``?"""
+        threshold = self._require_threshold(threshold)
+        emb, local, owner, names = self._templates()
+        if name not in names:
+            raise GalleryError(f"{name!r} is not enrolled in {self.path}; enrolled: {len(names)} identities")
+        rows = owner == names.index(name)
+        query = image if isinstance(image, Features) else self.matcher.embed(image)
+        out = self.matcher.match(query, Features(emb[rows], local[rows]))
+        best = int(np.argmax(out["multiscale"]))
+        score = float(out["multiscale"][best])
+        candidate = Candidate(name, score, score - float(out["structural"][best]))
+        return Decision(score >= threshold, name, score, threshold, (candidate,))
+
+    def identify(self, image: ImageInput | Features, top_k: int = 5, rerank: int | None = None,
+                 threshold: float | None = None) -> Decision:
+        """1:N: the enrolled identities most like ``image``, best first; accepted when the best
+        scores at least the threshold."""
+        threshold = self._require_threshold(threshold)
+        emb, local, owner, names = self._templates()
+        if len(emb) == 0:
+            raise GalleryError(f"{self.path} has no enrolled identities; enroll some first")
+        query = image if isinstance(image, Features) else self.matcher.embed(image)
+        k = min(rerank or self.matcher.manifest.get("rerank_k", 100), len(emb))
+        top = top_by_cosine(query.embedding[0], emb, k, self._index)
+        out = self.matcher.match(query, Features(emb[top], local[top]))
+        best: dict[int, Candidate] = {}
+        for j, t in enumerate(top):
+            score = float(out["multiscale"][j])
+            who = int(owner[t])
+            if who not in best or score > best[who].score:
+                best[who] = Candidate(names[who], score, score - float(out["structural"][j]))
+        ranked = tuple(sorted(best.values(), key=lambda c: -c.score)[:top_k])
+        return Decision(ranked[0].score >= threshold, ranked[0].name, ranked[0].score, threshold, ranked)
+
+    # --- audit ------------------------------------------------------------------------------
+
+    def log_decision(self, kind: str, decision: Decision, claimed: str | None = None,
+                     evidence: str | None = None, details: dict | None = None) -> int:
+        """Record a decision (kind: "verify" or "identify") with the path of its evidence picture."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO decisions (time, kind, claimed, decided, score, threshold, accepted, evidence, details) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (time.time(), kind, claimed, decision.name, decision.score, decision.threshold,
+                 int(decision.accepted), evidence, json.dumps(details or {})))
+        return int(cursor.lastrowid)
+
+    def decisions(self, limit: int = 100) -> list[dict]:
+        """The latest logged decisions, newest first."""
+        cursor = self._db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Gallery":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+FAISS_MIN_TEMPLATES = 10_000  # below this a numpy matrix product is as fast as an index
+
+
+def faiss_index(embeddings: np.ndarray):
+    """An exact inner-product FAISS index of ``embeddings`` (N, E), or None without FAISS or for
+    small galleries."""
+    if len(embeddings) < FAISS_MIN_TEMPLATES:
+        return None
+    try:
+        import faiss
+    except ImportError:
+        return None
+    index = faiss.IndexFlatIP(embeddings.shape[1])
+    index.add(np.ascontiguousarray(embeddings, np.float32))
+    return index
+
+
+def top_by_cosine(query: np.ndarray, embeddings: np.ndarray, k: int, index=None) -> np.ndarray:
+    """Indices of the k rows of ``embeddings`` (N, E) most similar to ``query`` (E,), best first;
+    through ``index`` (from :func:`faiss_index`) when given."""
+    k = min(k, len(embeddings))
+    if index is not None:
+        return index.search(np.ascontiguousarray(query[None], np.float32), k)[1][0]
+    scores = embeddings @ query
+    top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return top[np.argsort(-scores[top], kind="stable")]

@@ -1,0 +1,161 @@
+"""Access control: the SQLite gallery (transactional enrollment, 1:1, 1:N, audit log) and calibration."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgedml.cli import EXIT_REJECTED, main
+from edgedml.export.exporter import ExportOptions, export_bundle
+from edgedml.models import ModelConfig, build_model
+from edgedml.runtime import Matcher
+from edgedml.runtime.calibration import calibrate, equal_error_rate, far_tar, threshold_at_far
+from edgedml.runtime.gallery import Gallery, GalleryError, top_by_cosine
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
+DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=96)).eval()
+    out = tmp_path_factory.mktemp("g") / "bundle"
+    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
+    return out
+
+
+def test_enroll_verify_identify_and_audit(bundle, tmp_path):
+    with Gallery(tmp_path / "g.db", Matcher(bundle), threshold=0.0) as g:
+        assert g.enroll("daisy", [DAISY_1]) == 1
+        g.enroll("pansy", [PANSY])
+        assert g.identities() == {"daisy": 1, "pansy": 1}
+        genuine, impostor = g.verify(DAISY_2, "daisy"), g.verify(DAISY_2, "pansy")
+        assert genuine.score > impostor.score and genuine.accepted
+        who = g.identify(DAISY_2, top_k=2)
+        assert [c.name for c in who.candidates] == ["daisy", "pansy"] and who.name == "daisy"
+        assert who.score == pytest.approx(genuine.score, abs=1e-6)
+        g.log_decision("verify", genuine, claimed="daisy", evidence="why.png")
+        logged = g.decisions()
+        assert logged[0]["claimed"] == "daisy" and logged[0]["evidence"] == "why.png" and logged[0]["accepted"] == 1
+        assert g.remove("pansy") and not g.remove("pansy")
+        assert g.identities() == {"daisy": 1}
+        with pytest.raises(GalleryError, match="not enrolled"):
+            g.verify(DAISY_2, "pansy")
+    with Gallery(tmp_path / "g.db", Matcher(bundle)) as g:  # persisted; no threshold now
+        assert g.identities() == {"daisy": 1}
+        with pytest.raises(GalleryError, match="calibrate"):
+            g.identify(DAISY_2)
+
+
+def test_gallery_refuses_a_bundle_with_another_embedder(bundle, tmp_path):
+    Gallery(tmp_path / "g.db", Matcher(bundle)).close()
+    torch.manual_seed(1)
+    other = tmp_path / "other"
+    export_bundle(build_model(ModelConfig(image_size=96)), other, ExportOptions(validation_images=2), log=lambda m: None)
+    with pytest.raises(GalleryError, match="another model"):
+        Gallery(tmp_path / "g.db", Matcher(other))
+
+
+def test_a_killed_enrollment_leaves_the_gallery_as_it_was(bundle, tmp_path):
+    db = tmp_path / "g.db"
+    with Gallery(db, Matcher(bundle)) as g:
+        g.enroll("daisy", [DAISY_1])
+    child = (
+        "import sys, time\n"
+        "from edgedml.runtime import Matcher\n"
+        "from edgedml.runtime.gallery import Gallery\n"
+        "original = Gallery._insert_template\n"
+        "def slow(self, *args):\n"
+        "    original(self, *args)\n"
+        "    print('inserted', flush=True)\n"
+        "    time.sleep(60)\n"
+        "Gallery._insert_template = slow\n"
+        f"Gallery({str(db)!r}, Matcher({str(bundle)!r})).enroll('pansy', [{str(PANSY)!r}, {str(DAISY_2)!r}])\n")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "inserted"  # one template written, transaction open
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with Gallery(db, Matcher(bundle)) as g:
+        assert g.identities() == {"daisy": 1}
+        assert g._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert g._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 1
+
+
+def test_top_by_cosine_is_exact_and_ordered():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(500, 16)).astype(np.float32)
+    query = rng.normal(size=16).astype(np.float32)
+    top = top_by_cosine(query, emb, 10)
+    assert list(top) == list(np.argsort(-(emb @ query))[:10])
+
+
+def test_threshold_and_rates_on_hand_made_scores():
+    genuine = np.array([0.9, 0.8, 0.7, 0.4])
+    impostor = np.array([0.1, 0.2, 0.3, 0.5, 0.75, 0.05, 0.0, 0.15, 0.25, 0.35])
+    t = threshold_at_far(impostor, 0.1)  # one impostor of ten may pass: 0.75 passes, 0.5 must fail
+    assert 0.5 < t <= 0.5 + 1e-6
+    assert far_tar(genuine, impostor, t) == (0.1, 0.75)
+    assert threshold_at_far(impostor, 0.0) > 0.75
+    # at 0.5: FAR = 2/10 (0.5, 0.75 pass), FRR = 1/4 (0.4 fails): closest pair, EER = (0.2 + 0.25)/2;
+    # at 0.7: FAR 0.1, FRR 0.25 (gap 0.15); at 0.4: FAR 0.2, FRR 0 (gap 0.2)
+    eer, at = equal_error_rate(genuine, impostor)
+    assert eer == pytest.approx(0.225) and at == pytest.approx(0.5)
+
+
+def test_calibration_writes_thresholds_and_pictures(bundle, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    for name, files in {"daisy": [DAISY_1, DAISY_2], "pansy": [PANSY]}.items():
+        (data / name).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, data / name / f.name)
+        flipped = cv2.flip(cv2.imread(str(files[0])), 1)
+        cv2.imwrite(str(data / name / "flipped.jpg"), flipped)
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    report = calibrate(copy, data)
+    assert report["genuine_pairs"] == 3 + 1 and report["impostor_pairs"] == 3 * 2
+    thresholds = Matcher(copy).manifest["thresholds"]  # re-reads and re-verifies the checksums
+    assert thresholds["default"]["from"] == "eer"  # 6 impostor pairs cannot resolve FAR 1e-3
+    assert not thresholds["far_0.001"]["resolvable"]
+    assert Matcher(copy).threshold == thresholds["default"]["threshold"]
+    assert cv2.imread(str(copy / "calibration_roc.png")) is not None
+    assert cv2.imread(str(copy / "calibration_scores.png")) is not None
+
+
+def test_cli_enroll_verify_identify_exit_codes(bundle, tmp_path):
+    runner = CliRunner()
+    db = str(tmp_path / "g.db")
+    for name, image in (("daisy", DAISY_1), ("pansy", PANSY)):
+        result = runner.invoke(main, ["enroll", db, name, str(image), "--model", str(bundle)])
+        assert result.exit_code == 0, result.output
+    ok = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "-10"])
+    assert ok.exit_code == 0 and "ACCEPTED" in ok.output
+    no = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "10"])
+    assert no.exit_code == EXIT_REJECTED and "REJECTED" in no.output
+    who = runner.invoke(main, ["identify", db, str(DAISY_2), "--model", str(bundle), "--threshold", "-10", "--json"])
+    assert who.exit_code == 0 and json.loads(who.output)["name"] == "daisy"
+    missing = runner.invoke(main, ["verify", db, str(DAISY_2), "tulip", "--model", str(bundle), "--threshold", "0"])
+    assert missing.exit_code == 1 and "not enrolled" in missing.output
+    with Gallery(db, Matcher(bundle)) as g:
+        assert [d["kind"] for d in g.decisions()] == ["identify", "verify", "verify"]
+
+
+@pytest.mark.slow
+def test_identify_real_faces(bundle, tmp_path, yalefaces_dir):
+    with Gallery(tmp_path / "faces.db", Matcher(bundle), threshold=0.0) as g:
+        subjects = sorted(p for p in yalefaces_dir.iterdir() if p.is_dir())[:5]
+        for s in subjects:
+            g.enroll(s.name, [s / "normal.png", s / "happy.png"])
+        hits = [g.identify(s / "sleepy.png").name == s.name for s in subjects]
+    assert sum(hits) >= 4, hits
