@@ -379,5 +379,119 @@ def compare(image_a, image_b, bundle, backend, threshold, explain_path, as_json)
         click.echo(f"explanation: {explain_path}")
 
 
+EXIT_REJECTED = 4  # verify/identify ran and the answer is no (not the same person, unknown)
+
+_model_option = click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
+                             help="A bundle folder written by `edgedml export`.")
+_threshold_option = click.option("--threshold", type=float,
+                                 help="Decision threshold [default: the bundle's calibrated one].")
+
+
+def _open_gallery(gallery, bundle, threshold):
+    from .runtime.gallery import Gallery
+    from .runtime.matcher import Matcher
+
+    return Gallery(gallery, Matcher(bundle), threshold=threshold)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Class-per-folder images (one folder per identity).")
+@click.option("--per-class", type=int, help="Use at most this many images of each class.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
+def calibrate(bundle, data, per_class, backend):
+    """Score all genuine and impostor pairs of --data; write EER, TAR at FAR 1e-2/1e-3/1e-4 and
+    their thresholds into the bundle, with a ROC curve and score histograms (PNG)."""
+    from .errors import EdgeDMLError
+    from .runtime.calibration import calibrate as run
+
+    try:
+        report = run(bundle, data, per_class, backend, progress=True)
+    except EdgeDMLError as exc:
+        _fail(exc)
+    click.echo(f"{report['images']} images, {report['genuine_pairs']} genuine and {report['impostor_pairs']} "
+               f"impostor pairs; EER {report['eer']:.4f}")
+    for name, entry in report["thresholds"].items():
+        click.echo(f"  {name:<10} threshold {entry['threshold']:.4f}  FAR {entry['far']:.2e}  TAR {entry['tar']:.4f}")
+    click.echo(f"written to {bundle}/manifest.json, calibration_roc.png, calibration_scores.png")
+
+
+@main.command()
+@click.argument("gallery", type=click.Path(dir_okay=False))
+@click.argument("name")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@_model_option
+def enroll(gallery, name, images, bundle):
+    """Enroll NAME into the GALLERY file (SQLite) from one or more images, all or nothing."""
+    from .errors import EdgeDMLError
+
+    try:
+        with _open_gallery(gallery, bundle, None) as g:
+            count = g.enroll(name, list(images))
+            total = g.identities()[name]
+    except EdgeDMLError as exc:
+        _fail(exc)
+    click.echo(f"enrolled {name!r}: {count} new templates ({total} in all) in {gallery}")
+
+
+def _report(decision, as_json, kind):
+    if as_json:
+        click.echo(json.dumps({"kind": kind, "accepted": decision.accepted, "name": decision.name,
+                               "score": decision.score, "threshold": decision.threshold,
+                               "candidates": [c.__dict__ for c in decision.candidates]}, indent=2))
+    else:
+        verdict = "ACCEPTED" if decision.accepted else "REJECTED"
+        click.echo(f"{verdict}: {decision.name} score {decision.score:.4f} (threshold {decision.threshold:.4f})")
+        for c in decision.candidates[1:]:
+            click.echo(f"  then {c.name} {c.score:.4f}")
+    if not decision.accepted:
+        raise SystemExit(EXIT_REJECTED)
+
+
+@main.command()
+@click.argument("gallery", type=click.Path(exists=True, dir_okay=False))
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.argument("name")
+@_model_option
+@_threshold_option
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
+def verify(gallery, image, name, bundle, threshold, as_json, log):
+    """1:1 — is IMAGE the enrolled NAME? Exit 0 accepted, 4 rejected, 1 on error."""
+    from .errors import EdgeDMLError
+
+    try:
+        with _open_gallery(gallery, bundle, threshold) as g:
+            decision = g.verify(image, name)
+            if log:
+                g.log_decision("verify", decision, claimed=name, details={"image": image})
+    except EdgeDMLError as exc:
+        _fail(exc)
+    _report(decision, as_json, "verify")
+
+
+@main.command()
+@click.argument("gallery", type=click.Path(exists=True, dir_okay=False))
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@_model_option
+@_threshold_option
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
+def identify(gallery, image, bundle, threshold, top_k, as_json, log):
+    """1:N — who in GALLERY is IMAGE? Exit 0 when the best is above the threshold, 4 otherwise."""
+    from .errors import EdgeDMLError
+
+    try:
+        with _open_gallery(gallery, bundle, threshold) as g:
+            decision = g.identify(image, top_k=top_k)
+            if log:
+                g.log_decision("identify", decision, details={"image": image})
+    except EdgeDMLError as exc:
+        _fail(exc)
+    _report(decision, as_json, "identify")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
