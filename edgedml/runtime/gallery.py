@@ -55,6 +55,7 @@ class Candidate:
     name: str
     score: float  # best multi-scale score over the identity's re-ranked templates
     global_similarity: float
+    source: str | None = None  # the enrolled image of the best template, when it was a file
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Gallery:
         self._lock = threading.Lock()
         self._cache: tuple | None = None
         self._index = None
+        self._sources: list[str | None] = []
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -142,7 +144,7 @@ class Gallery:
         until the gallery changes (with a FAISS index for large galleries)."""
         with self._lock:
             if self._cache is None:
-                rows = self._db.execute("SELECT t.identity_id, i.name, t.embedding, t.local FROM templates t "
+                rows = self._db.execute("SELECT t.identity_id, i.name, t.embedding, t.local, t.source FROM templates t "
                                         "JOIN identities i ON i.id = t.identity_id ORDER BY t.id").fetchall()
                 io = self.matcher.manifest["matcher"]["inputs"]
                 r, d, e = io["query_local"][1], io["query_local"][2], io["query_embedding"][1]
@@ -151,6 +153,7 @@ class Gallery:
                 emb = np.frombuffer(b"".join(row[2] for row in rows), np.float32).reshape(-1, e)
                 local = np.frombuffer(b"".join(row[3] for row in rows), np.float32).reshape(-1, r, d)
                 owner = np.array([index[row[1]] for row in rows], np.int64)
+                self._sources = [row[4] for row in rows]
                 self._cache = (emb, local, owner, names)
                 self._index = faiss_index(emb)
             return self._cache
@@ -167,12 +170,12 @@ class Gallery:
         emb, local, owner, names = self._templates()
         if name not in names:
             raise GalleryError(f"{name!r} is not enrolled in {self.path}; enrolled: {len(names)} identities")
-        rows = owner == names.index(name)
+        rows = np.flatnonzero(owner == names.index(name))
         query = image if isinstance(image, Features) else self.matcher.embed(image)
         out = self.matcher.match(query, Features(emb[rows], local[rows]))
         best = int(np.argmax(out["multiscale"]))
         score = float(out["multiscale"][best])
-        candidate = Candidate(name, score, score - float(out["structural"][best]))
+        candidate = Candidate(name, score, score - float(out["structural"][best]), self._sources[rows[best]])
         return Decision(score >= threshold, name, score, threshold, (candidate,))
 
     def identify(self, image: ImageInput | Features, top_k: int = 5, rerank: int | None = None,
@@ -192,7 +195,7 @@ class Gallery:
             score = float(out["multiscale"][j])
             who = int(owner[t])
             if who not in best or score > best[who].score:
-                best[who] = Candidate(names[who], score, score - float(out["structural"][j]))
+                best[who] = Candidate(names[who], score, score - float(out["structural"][j]), self._sources[t])
         ranked = tuple(sorted(best.values(), key=lambda c: -c.score)[:top_k])
         return Decision(ranked[0].score >= threshold, ranked[0].name, ranked[0].score, threshold, ranked)
 

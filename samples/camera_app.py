@@ -1,0 +1,109 @@
+"""Identify what a camera sees against a gallery, frame by frame, with the result drawn on.
+
+    python samples/camera_app.py --model bundle --gallery people.db --source 0
+    python samples/camera_app.py --model bundle --gallery people.db --source clip.mp4 --headless out.avi
+    # Jetson CSI camera through GStreamer:
+    python samples/camera_app.py --model bundle --gallery people.db --source \\
+      "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink"
+
+--source takes a camera index, a video file, an RTSP/HTTP URL or a GStreamer pipeline (any string
+with "!"). The whole frame is the query (put a detector in front for crowded scenes). A frame that
+cannot be read or matched is counted and skipped; the loop goes on.
+"""
+
+import argparse
+import time
+
+import cv2
+
+from edgedml.errors import EdgeDMLError
+from edgedml.runtime import Matcher
+from edgedml.runtime.gallery import Gallery
+
+
+def open_source(source: str) -> cv2.VideoCapture:
+    if source.isdigit():
+        capture = cv2.VideoCapture(int(source))
+    elif "!" in source:
+        capture = cv2.VideoCapture(source, cv2.CAP_GSTREAMER)
+    else:
+        capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        raise SystemExit(f"cannot open video source {source!r} (camera index, file, URL or GStreamer pipeline)")
+    return capture
+
+
+def frames(capture: cv2.VideoCapture, max_frames: int | None = None):
+    """Frames until the source ends; a failed read yields None once and the loop continues."""
+    count, failures = 0, 0
+    while max_frames is None or count < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            failures += 1
+            if failures > 3 or capture.get(cv2.CAP_PROP_POS_FRAMES) >= capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0:
+                return
+            yield None
+            continue
+        failures = 0
+        count += 1
+        yield frame
+
+
+def annotate(frame, gallery: Gallery, fps: float):
+    """Identify one frame and draw the result; a bad frame gets an error banner instead."""
+    try:
+        decision = gallery.identify(frame, top_k=1)
+        text = f"{decision.name} {decision.score:.3f}" if decision.accepted else f"unknown ({decision.name} {decision.score:.3f})"
+        colour = (0, 200, 0) if decision.accepted else (0, 0, 230)
+        error = None
+    except EdgeDMLError as exc:
+        text, colour, error = "frame skipped", (0, 165, 255), str(exc)
+    cv2.rectangle(frame, (0, 0), (frame.shape[1], 54), (0, 0, 0), -1)
+    cv2.putText(frame, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2, cv2.LINE_AA)
+    cv2.putText(frame, f"{fps:.1f} FPS", (10, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return frame, error
+
+
+def run(source, gallery: Gallery, headless: str | None = None, max_frames: int | None = None) -> dict:
+    capture = open_source(source)
+    writer, shown, skipped, started = None, 0, 0, time.perf_counter()
+    fps = 0.0
+    for frame in frames(capture, max_frames):
+        tick = time.perf_counter()
+        if frame is None or frame.size == 0:
+            skipped += 1
+            continue
+        frame, error = annotate(frame, gallery, fps)
+        skipped += error is not None
+        fps = 0.9 * fps + 0.1 / max(time.perf_counter() - tick, 1e-6) if shown else 1 / max(time.perf_counter() - tick, 1e-6)
+        shown += 1
+        if headless:
+            if writer is None:
+                writer = cv2.VideoWriter(headless, cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+            writer.write(frame)
+        else:
+            cv2.imshow("edgedml", frame)
+            if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                break
+    capture.release()
+    if writer is not None:
+        writer.release()
+    return {"frames": shown, "skipped": skipped, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="bundle folder from `edgedml export`")
+    parser.add_argument("--gallery", required=True, help="gallery file made with `edgedml enroll`")
+    parser.add_argument("--source", default="0")
+    parser.add_argument("--threshold", type=float, help="decision threshold [default: the bundle's calibrated one]")
+    parser.add_argument("--headless", metavar="OUT.avi", help="write an annotated video instead of showing a window")
+    parser.add_argument("--max-frames", type=int)
+    args = parser.parse_args(argv)
+    with Gallery(args.gallery, Matcher(args.model), threshold=args.threshold) as gallery:
+        print(run(args.source, gallery, args.headless, args.max_frames))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

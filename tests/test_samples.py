@@ -1,0 +1,111 @@
+"""The samples run headless on a short video made from real images."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edgedml.export.exporter import ExportOptions, export_bundle
+from edgedml.models import ModelConfig, build_model
+from edgedml.runtime import Matcher
+from edgedml.runtime.gallery import Gallery
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, yalefaces_dir_module):
+    root = tmp_path_factory.mktemp("samples")
+    torch.manual_seed(0)
+    export_bundle(build_model(ModelConfig(image_size=96)), root / "bundle", ExportOptions(validation_images=2),
+                  log=lambda m: None)
+    people = root / "people"
+    for subject in ("subject01", "subject02", "subject03"):
+        (people / subject).mkdir(parents=True)
+        for photo in ("normal.png", "happy.png"):
+            shutil.copy(yalefaces_dir_module / subject / photo, people / subject / photo)
+    video = root / "door.avi"
+    frames = [cv2.imread(str(yalefaces_dir_module / s / p)) for s, p in
+              [("subject01", "sleepy.png"), ("subject01", "wink.png"), ("subject02", "sad.png"),
+               ("subject01", "surprised.png")]]
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return root, people, video
+
+
+@pytest.fixture(scope="module")
+def yalefaces_dir_module():
+    from conftest import data_path
+
+    return data_path("yalefaces")
+
+
+def run(script, *args, cwd):
+    done = subprocess.run([sys.executable, str(SAMPLES / script), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_access_control_enrolls_verifies_and_logs_evidence(setup):
+    root, people, video = setup
+    out = run("access_control.py", "--model", root / "bundle", "--gallery", root / "door.db", "--enroll", people,
+              "--claim", "subject01", "--source", video, "--evidence-dir", root / "evidence", "--threshold", "1.0",
+              cwd=root)
+    assert "enrolled subject01" in out and out.count("frame ") == 4
+    with Gallery(root / "door.db", Matcher(root / "bundle")) as g:
+        logged = g.decisions()
+    assert len(logged) == 4 and all(d["claimed"] == "subject01" for d in logged)
+    assert all(Path(d["evidence"]).is_file() for d in logged)
+
+
+def test_camera_app_writes_an_annotated_video(setup):
+    root, people, video = setup
+    db = root / "cam.db"
+    with Gallery(db, Matcher(root / "bundle")) as g:
+        for person in sorted(people.iterdir()):
+            g.enroll(person.name, sorted(str(p) for p in person.iterdir()))
+    out = run("camera_app.py", "--model", root / "bundle", "--gallery", db, "--source", video,
+              "--headless", root / "out.avi", "--threshold", "1.0", cwd=root)
+    assert "'frames': 4" in out
+    capture = cv2.VideoCapture(str(root / "out.avi"))
+    written = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        written.append(frame)
+    h, w = cv2.imread(str(people / "subject01" / "normal.png")).shape[:2]
+    assert len(written) == 4
+    assert written[0].shape[1] == w and abs(written[0].shape[0] - h) <= 1  # MJPG stores even heights
+    assert written[0][:54].mean() < written[0][60:].mean()  # the dark result banner is drawn
+
+
+def test_camera_loop_survives_a_bad_frame(setup):
+    root, people, _ = setup
+    sys.path.insert(0, str(SAMPLES))
+    try:
+        import camera_app
+    finally:
+        sys.path.remove(str(SAMPLES))
+    with Gallery(root / "bad.db", Matcher(root / "bundle"), threshold=1.0) as g:
+        g.enroll("subject01", [str(people / "subject01" / "normal.png")])
+        frame, error = camera_app.annotate(np.zeros((3, 3, 3), np.uint8), g, fps=0.0)
+        assert error and "at least" in error
+        frame, error = camera_app.annotate(cv2.imread(str(people / "subject01" / "happy.png")), g, fps=0.0)
+        assert error is None
+
+
+def test_explain_pair(setup, tmp_path):
+    root, _, _ = setup
+    out = run("explain_pair.py", SAMPLES / "images" / "daisy_1.jpg", SAMPLES / "images" / "daisy_2.jpg",
+              "--model", root / "bundle", "--out", tmp_path / "why.png", cwd=tmp_path)
+    assert "score" in out and cv2.imread(str(tmp_path / "why.png")) is not None
