@@ -52,7 +52,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import cv2
-    import numpy as np
     import onnxruntime as ort
     import ot
     import torch
