@@ -11,6 +11,18 @@ class ConfigError(EdgeDMLError, ValueError):
     """A model or run configuration is invalid (unknown name, inconsistent sizes, bad JSON)."""
 
 
+def build_dataclass(cls, data: dict, what: str):
+    """``cls(**data)`` for a configuration dataclass, refusing unknown keys by name (a typo in a
+    JSON config must not pass silently)."""
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; known keys: {sorted(known)}")
+    return cls(**data)
+
+
 class MissingDependencyError(EdgeDMLError, ImportError):
     """An optional package is needed for this feature and is not installed."""
 

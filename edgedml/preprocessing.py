@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from .errors import ConfigError, build_dataclass
 
 RESIZE_MODES = ("center_crop", "stretch")
 
@@ -47,8 +47,4 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PreprocessSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown preprocessing keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return build_dataclass(cls, data, "preprocessing")

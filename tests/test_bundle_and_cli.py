@@ -4,6 +4,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import BLOCK_TORCH
 
 import edgedml
 from edgedml.bundle import read_manifest, write_manifest
@@ -45,16 +46,6 @@ def test_manifest_checksums_catch_tampering(tmp_path):
 def test_missing_manifest_says_how_to_make_one(tmp_path):
     with pytest.raises(BundleError, match="edgedml export"):
         read_manifest(tmp_path)
-
-
-BLOCK_TORCH = (
-    "import sys, importlib.abc\n"
-    "class Block(importlib.abc.MetaPathFinder):\n"
-    "    def find_spec(self, name, path, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'torchvision', 'timm'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
-    "sys.meta_path.insert(0, Block())\n"
-)
 
 
 @pytest.mark.parametrize("module", ["edgedml", "edgedml.runtime", "edgedml.bundle", "edgedml.preprocessing",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import BLOCK_TORCH
 
 from edgedml.cli import main
 from edgedml.errors import ChecksumError, InvalidImageError
@@ -147,16 +148,6 @@ def test_cli_compare_json_and_explanation(exported, tmp_path):
     assert data["is_match"] == (data["score"] >= 0.3) and cv2.imread(str(out)) is not None
     bad = CliRunner().invoke(main, ["compare", str(A), str(Path(__file__)), "--model", str(bundle)])
     assert bad.exit_code == 1 and "cannot decode" in bad.output and "Traceback" not in bad.output
-
-
-BLOCK_TORCH = (
-    "import sys, importlib.abc\n"
-    "class Block(importlib.abc.MetaPathFinder):\n"
-    "    def find_spec(self, name, path, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'torchvision', 'timm', 'pytorch_metric_learning'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
-    "sys.meta_path.insert(0, Block())\n"
-)
 
 
 def test_runtime_runs_with_torch_unimportable(exported):

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, build_dataclass
 from ..preprocessing import PreprocessSpec
 
 HEADS = ("diml", "grouping", "abe")
@@ -131,11 +131,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
+        return build_dataclass(cls, data, "model config")
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":

@@ -14,7 +14,6 @@ import numpy as np
 from ..preprocessing import PreprocessSpec
 
 
-
 def crop_box(height: int, width: int, spec: PreprocessSpec) -> tuple[int, int, int, int]:
     """The region (top, left, crop_height, crop_width) of an image that the spec resizes.
 

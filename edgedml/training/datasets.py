@@ -26,6 +26,7 @@ from ..runtime.image import image_extensions, read_rgb
 IMAGE_EXTENSIONS: tuple[str, ...] = image_extensions()
 FORMATS = ("auto", "folders", "cub200", "cars196", "sop")
 
+
 @dataclass(frozen=True)
 class Sample:
     """One image: its file, its 0-based label (contiguous within its split) and class name."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, build_dataclass
 from ..models import EmbeddingModel, ModelConfig, build_model, load_checkpoint, save_checkpoint
 from .datasets import DatasetSplit, ImageDataset, Sample, check_readable, load_split
 from .objective import BASE_LOSSES, Objective
@@ -85,11 +85,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training config keys {unknown}")
-        return cls(**data)
+        return build_dataclass(cls, data, "training config")
 
 
 def load_cfg_split(cfg: TrainConfig) -> DatasetSplit:
