@@ -50,4 +50,3 @@ class StructuralMatcher(nn.Module):
         cosine = (query_embedding * candidate_embedding).sum(-1)
         ex, ey = evidence(plan, s)
         return MatcherOutput(structural, structural + cosine, plan, ex, ey)
-
