@@ -169,7 +169,7 @@ class TensorRTBackend(Backend):
                     buffers.append(pointer)
                     context.set_tensor_address(name, int(pointer))
                     outputs[name] = (host, pointer)
-                if not context.execute_async_v3(self.stream):
+                if not context.execute_async_v3(int(self.stream)):  # TensorRT takes the raw handle
                     raise RuntimeError(f"TensorRT failed to run the {graph} engine")
                 for host, pointer in outputs.values():
                     self._check(cudart.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes,
