@@ -197,7 +197,7 @@ def _table(results: dict) -> str:
     columns = list(next(iter(results.values())).keys())
     lines = ["ranking     " + "".join(f"{c:>13}" for c in columns)]
     for name, row in results.items():
-        lines.append(f"{name:<12}" + "".join(f"{row.get(c, float('nan')):>13.4f}" for c in columns))
+        lines.append(f"{name:<12}" + "".join(f"{row[c]:>13.4f}" if c in row else f"{'-':>13}" for c in columns))
     return "\n".join(lines)
 
 
