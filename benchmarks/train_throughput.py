@@ -31,7 +31,7 @@ def measure(head: str, device: str, steps: int, warmup: int, batch_size: int, im
     from edgedml.training.datasets import class_folder_split
     from edgedml.training.objective import Objective
     from edgedml.training.sampler import MPerClassBatchSampler
-    from edgedml.training.trainer import SeededAugmentation, TrainConfig, build_optimizer, freeze
+    from edgedml.training.trainer import SeededAugmentation, TrainConfig, build_optimizer, freeze, training_step
     from edgedml.training.transforms import TrainTransform
 
     dev = torch.device(device)
@@ -48,6 +48,7 @@ def measure(head: str, device: str, steps: int, warmup: int, batch_size: int, im
     loader = torch.utils.data.DataLoader(SeededAugmentation(samples, TrainTransform(cfg.model.preprocessing())),
                                          batch_sampler=sampler, num_workers=2)
     use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler(dev.type, enabled=False)  # bf16 needs no loss scaling
     model.train()
     freeze(model, cfg.freeze_stages, cfg.freeze_bn)
     if dev.type == "cuda":
@@ -60,13 +61,8 @@ def measure(head: str, device: str, steps: int, warmup: int, batch_size: int, im
             started = time.perf_counter()
         t0 = time.perf_counter()
         batch, labels = batch.to(dev), labels.to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = model(batch)
-        out = type(out)(*(t.float() if t is not None else None for t in out))
-        loss, _ = objective(out, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, objective, optimizer, scaler, batch, labels, torch.bfloat16 if use_amp else None,
+                      cfg.grad_clip)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if step >= warmup:

@@ -268,6 +268,26 @@ class _Progress:
             self.bar.close()
 
 
+def training_step(module: nn.Module, objective: Objective, optimizer, scaler, images: torch.Tensor,
+                  labels: torch.Tensor, amp_dtype: torch.dtype | None, grad_clip: float) -> dict[str, float]:
+    """One optimisation step on a (local) batch: forward under autocast when ``amp_dtype`` is
+    given, gather outputs across ranks, the objective in fp32, backward, clip, step. Returns the
+    loss parts as floats, "loss" included."""
+    with torch.autocast(images.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        output = module(images)
+    output = type(output)(*(gather_with_grad(t.float()) if t is not None else None for t in output))
+    loss, parts = objective(output, gather_labels(labels))
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    parts["loss"] = loss.item()
+    return parts
+
+
 def _decoded(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
@@ -382,21 +402,10 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
             for group in optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * lr_factor(counters["step"], total_steps, warmup)
             images, labels = images.to(device, non_blocking=True), labels.to(device)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                output = train_module(images)
-            output = type(output)(*(gather_with_grad(t.float()) if t is not None else None for t in output))
-            loss, parts = objective(output, gather_labels(labels))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                               cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            parts = training_step(train_module, objective, optimizer, scaler, images, labels, amp_dtype if use_amp
+                                  else None, cfg.grad_clip)
             counters["step"] += 1
             images_seen += images.shape[0] * world
-            parts["loss"] = loss.item()
             step_losses.append(parts["loss"])
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value
