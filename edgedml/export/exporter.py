@@ -124,9 +124,9 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         with torch.no_grad():
             out_t = model(images)
         real = (out_t.local[:1], out_t.embedding[:1], out_t.local, out_t.embedding)
-        report["matcher"] = {k: max(a, b) for (k, a), b in zip(
-            validate.validate_matcher(matcher, staging / "matcher.onnx", synthetic).items(),
-            validate.validate_matcher(matcher, staging / "matcher.onnx", real).values())}
+        on_synthetic = validate.validate_matcher(matcher, staging / "matcher.onnx", synthetic)
+        on_images = validate.validate_matcher(matcher, staging / "matcher.onnx", real)
+        report["matcher"] = {k: max(on_synthetic[k], on_images[k]) for k in on_synthetic}
         report["pot"] = validate.validate_against_pot(staging / "matcher.onnx", synthetic, cfg.sinkhorn_eps, iters,
                                                       cfg.marginals)
         report["fp16"] = validate.fp16_matcher_check(cfg.sinkhorn_eps, iters, cfg.marginals, synthetic)

@@ -18,7 +18,7 @@ import numpy as np
 from ..bundle import read_manifest, write_manifest
 from ..errors import EdgeDMLError
 from .image import image_extensions
-from .matcher import Matcher
+from .matcher import Features, Matcher
 
 FARS = (1e-2, 1e-3, 1e-4)
 
@@ -45,8 +45,6 @@ def pair_scores(matcher: Matcher, paths: list[Path], labels: np.ndarray, batch: 
                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Multi-scale scores of all pairs i < j: (genuine scores, impostor scores)."""
     chunks = [matcher.embed(paths[i:i + batch]) for i in range(0, len(paths), batch)]
-    from .matcher import Features
-
     feats = Features(np.concatenate([c.embedding for c in chunks]), np.concatenate([c.local for c in chunks]))
     genuine, impostor = [], []
     iterator = range(len(paths) - 1)
@@ -146,8 +144,8 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     if len(genuine) == 0:
         raise EdgeDMLError(f"{data} has no class with two images: no genuine pairs to calibrate on")
     eer, eer_threshold = equal_error_rate(genuine, impostor)
-    thresholds = {"eer": {"threshold": eer_threshold, "far": far_tar(genuine, impostor, eer_threshold)[0],
-                          "tar": far_tar(genuine, impostor, eer_threshold)[1]}}
+    eer_far, eer_tar = far_tar(genuine, impostor, eer_threshold)
+    thresholds = {"eer": {"threshold": eer_threshold, "far": eer_far, "tar": eer_tar}}
     for far in FARS:
         t = threshold_at_far(impostor, far)
         measured_far, tar = far_tar(genuine, impostor, t)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError, build_dataclass
-from ..models import EmbeddingModel, ModelConfig, build_model, load_checkpoint, save_checkpoint
+from ..models import EmbeddingModel, ModelConfig, build_model, read_checkpoint_metadata, save_checkpoint
 from .datasets import DatasetSplit, ImageDataset, Sample, check_readable, load_split
 from .objective import BASE_LOSSES, Objective
 from .sampler import MPerClassBatchSampler
@@ -288,6 +288,11 @@ def training_step(module: nn.Module, objective: Objective, optimizer, scaler, im
     return parts
 
 
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
 def _decoded(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
@@ -353,11 +358,13 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
     optimizer = build_optimizer(model, objective, cfg)
     counters = {"epoch": 0, "step": 0, "best_map_at_r": -1.0, "best_epoch": -1}
     if resume:
-        state = load_checkpoint(out / "last.safetensors", device=str(device))
-        if state.config != cfg.model:
+        from safetensors.torch import load_file
+
+        saved = ModelConfig.from_json(read_checkpoint_metadata(out / "last.safetensors")["config"])
+        if saved != cfg.model:
             raise ConfigError(f"{out}/last.safetensors was trained with a different model config; "
                               f"resume with the run's own train_config.json")
-        model.load_state_dict(state.state_dict())
+        model.load_state_dict(load_file(str(out / "last.safetensors"), device=str(device)))
         counters = load_training_state(out / "last.state.safetensors", optimizer, objective)
     elif rank == 0:
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
@@ -380,14 +387,16 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
     summary = {"step_losses": step_losses, "out": str(out), "train_images": len(train_samples), "val_images": len(val_samples),
                "classes": num_classes, "world_size": world, "device": str(device)}
 
-    if rank == 0 and val_samples and counters["epoch"] == 0:
+    def validate() -> dict[str, float]:
+        """Global retrieval metrics of the held-out validation classes (rank 0 only)."""
         embedded = embed_samples(model, val_samples, cfg.model.preprocessing(), device, cfg.eval_batch_size,
                                  workers=cfg.workers)
-        before = evaluate_embeddings(embedded, structural=False, multiscale=False, nmi=False)["global"]
-        record = {"epoch": 0, **{f"val_{k}": v for k, v in before.items()}}
+        return evaluate_embeddings(embedded, structural=False, multiscale=False, nmi=False)["global"]
+
+    if rank == 0 and val_samples and counters["epoch"] == 0:
+        before = validate()
         summary["val_before_training"] = before
-        with open(out / "metrics.jsonl", "a") as handle:  # the baseline every epoch should beat
-            handle.write(json.dumps(record) + "\n")
+        _append_jsonl(out / "metrics.jsonl", {"epoch": 0, **{f"val_{k}": v for k, v in before.items()}})
 
     for epoch in range(counters["epoch"], cfg.epochs):
         sampler.set_epoch(epoch)
@@ -422,9 +431,7 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
                   **{f"train_{k}": v / len(sampler) for k, v in sums.items()}}
         if rank == 0:
             if val_samples:
-                embedded = embed_samples(model, val_samples, cfg.model.preprocessing(), device,
-                                         cfg.eval_batch_size, workers=cfg.workers)
-                val = evaluate_embeddings(embedded, structural=False, multiscale=False, nmi=False)["global"]
+                val = validate()
                 record.update({f"val_{k}": v for k, v in val.items()})
                 score = val["map@r"]
             else:
@@ -434,8 +441,7 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
                 save_checkpoint(model, out / "best.safetensors", {"epoch": str(epoch + 1)})
             save_checkpoint(model, out / "last.safetensors", {"epoch": str(epoch + 1)})
             save_training_state(out / "last.state.safetensors", optimizer, objective, counters)
-            with open(out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            _append_jsonl(out / "metrics.jsonl", record)
             if cfg.progress:
                 shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
                 print(json.dumps(shown), file=sys.stderr)
