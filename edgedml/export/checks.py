@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 TENSORRT_OPS = frozenset("""
 Abs Add And ArgMax ArgMin AveragePool BatchNormalization Cast Ceil Clip Concat Constant
 ConstantOfShape Conv ConvTranspose Cos CumSum Div Einsum Elu Equal Erf Exp Expand Flatten Floor
@@ -25,6 +27,7 @@ HardSigmoid HardSwish Identity InstanceNormalization LayerNormalization LeakyRel
 LessOrEqual Log LogSoftmax MatMul Max MaxPool Mean Min Mod Mul Neg Not Or Pad Pow PRelu
 Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum
 ReduceSumSquare Relu Reshape Resize Round Shape Sigmoid Sign Sin Slice Softmax Softplus Split
+QuantizeLinear DequantizeLinear
 Sqrt Squeeze Sub Sum Tanh Tile TopK Transpose Unsqueeze Where
 """.split())
 FORBIDDEN = {"ReduceLogSumExp": "overflows in fp16 in TensorRT (NVIDIA/TensorRT#4772); write the "
@@ -87,3 +90,50 @@ def node_counts(path: str | Path) -> dict[str, int]:
 
     model = onnx.load(str(path))
     return dict(sorted(collections.Counter(n.op_type for n in model.graph.node).items()))
+
+
+def qdq_rules(path: str | Path) -> list[str]:
+    """Where a QDQ graph breaks TensorRT's explicit-quantization rules; [] when it follows them:
+    int8 zero-points that are all 0 (symmetric), per-channel weights for every quantized Conv
+    (Convs left fp32 on purpose are allowed), a dedicated
+    QuantizeLinear → DequantizeLinear pair per consumer, and no quantized bias."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    consumers: dict[str, list] = {}
+    producers: dict[str, object] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+        for name in node.output:
+            producers[name] = node
+    problems: list[str] = []
+    quantizers = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not quantizers:
+        return ["no QuantizeLinear/DequantizeLinear nodes: the graph is not quantized"]
+    for node in quantizers:
+        zero = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if zero is None and node.op_type == "QuantizeLinear":
+            problems.append(f"{node.name}: no zero-point, so the output type is uint8; TensorRT needs int8")
+        elif zero is not None and (zero.dtype.name != "int8" or (zero != 0).any()):
+            problems.append(f"{node.name}: zero-point {zero.dtype.name} {zero.ravel()[:3].tolist()}...; TensorRT "
+                            f"needs int8 zero-points of 0 (symmetric)")
+        users = consumers.get(node.output[0], [])
+        if node.op_type == "QuantizeLinear" and (len(users) != 1 or users[0].op_type != "DequantizeLinear"):
+            problems.append(f"{node.name}: feeds {len(users)} nodes; each consumer needs its own Q/DQ pair")
+        if node.op_type == "DequantizeLinear" and len(users) > 1:
+            problems.append(f"{node.name}: a DequantizeLinear shared by {len(users)} consumers; use dedicated pairs")
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        weight = producers.get(node.input[1])
+        if weight is None or weight.op_type != "DequantizeLinear":
+            continue  # an fp32 Conv, left out of quantization on purpose (TensorRT runs it in fp32)
+        if constants.get(weight.input[1], np.zeros(1)).size < 2:
+            problems.append(f"{node.name}: weights quantized per tensor; TensorRT's rule here is per-channel")
+        if len(node.input) > 2 and node.input[2] and getattr(producers.get(node.input[2]), "op_type", "") == \
+                "DequantizeLinear":
+            problems.append(f"{node.name}: the bias is quantized; leave it fp32 (QuantizeBias=False)")
+    return problems

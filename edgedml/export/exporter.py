@@ -23,45 +23,68 @@ from ..bundle import read_manifest, write_manifest
 from ..errors import ConfigError
 from ..models.embedder import EmbeddingModel
 from ..models.matcher import StructuralMatcher
-from . import checks, graphs, validate
+from ..runtime.chunking import Limit
+from . import checks, graphs, precision, precision_report, validate
+from .precision import PRECISIONS, QUANTIZED
 
 ENGINES = ("none", "fp32", "fp16", "int8")
 MATCHER_FORMS = ("scaling", "log")
+STORED_VALIDATION_IMAGES = 4  # kept in the bundle, for checking engines where they are built
 
 
 @dataclass
 class ExportOptions:
     """What ``edgedml export`` was asked for (recorded in the manifest)."""
 
+    precisions: tuple[str, ...] | str = ("fp32",)  # graph sets to write (fp32 always)
     engine: str = "none"
-    matcher_form: str = "scaling"
+    matcher_form: str = "scaling"  # of the fp32 matcher; the fp16 matcher is always the log form
     iters: int | None = None  # None: the model config's sinkhorn_iters
     max_batch: int = 8
     max_candidates: int = 100
+    fixed_batch: int | None = None  # export the embedder at exactly this batch (static shapes)
     calib: str | None = None  # images for INT8 calibration (and validation)
+    calib_images: int = 64
+    calib_method: str = "minmax"
     validate_with: str | None = None  # images for validation
+    validate_data: str | None = None  # a labelled class-per-folder set: MAP@R per precision
     validation_images: int = 8
     overwrite: bool = False
 
     def __post_init__(self):
+        self.precisions = precision.parse_precisions(self.precisions)
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine precision {self.engine!r}; choose one of {list(ENGINES)}")
+        if self.engine not in ("none", *self.precisions):
+            self.precisions = precision.parse_precisions((*self.precisions, self.engine))
         if self.matcher_form not in MATCHER_FORMS:
             raise ConfigError(f"unknown matcher form {self.matcher_form!r}; choose one of {list(MATCHER_FORMS)}")
-        if self.engine == "int8" and not self.calib:
-            raise ConfigError("--engine int8 calibrates on real images: pass --calib DIR")
-        if self.max_batch < 1 or self.max_candidates < 1 or (self.iters is not None and self.iters < 1):
-            raise ConfigError("max_batch, max_candidates and iters must be positive")
+        quantized = [p for p in self.precisions if p in QUANTIZED]
+        if quantized and not self.calib:
+            raise ConfigError(f"{quantized[0]} calibrates on real images: pass --calib DIR")
+        if len(self.precisions) > 1 and not (self.calib or self.validate_with):
+            raise ConfigError("fp16 and INT8 graphs are validated on real images: pass --validate-with DIR "
+                              "(or --calib DIR)")
+        if self.calib_method not in precision.CALIBRATION_METHODS:
+            raise ConfigError(f"unknown calibration method {self.calib_method!r}; choose one of "
+                              f"{list(precision.CALIBRATION_METHODS)}")
+        if self.max_batch < 1 or self.max_candidates < 1 or (self.iters is not None and self.iters < 1) \
+                or self.calib_images < 1 or (self.fixed_batch is not None and self.fixed_batch < 1):
+            raise ConfigError("max_batch, max_candidates, iters, calib_images and fixed_batch must be positive")
 
 
-def image_files(folder: str | Path, limit: int) -> list[Path]:
-    """Up to ``limit`` image files under ``folder`` (recursively, sorted, spread over classes)."""
+def image_files(folder: str | Path, limit: int, exclude: tuple[Path, ...] | list[Path] = ()) -> list[Path]:
+    """Up to ``limit`` image files under ``folder`` (recursively, sorted, spread over classes),
+    leaving out ``exclude`` while enough others remain."""
     from ..runtime.image import image_extensions
 
     suffixes = image_extensions()
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)
     if not files:
         raise ConfigError(f"no images found under {folder}; pass a folder of images (any depth)")
+    others = [f for f in files if f not in set(exclude)]
+    if len(others) >= min(limit, len(files)):
+        files = others
     step = max(1, len(files) // limit)
     return files[::step][:limit]
 
@@ -89,8 +112,10 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
                   source: str = "pretrained", log=print) -> dict:
     """Export ``model`` to a bundle folder ``out``; returns the manifest.
 
-    Raises :class:`validate.ValidationError` if a numerical bound breaks. Engines are not built
-    here (see :func:`edgedml.export.tensorrt.build_engines`); the caller builds them afterwards.
+    Writes one embedder and one matcher graph per precision asked for, runs every one of them
+    with ONNX Runtime on real inputs, and raises :class:`validate.ValidationError` (writing
+    nothing) if a bound breaks. Engines are not built here (see
+    :func:`edgedml.runtime.tensorrt.build_engines`); the caller builds them afterwards.
     """
     options = options or ExportOptions()
     out = Path(out)
@@ -103,23 +128,27 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
     started = time.perf_counter()
     try:
-        log("exporting embedder.onnx")
-        embedder_io = graphs.export_embedder(model, staging / "embedder.onnx")
+        log("exporting embedder.onnx" + (f" (fixed batch {options.fixed_batch})" if options.fixed_batch else ""))
+        embedder_io = graphs.export_embedder(model, staging / "embedder.onnx", fixed_batch=options.fixed_batch)
         log(f"exporting matcher.onnx ({options.matcher_form} form, {iters} Sinkhorn iterations)")
         matcher_io = graphs.export_matcher(matcher, staging / "matcher.onnx", cfg.regions, cfg.local_dim,
                                            cfg.embed_dim)
-        export_seconds = time.perf_counter() - started
+        limits = {"embedder": Limit(options.fixed_batch, True) if options.fixed_batch else Limit(),
+                  "matcher": Limit()}
 
         log("validating against PyTorch, POT and fp16")
+        calib_files = image_files(options.calib, options.calib_images) if options.calib else []
         folder = options.validate_with or options.calib
         if folder:
-            images = load_images(image_files(folder, options.validation_images), model)
+            images = load_images(image_files(folder, options.validation_images, exclude=calib_files), model)
             image_source = f"{len(images)} real images from {folder}"
         else:
             size = cfg.preprocessing().size
             images = torch.randn(options.validation_images, 3, size, size, generator=torch.Generator().manual_seed(0))
             image_source = f"{len(images)} random tensors"
-        report = {"images": image_source, "embedder": validate.validate_embedder(model, staging / "embedder.onnx", images)}
+        fp32_embedder = precision_report.embedder_runner(staging / "embedder.onnx", limits["embedder"])
+        report = {"images": image_source,
+                  "embedder": validate.validate_embedder(model, fp32_embedder, images)}
         synthetic = validate.matcher_inputs(cfg.regions, cfg.local_dim, cfg.embed_dim, k=64)
         with torch.no_grad():
             out_t = model(images)
@@ -136,13 +165,27 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         if failures:
             raise validate.ValidationError(report, failures)
 
-        readiness = {
-            "embedder.onnx": checks.tensorrt_readiness(staging / "embedder.onnx", {
-                n: {0} for n in (*embedder_io["inputs"], *embedder_io["outputs"])}),
-            "matcher.onnx": checks.tensorrt_readiness(staging / "matcher.onnx", {
-                n: ({0} if n.startswith("candidate") or n in matcher_io["outputs"] else set())
-                for n in (*matcher_io["inputs"], *matcher_io["outputs"])}),
-        }
+        graph_sets, precision_facts = _write_precisions(model, staging, options, calib_files, iters, log)
+        stored = _store_validation_inputs(staging, images[:STORED_VALIDATION_IMAGES].numpy(), graph_sets,
+                                          limits["embedder"])
+        if len(graph_sets) > 1:
+            log("validating " + ", ".join(p for p in graph_sets if p != "fp32") + " against fp32 on real images")
+            report["precisions"], failures = _validate_precisions(staging, graph_sets, images.numpy(), options,
+                                                                  limits["embedder"], cfg, iters, log)
+            report["precision_bounds"] = {p: vars(b) for p, b in precision_report.BOUNDS.items()} | {
+                "matcher_scores": precision_report.MATCHER_SCORE_TOL}
+            if failures:
+                raise validate.ValidationError(report, failures)
+
+        readiness = {}
+        for files in graph_sets.values():
+            for graph, name in files.items():
+                if name in readiness:
+                    continue
+                io = embedder_io if graph == "embedder" else matcher_io
+                readiness[name] = checks.tensorrt_readiness(staging / name, _dynamic_axes(graph, io, options))
+                if name.endswith(".int8.onnx"):
+                    readiness[name] += checks.qdq_rules(staging / name)
         for name, problems in readiness.items():
             for problem in problems:
                 log(f"warning: {name} may not build with TensorRT: {problem}")
@@ -155,15 +198,19 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
                          "nodes": checks.node_counts(staging / "embedder.onnx")},
             "matcher": {"file": "matcher.onnx", **matcher_io, "form": options.matcher_form,
                         "nodes": checks.node_counts(staging / "matcher.onnx")},
+            "graphs": graph_sets,
+            "precisions": precision_facts,
+            "limits": {graph: limit.to_dict() for graph, limit in limits.items()},
             "sinkhorn": {"eps": cfg.sinkhorn_eps, "iters": iters, "marginals": cfg.marginals,
                          "form": options.matcher_form},
             "rerank_k": options.max_candidates,
             "thresholds": {},  # filled by `edgedml calibrate`
             "validation": report,
+            "validation_inputs": stored,
             "tensorrt_readiness": readiness,
             "engines": {},
             "export_options": asdict(options),
-            "export_seconds": round(export_seconds, 2),
+            "export_seconds": round(time.perf_counter() - started, 2),
             "tools": _versions(),
         }
         write_manifest(staging, manifest)
@@ -175,6 +222,112 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         raise
     log(f"bundle written to {out} in {time.perf_counter() - started:.1f} s")
     return read_manifest(out, verify=False)
+
+
+def _dynamic_axes(graph: str, io: dict, options: ExportOptions) -> dict[str, set[int]]:
+    """The axes allowed to be symbolic in a graph: the batch axis (unless fixed) or K."""
+    if graph == "embedder":
+        return {n: (set() if options.fixed_batch else {0}) for n in (*io["inputs"], *io["outputs"])}
+    return {n: ({0} if n.startswith("candidate") or n in io["outputs"] else set()) for n in (*io["inputs"],
+                                                                                               *io["outputs"])}
+
+
+def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptions, calib_files: list[Path],
+                      iters: int, log) -> tuple[dict, dict]:
+    """The fp16 / INT8 graph files beside the fp32 ones: ({precision: {graph: file}}, {precision: facts})."""
+    cfg = model.config
+    graph_sets = {"fp32": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"}}
+    facts: dict = {"fp32": {"matcher_form": options.matcher_form}}
+    if "fp16" in options.precisions:
+        log("converting to fp16 (embedder, and the log-form matcher)")
+        log_matcher = StructuralMatcher(cfg.sinkhorn_eps, iters, cfg.marginals, "log")
+        graphs.export_matcher(log_matcher, staging / "matcher.log.tmp", cfg.regions, cfg.local_dim, cfg.embed_dim)
+        facts["fp16"] = {"embedder": precision.to_fp16(staging / "embedder.onnx", staging / "embedder.fp16.onnx"),
+                         "matcher": precision.to_fp16(staging / "matcher.log.tmp", staging / "matcher.fp16.onnx"),
+                         "matcher_form": "log"}
+        (staging / "matcher.log.tmp").unlink()
+        graph_sets["fp16"] = {"embedder": "embedder.fp16.onnx", "matcher": "matcher.fp16.onnx"}
+    quantized = [p for p in options.precisions if p in QUANTIZED]
+    if quantized:
+        calib = load_images(calib_files, model).numpy()
+        for name in quantized:
+            log(f"quantizing the embedder to {name} ({precision.LAYOUTS[name].target}) on {len(calib)} images "
+                f"from {options.calib}")
+            file = precision.graph_file("embedder", name)
+            facts[name] = {"embedder": precision.quantize(staging / "embedder.onnx", staging / file,
+                                                          precision.LAYOUTS[name], calib, options.calib_method),
+                           "matcher": "the fp32 graph (not quantized)", "matcher_form": options.matcher_form}
+            graph_sets[name] = {"embedder": file, "matcher": "matcher.onnx"}
+    return graph_sets, facts
+
+
+def _store_validation_inputs(staging: Path, images, graph_sets: dict, limit: Limit) -> dict:
+    """Real inputs and ONNX Runtime's outputs of every graph set on them, kept in the bundle
+    (``validation/``, numpy .npz, no pickles) so that an engine built anywhere is checked
+    against exactly what ONNX Runtime computed here."""
+    import numpy as np
+
+    folder = staging / "validation"
+    folder.mkdir()
+    fp32 = precision_report.embedder_runner(staging / "embedder.onnx", limit)({"images": images})
+    feeds = precision_report.matcher_feeds(fp32["embedding"], fp32["local"])
+    np.savez(folder / "inputs.npz", images=images, **feeds)
+    outputs = {}
+    for name, files in graph_sets.items():
+        embedded = precision_report.embedder_runner(staging / files["embedder"], limit)({"images": images})
+        matched = precision_report.matcher_runner(staging / files["matcher"])(feeds)
+        path = f"validation/outputs.{name}.npz"
+        np.savez(staging / path, **{f"embedder.{k}": v for k, v in embedded.items()},
+                 **{f"matcher.{k}": v for k, v in matched.items()})
+        outputs[name] = path
+    return {"inputs": "validation/inputs.npz", "outputs": outputs}
+
+
+def _validate_precisions(staging: Path, graph_sets: dict, images, options: ExportOptions, limit: Limit, cfg,
+                         iters: int, log) -> tuple[dict, list[str]]:
+    """Run every non-fp32 graph set against fp32 (see :mod:`precision_report`)."""
+    runners = {name: (precision_report.embedder_runner(staging / files["embedder"], limit),
+                      precision_report.matcher_runner(staging / files["matcher"]))
+               for name, files in graph_sets.items()}
+    ref = runners["fp32"][0]({"images": images})
+    feeds = precision_report.matcher_feeds(ref["embedding"], ref["local"])
+    ref_match = runners["fp32"][1](feeds)
+    reports = {name: {"embedder": precision_report.compare_outputs(runners[name][0]({"images": images}), ref),
+                      "matcher": precision_report.compare_matchers(runners[name][1](feeds), ref_match)}
+               for name in graph_sets if name != "fp32"}
+    if options.validate_data:
+        scores = _labelled_map_at_r(options.validate_data, {n: r[0] for n, r in runners.items()}, cfg, iters,
+                                    options.max_candidates, log)
+        for name, report in reports.items():
+            report["map_at_r"] = {"fp32": scores["fp32"], name: scores[name], "data": options.validate_data,
+                                  "drop_global": round(scores["fp32"]["global"] - scores[name]["global"], 5),
+                                  "drop_multiscale": round(scores["fp32"]["multiscale"] - scores[name]["multiscale"],
+                                                           5)}
+    failures = [f for name, report in reports.items() for f in precision_report.check(name, report)]
+    return reports, failures
+
+
+def _labelled_map_at_r(folder: str, embedders: dict, cfg, iters: int, k: int, log) -> dict:
+    """MAP@R (global, multi-scale) of every precision's embedder on a class-per-folder set."""
+    import numpy as np
+
+    from ..runtime.calibration import labelled_images
+    from ..runtime.image import load_image
+    from ..runtime.preprocess import to_network_input
+
+    paths, labels, names = labelled_images(folder)
+    log(f"MAP@R on {len(paths)} labelled images of {len(names)} classes from {folder}")
+    spec = cfg.preprocessing()
+    features = {name: ([], []) for name in embedders}
+    for start in range(0, len(paths), 32):
+        batch = np.stack([to_network_input(load_image(p), spec) for p in paths[start:start + 32]])
+        for name, run in embedders.items():
+            out = run({"images": batch})
+            features[name][0].append(out["embedding"])
+            features[name][1].append(out["local"])
+    sinkhorn = {"eps": cfg.sinkhorn_eps, "iters": iters, "marginals": cfg.marginals}
+    return {name: precision_report.map_at_r(np.concatenate(e), np.concatenate(l), labels, k, sinkhorn)
+            for name, (e, l) in features.items()}
 
 
 def default_log(message: str) -> None:

@@ -160,19 +160,23 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names, output_name
                           dynamic_axes=dynamic_axes, do_constant_folding=True)
 
 
-def export_embedder(model: EmbeddingModel, path: str | Path, batch: int = 2) -> dict:
-    """Write ``embedder.onnx``; returns its I/O description for the manifest."""
+def export_embedder(model: EmbeddingModel, path: str | Path, batch: int = 2, fixed_batch: int | None = None) -> dict:
+    """Write ``embedder.onnx``; returns its I/O description for the manifest.
+
+    The batch axis is dynamic, or fixed to ``fixed_batch`` (for targets that want static shapes;
+    the runtime then splits and pads requests to exactly that batch)."""
     path = Path(path)
     model = static_same_padding(model)
     size = model.config.preprocessing().size
-    example = torch.randn(batch, 3, size, size)
+    example = torch.randn(fixed_batch or batch, 3, size, size)
     outputs = embedder_output_names(model)
-    axes = {EMBEDDER_INPUT: {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
+    axes = None if fixed_batch else {EMBEDDER_INPUT: {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
     with torch.no_grad():
         _export(EmbedderGraph(model), (example,), path, [EMBEDDER_INPUT], outputs, axes)
         shapes = [tuple(t.shape[1:]) for t in EmbedderGraph(model)(example)]
-    io = {"inputs": {EMBEDDER_INPUT: ["batch", 3, size, size]},
-          "outputs": {name: ["batch", *shape] for name, shape in zip(outputs, shapes)}}
+    first = fixed_batch or "batch"
+    io = {"inputs": {EMBEDDER_INPUT: [first, 3, size, size]},
+          "outputs": {name: [first, *shape] for name, shape in zip(outputs, shapes)}}
     _finish(path, io["outputs"])
     return io
 

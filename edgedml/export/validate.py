@@ -46,15 +46,20 @@ def session(path: str | Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def validate_embedder(model: EmbeddingModel, path: Path, images: torch.Tensor) -> dict:
-    """Max abs difference of every output, ONNX Runtime vs PyTorch, for images (B, 3, S, S)."""
-    sess = session(path)
-    names = [o.name for o in sess.get_outputs()]
-    got = sess.run(None, {"images": images.numpy()})
+def validate_embedder(model: EmbeddingModel, graph, images: torch.Tensor) -> dict:
+    """Max abs difference of every output, ONNX Runtime vs PyTorch, for images (B, 3, S, S).
+
+    ``graph`` is the graph's path, or a callable feeds → {output: array} (one that respects
+    the graph's batch limit, see :class:`edgedml.export.precision_report.GraphRunner`)."""
+    if not callable(graph):
+        sess = session(graph)
+        names = [o.name for o in sess.get_outputs()]
+        graph = lambda feeds: dict(zip(names, sess.run(None, feeds)))  # noqa: E731
+    got = graph({"images": images.numpy()})
     with torch.no_grad():
         out = model.eval()(images)
     want = {"embedding": out.embedding, "local": out.local, "attention": out.attention}
-    return {f"max_abs_diff_{n}": float(np.abs(g - want[n].numpy()).max()) for n, g in zip(names, got)}
+    return {f"max_abs_diff_{n}": float(np.abs(g - want[n].numpy()).max()) for n, g in got.items()}
 
 
 def matcher_inputs(regions: int, local_dim: int, embed_dim: int, k: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
