@@ -1,0 +1,432 @@
+"""edgedml.runtime.tensorrt: no removed TensorRT API anywhere, no torch on import, the build →
+check → manifest flow against a fake TensorRT 10/11 surface, and the real thing where it exists."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BLOCK_TORCH
+from edgedml.bundle import read_manifest, write_manifest
+from edgedml.errors import BundleError, EdgeDMLError
+
+PACKAGE = Path(__file__).resolve().parents[1] / "edgedml"
+
+# Names TensorRT 11 removed (weak typing, implicit INT8 calibration), built from pieces so that
+# this file does not contain them.
+_BF = "BuilderFlag."
+REMOVED_IN_TRT11 = [
+    _BF + "FP16", _BF + "INT8", _BF + "BF16", _BF + "FP8",
+    "int8" + "_calibrator", "set_calibration" + "_profile", "get_calibration" + "_profile",
+    "OBEY_PRECISION" + "_CONSTRAINTS", "PREFER_PRECISION" + "_CONSTRAINTS", "BuilderFlag." + "DIRECT_IO",
+    "IInt8" + "EntropyCalibrator2", "IInt8" + "Calibrator", "IInt8" + "MinMaxCalibrator",
+    "platform_has" + "_fast_fp16", "platform_has" + "_fast_int8", "set_quantization" + "_flag",
+    "set_output" + "_type",
+]
+# ILayer.precision's setter (removed): "<something>.precision = ...", except an object's own
+# attribute "self.precision = ..." (edgedml's backends record their precision that way).
+LAYER_PRECISION = re.compile(r"(?<!\bself)\.precision\s*=(?!=)")
+
+
+def test_no_api_removed_in_tensorrt_11_appears_in_the_package():
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            hits += [f"{path.relative_to(PACKAGE.parent)}:{number}: {name}" for name in REMOVED_IN_TRT11 if name in line]
+    assert not hits, "TensorRT 11 removed these APIs:\n" + "\n".join(hits)
+
+
+def test_import_pulls_neither_torch_nor_onnx():
+    code = BLOCK_TORCH + (
+        "import edgedml.runtime.tensorrt as t\n"
+        "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)\n"
+        "print(t.TensorRTBackend.name)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tensorrt"
+
+
+# ---------------------------------------------------------------------------------------------
+# A fake TensorRT + cuda-python. It checks the call surface and the build/check/manifest flow of
+# edgedml.runtime.tensorrt, NOT TensorRT: it models only the TensorRT 10.3/11.x API names that
+# module uses (classes use __slots__, so setting a removed attribute such as a calibrator fails
+# too), and its "engines" compute the same numpy functions that wrote the stored ONNX Runtime
+# outputs of the fake bundle below.
+# ---------------------------------------------------------------------------------------------
+S, R, D, E = 4, 4, 2, 3
+
+
+def fake_embedder(images):
+    return {"embedding": images.mean(axis=(2, 3)), "local": images[:, :2, :2, :2].reshape(len(images), R, D)}
+
+
+def fake_matcher(f):
+    k = len(f["candidate_local"])
+    return {"structural": f["candidate_embedding"] @ f["query_embedding"][0],
+            "multiscale": (f["candidate_local"] * f["query_local"]).sum(axis=(1, 2)),
+            "plan": np.full((k, R, R), 1.0 / R, np.float32), "query_evidence": np.zeros((k, R), np.float32),
+            "candidate_evidence": np.zeros((k, R), np.float32)}
+
+
+OUTPUTS = {"embedder": {"embedding": (-1, E), "local": (-1, R, D)},
+           "matcher": {"structural": (-1,), "multiscale": (-1,), "plan": (-1, R, R), "query_evidence": (-1, R),
+                       "candidate_evidence": (-1, R)}}
+
+
+def make_fakes(version: str, calls: dict, drift: float = 0.0):
+    memory: dict[int, bytearray] = {}
+
+    def ok(*values):
+        return (0, *values)
+
+    rt = types.ModuleType("cuda.bindings.runtime")
+    rt.cudaMemcpyKind = types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
+    rt.cudaGetDeviceCount = lambda: ok(1)
+    rt.cudaGetDeviceProperties = lambda i: ok(types.SimpleNamespace(name=b"Fake GPU\x00", major=8, minor=7))
+
+    def malloc(n):
+        pointer = 4096 * (len(memory) + 1)
+        memory[pointer] = bytearray(n)
+        return ok(pointer)
+
+    def memcpy(dst, src, n, kind, stream):
+        if kind == 1:
+            memory[dst][:n] = ctypes.string_at(src, n)
+        else:
+            ctypes.memmove(dst, bytes(memory[src][:n]), n)
+        return ok()
+
+    rt.cudaMalloc, rt.cudaMemcpyAsync = malloc, memcpy
+    rt.cudaFree = lambda p: (memory.pop(p), ok())[1]
+    rt.cudaStreamCreate = lambda: ok(7)
+    rt.cudaStreamSynchronize = rt.cudaStreamDestroy = lambda s: ok()
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    major = int(version.split(".")[0])
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1 if major < 11 else 0)
+    trt.BuilderFlag = types.SimpleNamespace(TF32=6, DEBUG=2, REFIT=4)  # no weak-typing flags
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE=0)
+    trt.TensorIOMode = types.SimpleNamespace(NONE=0, INPUT=1, OUTPUT=2)
+    trt.float32 = "float32"
+    trt.nptype = lambda dtype: {"float32": np.float32}[dtype]
+
+    class Logger:
+        __slots__ = ()
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    class Network:
+        __slots__ = ("flags", "spec")
+
+    class Profile:
+        __slots__ = ("shapes",)
+
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, low, opt, high):
+            self.shapes[name] = [list(low), list(opt), list(high)]
+
+    class Cache:
+        __slots__ = ()
+
+        def serialize(self):
+            return b"timing"
+
+    class Config:
+        __slots__ = ("flags", "pool", "profiles", "cache")
+
+        def __init__(self):
+            self.flags, self.profiles = {6}, []
+
+        def set_memory_pool_limit(self, pool, size):
+            self.pool = (pool, size)
+
+        def clear_flag(self, flag):
+            self.flags.discard(flag)
+
+        def add_optimization_profile(self, profile):
+            self.profiles.append(profile)
+            return 0
+
+        def create_timing_cache(self, blob):
+            return Cache()
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+    class Builder:
+        __slots__ = ()
+
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            network = Network()
+            network.flags = flags
+            calls.setdefault("network_flags", []).append(flags)
+            return network
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            (profile,) = config.profiles
+            calls.setdefault("tf32", {})[network.spec["graph"]] = 6 in config.flags
+            return json.dumps({"graph": network.spec["graph"], "profile": profile.shapes}).encode()
+
+    class OnnxParser:
+        __slots__ = ("network",)
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            self.network = network
+
+        def parse(self, model):
+            self.network.spec = json.loads(model)
+            return True
+
+    class Context:
+        __slots__ = ("engine", "shapes", "addresses")
+
+        def __init__(self, engine):
+            self.engine, self.shapes, self.addresses = engine, {}, {}
+
+        def set_input_shape(self, name, shape):
+            low, _, high = self.engine.profile[name]
+            inside = len(shape) == len(low) and all(a <= d <= b for d, a, b in zip(shape, low, high))
+            if inside:
+                self.shapes[name] = tuple(shape)
+            return inside
+
+        def _rows(self):
+            first = "images" if self.engine.graph == "embedder" else "candidate_local"
+            return self.shapes[first][0]
+
+        def get_tensor_shape(self, name):
+            if name in self.engine.profile:
+                return self.shapes[name]
+            return tuple(self._rows() if d < 0 else d for d in OUTPUTS[self.engine.graph][name])
+
+        def set_tensor_address(self, name, pointer):
+            self.addresses[name] = pointer
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            assert isinstance(stream_handle, int)
+            feeds = {}
+            for name, shape in self.shapes.items():
+                n = int(np.prod(shape)) * 4
+                feeds[name] = np.frombuffer(bytes(memory[self.addresses[name]][:n]), np.float32).reshape(shape)
+            out = fake_embedder(feeds["images"]) if self.engine.graph == "embedder" else fake_matcher(feeds)
+            for name, value in out.items():
+                data = np.ascontiguousarray(value + drift, np.float32).tobytes()
+                memory[self.addresses[name]][:len(data)] = data
+            return True
+
+    class Engine:
+        __slots__ = ("graph", "profile", "names")
+
+        def __init__(self, blob):
+            spec = json.loads(blob)
+            self.graph, self.profile = spec["graph"], {k: [tuple(s) for s in v] for k, v in spec["profile"].items()}
+            self.names = [*self.profile, *OUTPUTS[self.graph]]
+
+        num_io_tensors = property(lambda self: len(self.names))
+
+        def get_tensor_name(self, i):
+            return self.names[i]
+
+        def get_tensor_mode(self, name):
+            return trt.TensorIOMode.INPUT if name in self.profile else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_shape(self, name):
+            if name in self.profile:
+                low, _, high = self.profile[name]
+                return tuple(a if a == b else -1 for a, b in zip(low, high))
+            return OUTPUTS[self.graph][name]
+
+        def get_tensor_profile_shape(self, name, index):
+            assert index == 0
+            return self.profile[name]
+
+        def get_tensor_dtype(self, name):
+            return trt.float32
+
+        def create_execution_context(self):
+            return Context(self)
+
+    class Runtime:
+        __slots__ = ()
+
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, blob):
+            try:
+                return Engine(blob)
+            except ValueError:
+                return None
+
+    trt.Logger, trt.Builder, trt.OnnxParser, trt.Runtime = Logger, Builder, OnnxParser, Runtime
+    return trt, rt, memory
+
+
+@pytest.fixture
+def fake_bundle(tmp_path):
+    root = tmp_path / "bundle"
+    (root / "validation").mkdir(parents=True)
+    for graph in ("embedder", "matcher"):
+        for suffix in ("", ".fp16"):
+            (root / f"{graph}{suffix}.onnx").write_text(json.dumps({"graph": graph}))
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((6, 3, S, S)).astype(np.float32)
+    emb = fake_embedder(images)
+    feeds = {"query_local": emb["local"][:1], "query_embedding": emb["embedding"][:1],
+             "candidate_local": rng.standard_normal((7, R, D)).astype(np.float32),
+             "candidate_embedding": rng.standard_normal((7, E)).astype(np.float32)}
+    np.savez(root / "validation/inputs.npz", images=images, **feeds)
+    outputs = {}
+    for name in ("fp32", "fp16"):
+        np.savez(root / f"validation/outputs.{name}.npz", **{f"embedder.{k}": v for k, v in emb.items()},
+                 **{f"matcher.{k}": v for k, v in fake_matcher(feeds).items()})
+        outputs[name] = f"validation/outputs.{name}.npz"
+    write_manifest(root, {
+        "graphs": {"fp32": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"},
+                   "fp16": {"embedder": "embedder.fp16.onnx", "matcher": "matcher.fp16.onnx"},
+                   "int8-cpu": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"}},
+        "embedder": {"inputs": {"images": ["batch", 3, S, S]}, "outputs": {k: list(v) for k, v in OUTPUTS["embedder"].items()}},
+        "matcher": {"inputs": {"query_local": [1, R, D], "query_embedding": [1, E], "candidate_local": ["K", R, D],
+                               "candidate_embedding": ["K", E]},
+                    "outputs": {k: list(v) for k, v in OUTPUTS["matcher"].items()}},
+        "limits": {"embedder": {"size": None, "fixed": False}, "matcher": {"size": None, "fixed": False}},
+        "validation_inputs": {"inputs": "validation/inputs.npz", "outputs": outputs},
+        "engines": {}})
+    return root
+
+
+def install(monkeypatch, tmp_path, version="11.0.0", drift=0.0):
+    calls: dict = {}
+    trt, rt, memory = make_fakes(version, calls, drift)
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.runtime = rt
+    cuda = types.ModuleType("cuda")
+    cuda.bindings = bindings
+    for name, module in (("tensorrt", trt), ("cuda", cuda), ("cuda.bindings", bindings), ("cuda.bindings.runtime", rt)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setenv("EDGEDML_CACHE", str(tmp_path / "cache"))
+    return calls, memory
+
+
+@pytest.mark.parametrize("version, flags", [("10.3.0", 1 << 1), ("11.0.0", 0)])
+def test_fake_build_checks_engines_and_records_them(fake_bundle, monkeypatch, tmp_path, version, flags):
+    """Fake TensorRT: checks the call surface and the flow, not TensorRT itself."""
+    from edgedml.runtime import tensorrt as t
+
+    calls, memory = install(monkeypatch, tmp_path, version)
+    entry = t.build_engines(fake_bundle, "fp16", max_batch=4, max_candidates=5, log=lambda m: None)
+    assert calls["network_flags"] == [flags, flags]  # STRONGLY_TYPED on 10.x, nothing on 11.x
+    assert calls["tf32"] == {"embedder": True, "matcher": False}
+    manifest = read_manifest(fake_bundle)  # checksums of the new engine files verify
+    assert manifest["engines"]["fp16"] == entry
+    assert entry["limits"] == {"embedder": {"size": 4, "fixed": False}, "matcher": {"size": 5, "fixed": False}}
+    assert entry["check"]["passed"] and entry["check"]["embedder"]["embedding_cosine_mean"] > 0.999
+    assert entry["check"]["matcher"]["max_abs_diff_structural"] < 1e-5
+    assert entry["embedder"]["strongly_typed"] and entry["embedder"]["profile"]["images"][2] == [4, 3, S, S]
+    assert entry["matcher"]["profile"]["candidate_local"] == [[1, R, D], [2, R, D], [5, R, D]]
+    assert sorted(p.name for p in (fake_bundle / "engines").iterdir()) == ["embedder.fp16.engine",
+                                                                         "matcher.fp16.engine"]
+    assert (tmp_path / "cache/tensorrt/timing.cache").read_bytes() == b"timing"
+    assert not memory  # the check's backend freed its buffers
+
+    backend = t.TensorRTBackend(fake_bundle, manifest, "fp16")
+    assert backend.limits["embedder"].size == 4 and backend.name == "tensorrt"
+    images = np.random.default_rng(1).standard_normal((3, 3, S, S)).astype(np.float32)
+    out = backend.run("embedder", {"images": images})
+    np.testing.assert_allclose(out["embedding"], fake_embedder(images)["embedding"], rtol=1e-6)
+    assert out["embedding"].dtype == np.float32
+    with pytest.raises(ValueError, match="Matcher chunks"):
+        backend.run("embedder", {"images": np.zeros((5, 3, S, S), np.float32)})
+    backend.close()
+    assert not memory
+
+
+def test_fake_failed_check_deletes_the_engines_and_keeps_the_manifest(fake_bundle, monkeypatch, tmp_path):
+    """Fake TensorRT whose engines drift from ONNX Runtime: the check must refuse them."""
+    from edgedml.runtime import tensorrt as t
+
+    install(monkeypatch, tmp_path, drift=0.5)
+    before = (fake_bundle / "manifest.json").read_bytes()
+    with pytest.raises(EdgeDMLError, match="failed their check"):
+        t.build_engines(fake_bundle, "fp16", log=lambda m: None)
+    assert (fake_bundle / "manifest.json").read_bytes() == before
+    assert list((fake_bundle / "engines").iterdir()) == []
+
+
+def test_precision_errors_and_missing_engines(fake_bundle, monkeypatch, tmp_path):
+    from edgedml.runtime import tensorrt as t
+
+    install(monkeypatch, tmp_path)
+    with pytest.raises(EdgeDMLError, match="CPUs"):
+        t.build_engines(fake_bundle, "int8-cpu", log=lambda m: None)
+    with pytest.raises(EdgeDMLError, match="no int8 graphs"):
+        t.build_engines(fake_bundle, "int8", log=lambda m: None)
+    with pytest.raises(BundleError, match="edgedml build-engine"):
+        t.TensorRTBackend(fake_bundle, read_manifest(fake_bundle), "fp16")
+
+
+def test_without_tensorrt_the_error_says_the_onnx_bundle_is_complete(fake_bundle, monkeypatch):
+    from edgedml.runtime import tensorrt as t
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt → ImportError
+    assert "TensorRT is not installed" in t.availability()
+    with pytest.raises(t.EngineUnavailable, match=r"complete.*edgedml build-engine .* --engine fp16"):
+        t.build_engines(fake_bundle, "fp16", log=lambda m: None)
+
+
+# --- the real thing -------------------------------------------------------------------------
+
+
+def test_real_tensorrt_builds_and_checks_engines(tmp_path, monkeypatch):
+    pytest.importorskip("tensorrt")
+    from edgedml.runtime import tensorrt as t
+
+    if t.availability():
+        pytest.skip(t.availability())
+    torch = pytest.importorskip("torch")
+    from edgedml.export.exporter import ExportOptions, export_bundle
+    from edgedml.models import ModelConfig, build_model
+
+    monkeypatch.setenv("EDGEDML_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    from test_export import TINY
+
+    model = build_model(ModelConfig(**TINY), pretrained=False).eval()
+    export_bundle(model, tmp_path / "b", ExportOptions(validation_images=3), log=lambda m: None)
+    entry = t.build_engines(tmp_path / "b", "fp32", max_batch=4, max_candidates=8, log=lambda m: None)
+    assert entry["check"]["passed"]
+    backend = t.TensorRTBackend(tmp_path / "b", read_manifest(tmp_path / "b"), "fp32")
+    try:
+        size = read_manifest(tmp_path / "b")["embedder"]["inputs"]["images"][2]
+        out = backend.run("embedder", {"images": np.zeros((2, 3, size, size), np.float32)})
+        assert out["embedding"].shape[0] == 2
+    finally:
+        backend.close()
