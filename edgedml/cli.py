@@ -255,13 +255,14 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, i
 
 
 EXIT_NO_ENGINE = 3  # the bundle is complete but TensorRT or a GPU is missing here
+_PRECISION_CHOICE = click.Choice(["fp32", "fp16", "int8", "int8-cpu"])
 
 
-def _build_engines_or_explain(bundle, engine, max_batch, max_candidates, calib) -> None:
-    from .export.tensorrt import EngineUnavailable, build_engines
+def _build_engines_or_explain(bundle, engine, max_batch, max_candidates) -> None:
+    from .runtime.tensorrt import EngineUnavailable, build_engines
 
     try:
-        build_engines(bundle, engine, max_batch, max_candidates, calib, log=lambda m: click.echo(m, err=True))
+        build_engines(bundle, engine, max_batch, max_candidates, log=lambda m: click.echo(m, err=True))
     except EngineUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_NO_ENGINE)
@@ -271,23 +272,33 @@ def _build_engines_or_explain(bundle, engine, max_batch, max_candidates, calib) 
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="A .safetensors checkpoint; without it, the ImageNet-pretrained default model.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--precision", "precisions", default="fp32", show_default=True,
+              help="Graph sets to write, comma-separated: fp32, fp16, int8 (TensorRT QDQ), int8-cpu (ONNX Runtime "
+                   "QDQ). Each is run and validated against fp32 on real images.")
 @click.option("--engine", type=click.Choice(["none", "fp32", "fp16", "int8"]), default="none", show_default=True,
-              help="Also build TensorRT engines (needs TensorRT and a CUDA GPU here).")
+              help="Also build TensorRT engines from that precision's graphs (needs TensorRT and a CUDA GPU here).")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False),
-              help="Images for INT8 calibration (also used for validation).")
+              help="Real images for INT8 calibration (also used for validation).")
+@click.option("--calib-images", default=64, show_default=True, help="Calibration images taken from --calib.")
+@click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
+              show_default=True, help="How INT8 ranges are chosen from the calibration activations.")
 @click.option("--validate-with", type=click.Path(exists=True, file_okay=False),
-              help="Real images to validate ONNX Runtime against PyTorch [default: random tensors].")
+              help="Real images to validate against PyTorch and fp32 [default: --calib, else random tensors].")
+@click.option("--validate-data", type=click.Path(exists=True, file_okay=False),
+              help="A labelled class-per-folder set: MAP@R of every precision against fp32 (bounded).")
 @click.option("--max-batch", default=8, show_default=True, help="Largest embedder batch of the engine profile.")
 @click.option("--max-candidates", default=100, show_default=True, help="Largest K of the matcher engine profile.")
+@click.option("--fixed-batch", type=int, help="Export the embedder at exactly this batch (static shapes).")
 @click.option("--iters", type=int, help="Sinkhorn iterations unrolled in matcher.onnx [default: the model's].")
 @click.option("--matcher-form", type=click.Choice(["scaling", "log"]), default="scaling", show_default=True,
-              help="scaling: fp32, fastest; log: fp16-safe, for targets that must run fp16 everywhere.")
+              help="fp32 matcher: scaling (fastest) or log. The fp16 matcher is always the log form.")
 @click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), default="diml", show_default=True,
               help="Head of the pretrained default (ignored with --checkpoint).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
-def export_command(checkpoint, out, engine, calib, validate_with, max_batch, max_candidates, iters,
-                   matcher_form, head, overwrite):
-    """Export a model to a validated bundle: embedder.onnx, matcher.onnx, manifest.json [, engines]."""
+def export_command(checkpoint, out, precisions, engine, calib, calib_images, calib_method, validate_with,
+                   validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, head, overwrite):
+    """Export a model to a validated bundle: one embedder and one matcher graph per precision,
+    manifest.json [, TensorRT engines]."""
     from .errors import EdgeDMLError
 
     try:
@@ -298,9 +309,10 @@ def export_command(checkpoint, out, engine, calib, validate_with, max_batch, max
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml export", "export"))
     try:
-        options = ExportOptions(engine=engine, matcher_form=matcher_form, iters=iters, max_batch=max_batch,
-                                max_candidates=max_candidates, calib=calib, validate_with=validate_with,
-                                overwrite=overwrite)
+        options = ExportOptions(precisions=precisions, engine=engine, matcher_form=matcher_form, iters=iters,
+                                max_batch=max_batch, max_candidates=max_candidates, fixed_batch=fixed_batch,
+                                calib=calib, calib_images=calib_images, calib_method=calib_method,
+                                validate_with=validate_with, validate_data=validate_data, overwrite=overwrite)
         if checkpoint:
             model, source = load_checkpoint(checkpoint), f"checkpoint {checkpoint}"
         else:
@@ -311,29 +323,35 @@ def export_command(checkpoint, out, engine, calib, validate_with, max_batch, max
         _fail(exc)
     report = manifest["validation"]
     click.echo(f"bundle: {out}")
-    click.echo(f"  embedder vs PyTorch: max |Δ| {report['embedder']['max_abs_diff_embedding']:.1e}; "
+    click.echo(f"  fp32: embedder vs PyTorch max |Δ| {report['embedder']['max_abs_diff_embedding']:.1e}; "
                f"matcher vs PyTorch: {report['matcher']['max_abs_diff_multiscale']:.1e}; "
-               f"vs POT: {report['pot']['max_abs_diff_score_vs_pot']:.1e}; "
-               f"fp16 log form: {report['fp16']['max_abs_diff_score_fp16']:.1e}")
+               f"vs POT: {report['pot']['max_abs_diff_score_vs_pot']:.1e}")
+    for name, entry in report.get("precisions", {}).items():
+        line = (f"  {name}: embedding cosine to fp32 {entry['embedder']['embedding_cosine_mean']:.4f} (min "
+                f"{entry['embedder']['embedding_cosine_min']:.4f}); matcher |Δ| "
+                f"{entry['matcher']['max_abs_diff_multiscale']:.1e}")
+        if "map_at_r" in entry:
+            line += f"; MAP@R multi-scale {entry['map_at_r'][name]['multiscale']:.4f} (fp32 " \
+                    f"{entry['map_at_r']['fp32']['multiscale']:.4f})"
+        click.echo(line)
     if engine != "none":
-        _build_engines_or_explain(out, engine, max_batch, max_candidates, calib)
+        _build_engines_or_explain(out, engine, max_batch, max_candidates)
 
 
 @main.command(name="build-engine")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--engine", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
+@click.option("--engine", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
+              help="The bundle's graph set to build (the precision is in the graphs; INT8 was calibrated at export).")
 @click.option("--max-batch", default=8, show_default=True)
 @click.option("--max-candidates", default=100, show_default=True)
-@click.option("--calib", type=click.Path(exists=True, file_okay=False), help="Images for INT8 calibration.")
-def build_engine_command(bundle, engine, max_batch, max_candidates, calib):
-    """Build TensorRT engines from a bundle's ONNX, on the target device (engines do not move
-    between GPUs or TensorRT versions): export on a workstation, build on the Jetson."""
+def build_engine_command(bundle, engine, max_batch, max_candidates):
+    """Build strongly typed TensorRT engines from a bundle's ONNX graphs, on the target device
+    (engines do not move between GPUs or TensorRT versions): export on a workstation, build on
+    the Jetson. Needs no torch. Every engine is checked against ONNX Runtime's stored outputs."""
     from .errors import EdgeDMLError
 
-    if engine == "int8" and not calib:
-        _fail(click.BadParameter("--engine int8 calibrates on real images: pass --calib DIR"))
     try:
-        _build_engines_or_explain(bundle, engine, max_batch, max_candidates, calib)
+        _build_engines_or_explain(bundle, engine, max_batch, max_candidates)
     except EdgeDMLError as exc:
         _fail(exc)
 
@@ -346,17 +364,19 @@ def build_engine_command(bundle, engine, max_batch, max_candidates, calib):
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto",
               show_default=True)
 @click.option("--threshold", type=float, help="Decision threshold [default: the bundle's calibrated one].")
+@click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
+              help="Which of the bundle's graph sets to run.")
 @click.option("--explain", "explain_path", type=click.Path(dir_okay=False),
               help="Write the side-by-side explanation picture (PNG/JPEG) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def compare(image_a, image_b, bundle, backend, threshold, explain_path, as_json):
+def compare(image_a, image_b, bundle, backend, threshold, precision, explain_path, as_json):
     """Compare two images: score, decision, and (with --explain) a picture of why."""
     from .errors import EdgeDMLError
 
     try:
         from .runtime.matcher import Matcher
 
-        matcher = Matcher(bundle, backend=backend, threshold=threshold)
+        matcher = Matcher(bundle, backend=backend, threshold=threshold, precision=precision)
         result = matcher.compare(image_a, image_b)
         if explain_path:
             import cv2

@@ -42,7 +42,8 @@ def test_onnx_runtime_matches_pytorch_for_each_head(tiny_bundles, head):
     assert manifest["validation"]["embedder"]["max_abs_diff_embedding"] < 1e-4
     assert manifest["validation"]["matcher"]["max_abs_diff_multiscale"] < 1e-4
     assert manifest["validation"]["fp16"]["finite_fp16"]
-    assert set(manifest["files"]) == {"embedder.onnx", "matcher.onnx"}
+    assert set(manifest["files"]) == {"embedder.onnx", "matcher.onnx", "validation/inputs.npz",
+                                      "validation/outputs.fp32.npz"}
     expected_outputs = ["embedding", "local"] + (["attention"] if head != "diml" else [])
     assert set(manifest["embedder"]["outputs"]) == set(expected_outputs)  # the manifest sorts keys
 
@@ -129,19 +130,19 @@ def test_export_refuses_to_overwrite_without_being_asked(tiny_bundles):
 
 def test_cli_export_without_tensorrt_writes_the_bundle_then_exits_non_zero(tmp_path):
     pytest.importorskip("onnxruntime")
-    from edgedml.export.tensorrt import availability
+    from edgedml.runtime.tensorrt import availability
 
     if availability() is None:
         pytest.skip("TensorRT and a GPU are present here: engines would be built")
     model = build_model(ModelConfig(head="grouping", **TINY), pretrained=False)
     save_checkpoint(model, tmp_path / "m.safetensors")
     result = CliRunner().invoke(main, ["export", "--checkpoint", str(tmp_path / "m.safetensors"), "--out",
-                                       str(tmp_path / "bundle"), "--engine", "fp16"])
+                                       str(tmp_path / "bundle"), "--engine", "fp32"])
     assert result.exit_code == EXIT_NO_ENGINE, result.output
     assert "edgedml build-engine" in result.output
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert manifest["engines"] == {} and manifest["model"]["head"] == "grouping"
-    again = CliRunner().invoke(main, ["build-engine", str(tmp_path / "bundle")])
+    again = CliRunner().invoke(main, ["build-engine", str(tmp_path / "bundle"), "--engine", "fp32"])
     assert again.exit_code == EXIT_NO_ENGINE
 
 
@@ -158,11 +159,11 @@ def test_real_default_model_exports_and_matches_pytorch(tmp_path, flowers_dir):
 
 def test_tensorrt_builds_engines_where_available(tiny_bundles):
     pytest.importorskip("tensorrt")
-    from edgedml.export.tensorrt import availability, build_engines
+    from edgedml.runtime.tensorrt import availability, build_engines
 
     if availability():
         pytest.skip(availability())
     _, bundle = tiny_bundles["diml"]
-    engines = build_engines(bundle, "fp16", max_batch=2, max_candidates=8, log=lambda m: None)
-    assert engines["embedder"]["precision"] == "fp16" and engines["matcher"]["precision"] == "fp32"
-    assert read_manifest(bundle)["engines"]["embedder"]["gpu"]
+    engines = build_engines(bundle, "fp32", max_batch=2, max_candidates=8, log=lambda m: None)
+    assert engines["embedder"]["strongly_typed"] and engines["check"]
+    assert read_manifest(bundle)["engines"]["fp32"]["embedder"]["gpu"]

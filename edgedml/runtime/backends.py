@@ -1,25 +1,55 @@
 """Inference backends behind one small interface: run a bundle's graph on named numpy inputs.
 
-- ``onnxruntime``: providers TensorRT EP → CUDA EP → CPU, whichever this onnxruntime has, with
-  the TensorRT EP's engine cache inside the bundle folder;
+Every backend runs the graph set of one precision (``manifest["graphs"][precision]``: fp32,
+fp16, int8 or int8-cpu), and knows each graph's axis-0 limit (:class:`~.chunking.Limit`), which
+:class:`~.matcher.Matcher` respects by splitting larger requests.
+
+- ``onnxruntime``: providers TensorRT EP → CUDA EP → CPU, whichever this onnxruntime has. The
+  TensorRT EP gets explicit profile shapes and keeps its engine and timing caches outside the
+  checksummed bundle (``$EDGEDML_CACHE``, default ``~/.cache/edgedml``);
 - ``opencv``: OpenCV's own DNN module (CPU, or CUDA / CUDA-FP16 targets where OpenCV is built
   with CUDA, as in JetPack): a runtime that needs nothing but numpy and OpenCV;
-- ``tensorrt``: the bundle's native engines (TensorRT 10 named-tensor API, ``execute_async_v3``,
-  device buffers through cuda-python). Written against the documented API; not executed where
-  this was developed (no TensorRT, no GPU).
+- ``tensorrt``: the bundle's native engines (:mod:`edgedml.runtime.tensorrt`). Not executed
+  where this was developed (no TensorRT, no GPU).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BundleError, MissingDependencyError
+from ..errors import BundleError, EdgeDMLError, MissingDependencyError
+from .chunking import Limit
 
 BACKENDS = ("onnxruntime", "opencv", "tensorrt")
+GRAPHS = ("embedder", "matcher")
+log = logging.getLogger("edgedml")
+
+
+def graph_files(manifest: dict, precision: str) -> dict[str, str]:
+    """{graph: file} of one precision; bundles from before precisions had only fp32."""
+    sets = manifest.get("graphs") or {"fp32": {g: manifest[g]["file"] for g in GRAPHS}}
+    if precision not in sets:
+        raise BundleError(f"this bundle has no {precision} graphs (it has {', '.join(sorted(sets))}); re-export "
+                          f"it with `edgedml export --precision {precision} ...` or pick one of those")
+    return sets[precision]
+
+
+def graph_limits(manifest: dict) -> dict[str, Limit]:
+    """The exported graphs' axis-0 limits (none for dynamic axes)."""
+    limits = manifest.get("limits") or {}
+    return {g: Limit.from_dict(limits.get(g)) for g in GRAPHS}
+
+
+def cache_dir() -> Path:
+    """Where engine and timing caches live: outside any bundle, so a checksummed or read-only
+    bundle stays untouched."""
+    return Path(os.environ.get("EDGEDML_CACHE") or Path.home() / ".cache" / "edgedml")
 
 
 class Backend:
@@ -27,6 +57,7 @@ class Backend:
     arrays; returns {output name: array}. Implementations are safe to call from several threads."""
 
     name = "base"
+    limits: dict[str, Limit] = {}
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -38,7 +69,8 @@ class Backend:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, bundle: Path, manifest: dict, providers: list[str] | None = None, threads: int = 0):
+    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32", providers: list[str] | None = None,
+                 threads: int = 0):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -50,19 +82,19 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        files = graph_files(manifest, precision)
+        self.limits = graph_limits(manifest)
         self.sessions = {}
-        for graph in ("embedder", "matcher"):
+        for graph in GRAPHS:
             chosen = []
             for provider in wanted:
                 if provider == "TensorrtExecutionProvider":
-                    cache = bundle / "ort_trt_cache"
-                    chosen.append((provider, {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                                              "trt_fp16_enable": graph == "embedder"}))
+                    chosen.append((provider, tensorrt_ep_options(manifest, graph, files[graph])))
                 else:
                     chosen.append(provider)
-            self.sessions[graph] = ort.InferenceSession(str(bundle / manifest[graph]["file"]), options,
-                                                        providers=chosen)
+            self.sessions[graph] = ort.InferenceSession(str(bundle / files[graph]), options, providers=chosen)
         self.providers = self.sessions["embedder"].get_providers()
+        self.precision = precision
 
     def run(self, graph, feeds):
         session = self.sessions[graph]  # InferenceSession.run is thread-safe
@@ -70,13 +102,37 @@ class OnnxRuntimeBackend(Backend):
         return dict(zip(names, session.run(None, feeds)))
 
     def describe(self) -> str:
-        return f"onnxruntime ({', '.join(self.providers)})"
+        return f"onnxruntime {self.precision} ({', '.join(self.providers)})"
+
+
+def tensorrt_ep_options(manifest: dict, graph: str, file: str, max_batch: int = 8, max_candidates: int = 100) -> dict:
+    """Options of ONNX Runtime's TensorRT execution provider for one graph: explicit profile
+    shapes (so it builds one engine for the whole range instead of rebuilding per new shape),
+    caches outside the bundle, and no fp16/int8 flags (the precision is in the graph, which
+    ORT then builds as a strongly typed network)."""
+    inputs = manifest[graph]["inputs"]
+    limit = graph_limits(manifest)[graph]
+    top = limit.size if limit.size else (max_batch if graph == "embedder" else max_candidates)
+    low = top if limit.fixed else 1
+
+    def shapes(first: int) -> str:
+        parts = []
+        for name, dims in inputs.items():
+            dims = [first if isinstance(d, str) else d for d in dims]
+            parts.append(f"{name}:{'x'.join(str(d) for d in dims)}")
+        return ",".join(parts)
+
+    cache = cache_dir() / "ort-tensorrt" / manifest.get("files", {}).get(file, {}).get("sha256", file)[:16]
+    return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir() / "ort-tensorrt"),
+            "trt_profile_min_shapes": shapes(low), "trt_profile_opt_shapes": shapes(max(low, top // 2)),
+            "trt_profile_max_shapes": shapes(top)}
 
 
 class OpenCVBackend(Backend):
     name = "opencv"
 
-    def __init__(self, bundle: Path, manifest: dict, cuda: bool | None = None):
+    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32", cuda: bool | None = None):
         import cv2
 
         if cuda is None:
@@ -84,13 +140,19 @@ class OpenCVBackend(Backend):
                 cuda = cv2.cuda.getCudaEnabledDeviceCount() > 0
             except Exception:  # OpenCV built without its CUDA module
                 cuda = False
+        files = graph_files(manifest, precision)
+        self.limits = graph_limits(manifest)
         self.nets, self.outputs, self.locks = {}, {}, {}
-        for graph in ("embedder", "matcher"):
-            net = cv2.dnn.readNetFromONNX(str(bundle / manifest[graph]["file"]))
+        for graph in GRAPHS:
+            try:
+                net = cv2.dnn.readNetFromONNX(str(bundle / files[graph]))
+            except cv2.error as exc:
+                raise BundleError(f"OpenCV's DNN module cannot read {files[graph]} ({str(exc).strip()[:120]}); use "
+                                  f"backend='onnxruntime' or another precision") from exc
             if cuda:
                 net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
                 # fp16 only for the embedder: the scaling-form matcher underflows in fp16
-                fp16 = graph == "embedder" or manifest["matcher"].get("form") == "log"
+                fp16 = graph == "embedder" or precision == "fp16" or manifest["matcher"].get("form") == "log"
                 net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA_FP16 if fp16 else cv2.dnn.DNN_TARGET_CUDA)
             self.nets[graph] = net
             self.outputs[graph] = list(manifest[graph]["outputs"])
@@ -109,95 +171,32 @@ class OpenCVBackend(Backend):
         return f"opencv dnn ({self.target})"
 
 
-class TensorRTBackend(Backend):
-    """Native TensorRT engines: one execution context per graph, guarded by a lock."""
+def _tensorrt(bundle: Path, manifest: dict, precision: str) -> Backend:
+    from .tensorrt import TensorRTBackend
 
-    name = "tensorrt"
-
-    def __init__(self, bundle: Path, manifest: dict):
-        engines = manifest.get("engines") or {}
-        if "embedder" not in engines or "matcher" not in engines:
-            raise BundleError(f"{bundle} has no TensorRT engines; build them on this device with "
-                              f"`edgedml build-engine {bundle} --engine fp16`")
-        try:
-            import tensorrt as trt
-            from cuda.bindings import runtime as cudart
-        except ImportError as exc:
-            raise MissingDependencyError(exc.name or "tensorrt", "the TensorRT backend", "gpu") from exc
-        self.trt, self.cudart = trt, cudart
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(logger)
-        self.engines, self.contexts, self.locks = {}, {}, {}
-        for graph in ("embedder", "matcher"):
-            engine = runtime.deserialize_cuda_engine((bundle / "engines" / engines[graph]["file"]).read_bytes())
-            if engine is None:
-                raise BundleError(f"TensorRT could not load the {graph} engine: it was built for another GPU or "
-                                  f"TensorRT version; rebuild it here with `edgedml build-engine {bundle}`")
-            self.engines[graph] = engine
-            self.contexts[graph] = engine.create_execution_context()
-            self.locks[graph] = threading.Lock()
-        err, self.stream = cudart.cudaStreamCreate()
-
-    def _check(self, result, what):
-        err = result[0] if isinstance(result, tuple) else result
-        if int(err) != 0:
-            raise RuntimeError(f"CUDA error in {what}: {err}")
-        return result[1] if isinstance(result, tuple) and len(result) > 1 else None
-
-    def run(self, graph, feeds):
-        trt, cudart = self.trt, self.cudart
-        engine, context = self.engines[graph], self.contexts[graph]
-        with self.locks[graph]:
-            buffers, outputs = [], {}
-            try:
-                for name, value in feeds.items():
-                    value = np.ascontiguousarray(value, dtype=np.float32)
-                    context.set_input_shape(name, value.shape)
-                    pointer = self._check(cudart.cudaMalloc(value.nbytes), "cudaMalloc")
-                    buffers.append(pointer)
-                    self._check(cudart.cudaMemcpyAsync(pointer, value.ctypes.data, value.nbytes,
-                                                       cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self.stream),
-                                "copy to device")
-                    context.set_tensor_address(name, int(pointer))
-                for i in range(engine.num_io_tensors):
-                    name = engine.get_tensor_name(i)
-                    if engine.get_tensor_mode(name) != trt.TensorIOMode.OUTPUT:
-                        continue
-                    shape = tuple(context.get_tensor_shape(name))
-                    host = np.empty(shape, dtype=trt.nptype(engine.get_tensor_dtype(name)))
-                    pointer = self._check(cudart.cudaMalloc(max(host.nbytes, 1)), "cudaMalloc")
-                    buffers.append(pointer)
-                    context.set_tensor_address(name, int(pointer))
-                    outputs[name] = (host, pointer)
-                if not context.execute_async_v3(int(self.stream)):  # TensorRT takes the raw handle
-                    raise RuntimeError(f"TensorRT failed to run the {graph} engine")
-                for host, pointer in outputs.values():
-                    self._check(cudart.cudaMemcpyAsync(host.ctypes.data, pointer, host.nbytes,
-                                                       cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream),
-                                "copy to host")
-                self._check(cudart.cudaStreamSynchronize(self.stream), "synchronize")
-            finally:
-                for pointer in buffers:
-                    cudart.cudaFree(pointer)
-        return {name: host.astype(np.float32) for name, (host, _) in outputs.items()}
-
-    def describe(self) -> str:
-        return f"tensorrt {self.trt.__version__}"
+    return TensorRTBackend(bundle, manifest, precision)
 
 
-def create_backend(bundle: Path, manifest: dict, name: str = "auto") -> Backend:
-    """The named backend, or with "auto" the best available: TensorRT engines where the bundle
-    has them and TensorRT imports, then ONNX Runtime, then OpenCV DNN."""
+def create_backend(bundle: Path, manifest: dict, name: str = "auto", precision: str = "fp32") -> Backend:
+    """The named backend for one precision's graphs, or with "auto" the best available:
+    TensorRT engines where the bundle has them for that precision and TensorRT imports, then
+    ONNX Runtime, then OpenCV DNN. When engines exist but cannot be loaded here (another GPU or
+    TensorRT version, no cuda-python), "auto" warns in one line and falls back."""
     if name not in ("auto", *BACKENDS):
         raise ValueError(f"unknown backend {name!r}; choose auto or one of {list(BACKENDS)}")
+    graph_files(manifest, precision)  # a clear error for a precision the bundle lacks
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(bundle, manifest)
+        return OnnxRuntimeBackend(bundle, manifest, precision)
     if name == "opencv":
-        return OpenCVBackend(bundle, manifest)
+        return OpenCVBackend(bundle, manifest, precision)
     if name == "tensorrt":
-        return TensorRTBackend(bundle, manifest)
-    if manifest.get("engines") and importlib.util.find_spec("tensorrt") is not None:
-        return TensorRTBackend(bundle, manifest)
+        return _tensorrt(bundle, manifest, precision)
+    if precision in (manifest.get("engines") or {}) and importlib.util.find_spec("tensorrt") is not None:
+        try:
+            return _tensorrt(bundle, manifest, precision)
+        except (EdgeDMLError, ImportError, RuntimeError, OSError) as exc:
+            log.warning("edgedml: TensorRT engines not usable here (%s); falling back to ONNX Runtime",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     if importlib.util.find_spec("onnxruntime") is not None:
-        return OnnxRuntimeBackend(bundle, manifest)
-    return OpenCVBackend(bundle, manifest)
+        return OnnxRuntimeBackend(bundle, manifest, precision)
+    return OpenCVBackend(bundle, manifest, precision)

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import EdgeDMLError
+from .backends import graph_files
 from .image import ImageInput
 from .matcher import Features, Matcher
 
@@ -84,7 +85,9 @@ class Gallery:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
-        fingerprint = matcher.manifest["files"][matcher.manifest["embedder"]["file"]]["sha256"]
+        # templates are only comparable when made by the same embedder graph (precision included)
+        embedder_file = graph_files(matcher.manifest, getattr(matcher, "precision", "fp32"))["embedder"]
+        fingerprint = matcher.manifest["files"][embedder_file]["sha256"]
         row = self._db.execute("SELECT value FROM meta WHERE key='embedder_sha256'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('embedder_sha256', ?)", (fingerprint,))

@@ -2,6 +2,7 @@
 
     from edgedml.runtime import Matcher
     matcher = Matcher("bundle/")                 # backend="auto": TensorRT, ONNX Runtime or OpenCV
+    matcher = Matcher("bundle/", precision="int8-cpu")   # any graph set the bundle holds
     result = matcher.compare("a.jpg", "b.jpg")   # paths, encoded bytes or numpy arrays (BGR)
     result.score, result.is_match                # multi-scale score, decision at the threshold
     cv2.imwrite("why.png", result.render())      # what made the match
@@ -22,6 +23,7 @@ from ..bundle import read_manifest
 from ..preprocessing import PreprocessSpec
 from . import explain
 from .backends import create_backend
+from .chunking import run_in_chunks
 from .image import ImageInput, load_image
 from .preprocess import to_network_input
 
@@ -87,11 +89,12 @@ class Matcher:
     """Embeds and compares images with an exported bundle (see the module doc)."""
 
     def __init__(self, bundle: str | Path, backend: str = "auto", threshold: float | None = None,
-                 threshold_name: str = "default"):
+                 threshold_name: str = "default", precision: str = "fp32"):
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle)  # verifies every checksum
         self.spec = PreprocessSpec.from_dict(self.manifest["preprocessing"])
-        self.backend = create_backend(self.bundle, self.manifest, backend)
+        self.precision = precision
+        self.backend = create_backend(self.bundle, self.manifest, backend, precision)
         calibrated = (self.manifest.get("thresholds") or {}).get(threshold_name)
         self.threshold = threshold if threshold is not None else (
             calibrated["threshold"] if isinstance(calibrated, dict) else calibrated)
@@ -110,8 +113,16 @@ class Matcher:
         batch, _ = self.preprocess(list(images))
         return self._embed_batch(batch)
 
+    def _run(self, graph: str, feeds: dict[str, np.ndarray], chunked: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Run a graph within its limit (a TensorRT profile, a fixed export batch): larger
+        requests are split into chunks, and a fixed-size graph's last chunk is padded."""
+        limit = self.backend.limits.get(graph)
+        if limit is None or limit.size is None:
+            return self.backend.run(graph, feeds)
+        return run_in_chunks(lambda part: self.backend.run(graph, part), feeds, chunked, limit)
+
     def _embed_batch(self, batch: np.ndarray) -> Features:
-        out = self.backend.run("embedder", {"images": batch})
+        out = self._run("embedder", {"images": batch}, ("images",))
         return Features(out["embedding"], out["local"], out.get("attention"))
 
     def match(self, query: Features, candidates: Features) -> dict[str, np.ndarray]:
@@ -121,9 +132,10 @@ class Matcher:
             raise ValueError(f"match takes one query, got {len(query)}; use query[i] to pick one")
         if len(candidates) == 0:
             raise ValueError("match needs at least one candidate")
-        return self.backend.run("matcher", {
+        return self._run("matcher", {
             "query_local": query.local, "query_embedding": query.embedding,
-            "candidate_local": candidates.local, "candidate_embedding": candidates.embedding})
+            "candidate_local": candidates.local, "candidate_embedding": candidates.embedding},
+            ("candidate_local", "candidate_embedding"))
 
     def compare(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
                 top_matches: int = 5) -> MatchResult:
@@ -156,4 +168,5 @@ class Matcher:
             image_a=rgb_a, image_b=rgb_b)
 
     def __repr__(self) -> str:
-        return f"Matcher({str(self.bundle)!r}, backend={self.backend.describe()!r}, threshold={self.threshold})"
+        return (f"Matcher({str(self.bundle)!r}, precision={self.precision!r}, backend={self.backend.describe()!r}, "
+                f"threshold={self.threshold})")
