@@ -407,11 +407,15 @@ _threshold_option = click.option("--threshold", type=float,
                                  help="Decision threshold [default: the bundle's calibrated one].")
 
 
-def _open_gallery(gallery, bundle, threshold):
+_precision_option = click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
+                                 help="Which of the bundle's graph sets to run (a gallery keeps to one).")
+
+
+def _open_gallery(gallery, bundle, threshold, precision="fp32"):
     from .runtime.gallery import Gallery
     from .runtime.matcher import Matcher
 
-    return Gallery(gallery, Matcher(bundle), threshold=threshold)
+    return Gallery(gallery, Matcher(bundle, precision=precision), threshold=threshold)
 
 
 @main.command()
@@ -420,14 +424,15 @@ def _open_gallery(gallery, bundle, threshold):
               help="Class-per-folder images (one folder per identity).")
 @click.option("--per-class", type=int, help="Use at most this many images of each class.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
-def calibrate(bundle, data, per_class, backend):
+@_precision_option
+def calibrate(bundle, data, per_class, backend, precision):
     """Score all genuine and impostor pairs of --data; write EER, TAR at FAR 1e-2/1e-3/1e-4 and
     their thresholds into the bundle, with a ROC curve and score histograms (PNG)."""
     from .errors import EdgeDMLError
     from .runtime.calibration import calibrate as run
 
     try:
-        report = run(bundle, data, per_class, backend, progress=True)
+        report = run(bundle, data, per_class, backend, progress=True, precision=precision)
     except EdgeDMLError as exc:
         _fail(exc)
     click.echo(f"{report['images']} images, {report['genuine_pairs']} genuine and {report['impostor_pairs']} "
@@ -442,12 +447,13 @@ def calibrate(bundle, data, per_class, backend):
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @_model_option
-def enroll(gallery, name, images, bundle):
+@_precision_option
+def enroll(gallery, name, images, bundle, precision):
     """Enroll NAME into the GALLERY file (SQLite) from one or more images, all or nothing."""
     from .errors import EdgeDMLError
 
     try:
-        with _open_gallery(gallery, bundle, None) as g:
+        with _open_gallery(gallery, bundle, None, precision) as g:
             count = g.enroll(name, list(images))
             total = g.identities()[name]
     except EdgeDMLError as exc:
@@ -477,12 +483,13 @@ def _report(decision, as_json, kind):
 @_threshold_option
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
-def verify(gallery, image, name, bundle, threshold, as_json, log):
+@_precision_option
+def verify(gallery, image, name, bundle, threshold, as_json, log, precision):
     """1:1 — is IMAGE the enrolled NAME? Exit 0 accepted, 4 rejected, 1 on error."""
     from .errors import EdgeDMLError
 
     try:
-        with _open_gallery(gallery, bundle, threshold) as g:
+        with _open_gallery(gallery, bundle, threshold, precision) as g:
             decision = g.verify(image, name)
             if log:
                 g.log_decision("verify", decision, claimed=name, details={"image": image})
@@ -499,12 +506,13 @@ def verify(gallery, image, name, bundle, threshold, as_json, log):
 @click.option("--top-k", default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
-def identify(gallery, image, bundle, threshold, top_k, as_json, log):
+@_precision_option
+def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision):
     """1:N — who in GALLERY is IMAGE? Exit 0 when the best is above the threshold, 4 otherwise."""
     from .errors import EdgeDMLError
 
     try:
-        with _open_gallery(gallery, bundle, threshold) as g:
+        with _open_gallery(gallery, bundle, threshold, precision) as g:
             decision = g.identify(image, top_k=top_k)
             if log:
                 g.log_decision("identify", decision, details={"image": image})

@@ -61,6 +61,8 @@ def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int8-cpu"],
+                        help="which of the bundle\'s graph sets to run")
     parser.add_argument("--gallery", required=True)
     parser.add_argument("--enroll", type=Path, help="folder of people: one sub-folder of photos each")
     parser.add_argument("--claim", required=True, help="the identity the person claims")
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--every", type=int, default=1, help="verify every n-th frame")
     parser.add_argument("--max-frames", type=int)
     args = parser.parse_args(argv)
-    with Gallery(args.gallery, Matcher(args.model), threshold=args.threshold) as gallery:
+    with Gallery(args.gallery, Matcher(args.model, precision=args.precision), threshold=args.threshold) as gallery:
         if args.enroll:
             enroll_folder(gallery, args.enroll)
         print(verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every))

@@ -94,13 +94,15 @@ def run(source, gallery: Gallery, headless: str | None = None, max_frames: int |
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="bundle folder from `edgedml export`")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int8-cpu"],
+                        help="which of the bundle\'s graph sets to run")
     parser.add_argument("--gallery", required=True, help="gallery file made with `edgedml enroll`")
     parser.add_argument("--source", default="0")
     parser.add_argument("--threshold", type=float, help="decision threshold [default: the bundle's calibrated one]")
     parser.add_argument("--headless", metavar="OUT.avi", help="write an annotated video instead of showing a window")
     parser.add_argument("--max-frames", type=int)
     args = parser.parse_args(argv)
-    with Gallery(args.gallery, Matcher(args.model), threshold=args.threshold) as gallery:
+    with Gallery(args.gallery, Matcher(args.model, precision=args.precision), threshold=args.threshold) as gallery:
         print(run(args.source, gallery, args.headless, args.max_frames))
     return 0
 

@@ -15,10 +15,12 @@ def main(argv=None) -> int:
     parser.add_argument("image_a")
     parser.add_argument("image_b")
     parser.add_argument("--model", required=True, help="bundle folder from `edgedml export`")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int8-cpu"],
+                        help="which of the bundle\'s graph sets to run")
     parser.add_argument("--out", default="why.png")
     parser.add_argument("--threshold", type=float)
     args = parser.parse_args(argv)
-    result = Matcher(args.model).compare(args.image_a, args.image_b, threshold=args.threshold)
+    result = Matcher(args.model, precision=args.precision).compare(args.image_a, args.image_b, threshold=args.threshold)
     print(f"score {result.score:.4f} = structural {result.structural:.4f} + global {result.global_similarity:.4f}")
     for m in result.matches:
         print(f"  region {m.region_a} at {m.point_a} -> region {m.region_b} at {m.point_b}: flow {m.flow:.4f}")

@@ -335,3 +335,14 @@ def test_real_lite0_exports_all_four_precisions_calibrated_on_daffodils(tmp_path
     for name in ("fp16", "int8", "int8-cpu"):
         score = Matcher(tmp_path / "b", backend="onnxruntime", precision=name).compare(*pair).score
         assert abs(score - fp32) < 0.05, (name, score, fp32)
+
+
+def test_a_gallery_keeps_to_the_precision_it_was_enrolled_with(all_precisions, calib_dir, tmp_path):
+    from edgedml.runtime.gallery import Gallery, GalleryError
+
+    images = sorted(calib_dir.iterdir())
+    with Gallery(tmp_path / "door.db", Matcher(all_precisions, precision="int8-cpu"), threshold=0.5) as gallery:
+        gallery.enroll("ann", images[:2])
+        assert gallery.identify(images[0], top_k=1).name == "ann"
+    with pytest.raises(GalleryError, match="another model"):
+        Gallery(tmp_path / "door.db", Matcher(all_precisions, precision="fp32"))

@@ -133,12 +133,12 @@ def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict,
 
 
 def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None, backend: str = "auto",
-              progress: bool = False) -> dict:
+              progress: bool = False, precision: str = "fp32") -> dict:
     """Score all pairs of ``data``, write thresholds, ROC and histograms into ``bundle``."""
     import cv2
 
     started = time.perf_counter()
-    matcher = Matcher(bundle, backend=backend)
+    matcher = Matcher(bundle, backend=backend, precision=precision)
     paths, labels, names = labelled_images(data, per_class)
     genuine, impostor = pair_scores(matcher, paths, labels, progress=progress)
     if len(genuine) == 0:
@@ -160,7 +160,7 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     manifest = read_manifest(root)
     body = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
     body["thresholds"] = thresholds
-    body["calibration"] = {"data": str(data), "images": len(paths), "classes": len(names),
+    body["calibration"] = {"data": str(data), "precision": precision, "images": len(paths), "classes": len(names),
                            "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
                            "eer": eer, "seconds": round(time.perf_counter() - started, 1)}
     write_manifest(root, body)
