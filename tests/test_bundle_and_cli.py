@@ -31,7 +31,7 @@ def test_manifest_checksums_catch_tampering(tmp_path):
     (tmp_path / "embedder.onnx").write_bytes(b"graph bytes")
     (tmp_path / "engines").mkdir()
     (tmp_path / "engines" / "e.plan").write_bytes(b"engine")
-    write_manifest(tmp_path, {"model": {"head": "diml"}})
+    write_manifest(tmp_path, {"model": {"head": "diml"}, "preprocessing": {}, "embedder": {}, "matcher": {}})
     manifest = read_manifest(tmp_path)
     assert set(manifest["files"]) == {"embedder.onnx", "engines/e.plan"}
     (tmp_path / "embedder.onnx").write_bytes(b"graph bytez")

@@ -318,6 +318,7 @@ def fake_bundle(tmp_path):
                                "candidate_embedding": ["K", E]},
                     "outputs": {k: list(v) for k, v in OUTPUTS["matcher"].items()}},
         "limits": {"embedder": {"size": None, "fixed": False}, "matcher": {"size": None, "fixed": False}},
+        "preprocessing": {"size": S},
         "validation_inputs": {"inputs": "validation/inputs.npz", "outputs": outputs},
         "engines": {}})
     return root

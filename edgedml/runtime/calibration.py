@@ -154,14 +154,15 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     default = "far_0.001" if thresholds["far_0.001"]["resolvable"] else "eer"
     thresholds["default"] = {**thresholds[default], "from": default}
     root = Path(bundle)
-    cv2.imwrite(str(root / "calibration_roc.png"), draw_roc(genuine, impostor))
+    manifest = read_manifest(root)  # verified before anything is written: a broken bundle stays as it was
+    cv2.imwrite(str(root / "calibration_roc.png"), draw_roc(genuine, impostor))  # reports, not checksummed
     cv2.imwrite(str(root / "calibration_scores.png"), draw_histograms(
         genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
-    manifest = read_manifest(root)
     body = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
     body["thresholds"] = thresholds
     body["calibration"] = {"data": str(data), "precision": precision, "images": len(paths), "classes": len(names),
                            "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
-                           "eer": eer, "seconds": round(time.perf_counter() - started, 1)}
+                           "eer": eer, "impostor_min": float(impostor.min()) if len(impostor) else None,
+                           "seconds": round(time.perf_counter() - started, 1)}
     write_manifest(root, body)
     return {"thresholds": thresholds, **body["calibration"]}

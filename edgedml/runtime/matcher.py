@@ -26,6 +26,7 @@ from .backends import create_backend
 from .chunking import run_in_chunks
 from .image import ImageInput, load_image
 from .preprocess import to_network_input
+from .thresholds import check_threshold
 
 
 class RegionMatch(NamedTuple):
@@ -98,6 +99,8 @@ class Matcher:
         calibrated = (self.manifest.get("thresholds") or {}).get(threshold_name)
         self.threshold = threshold if threshold is not None else (
             calibrated["threshold"] if isinstance(calibrated, dict) else calibrated)
+        if self.threshold is not None:
+            self.threshold = check_threshold(self.threshold, self.manifest)
         regions = self.manifest["matcher"]["inputs"]["query_local"][1]
         self.grid = int(round(math.sqrt(regions)))
 
@@ -145,7 +148,7 @@ class Matcher:
         out = self.match(features[0], features[1])
         plan = out["plan"][0]
         structural, score = float(out["structural"][0]), float(out["multiscale"][0])
-        threshold = self.threshold if threshold is None else threshold
+        threshold = self.threshold if threshold is None else check_threshold(threshold, self.manifest)
         (ha, wa), (hb, wb) = rgb_a.shape[:2], rgb_b.shape[:2]
         g = self.grid
         flow = plan * (features.local[0] @ features.local[1].T)  # T ⊙ s, (R, R)
