@@ -356,6 +356,9 @@ def build_engine_command(bundle, engine, max_batch, max_candidates):
         _fail(exc)
 
 
+EXPLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
 @main.command()
 @click.argument("image_a", type=click.Path(exists=True, dir_okay=False))
 @click.argument("image_b", type=click.Path(exists=True, dir_okay=False))
@@ -373,6 +376,10 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
     """Compare two images: score, decision, and (with --explain) a picture of why."""
     from .errors import EdgeDMLError
 
+    if explain_path and (Path(explain_path).suffix.lower() not in EXPLAIN_SUFFIXES
+                         or not Path(explain_path).resolve().parent.is_dir()):
+        raise click.ClickException(f"--explain {explain_path}: give a path ending in "
+                                   f"{', '.join(EXPLAIN_SUFFIXES)} in an existing folder")
     try:
         from .runtime.matcher import Matcher
 
@@ -503,7 +510,8 @@ def verify(gallery, image, name, bundle, threshold, as_json, log, precision):
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @_model_option
 @_threshold_option
-@click.option("--top-k", default=5, show_default=True)
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="How many identities to list, best first.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
 @_precision_option

@@ -139,11 +139,11 @@ def test_cli_enroll_verify_identify_exit_codes(bundle, tmp_path):
     for name, image in (("daisy", DAISY_1), ("pansy", PANSY)):
         result = runner.invoke(main, ["enroll", db, name, str(image), "--model", str(bundle)])
         assert result.exit_code == 0, result.output
-    ok = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "-10"])
+    ok = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "1.0"])
     assert ok.exit_code == 0 and "ACCEPTED" in ok.output
-    no = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "10"])
+    no = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "1.99"])
     assert no.exit_code == EXIT_REJECTED and "REJECTED" in no.output
-    who = runner.invoke(main, ["identify", db, str(DAISY_2), "--model", str(bundle), "--threshold", "-10", "--json"])
+    who = runner.invoke(main, ["identify", db, str(DAISY_2), "--model", str(bundle), "--threshold", "1.0", "--json"])
     assert who.exit_code == 0 and json.loads(who.output)["name"] == "daisy"
     missing = runner.invoke(main, ["verify", db, str(DAISY_2), "tulip", "--model", str(bundle), "--threshold", "0"])
     assert missing.exit_code == 1 and "not enrolled" in missing.output

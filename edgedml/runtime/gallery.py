@@ -17,6 +17,8 @@ a Matcher with another one: templates from different models are not comparable.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -30,6 +32,7 @@ from ..errors import EdgeDMLError
 from .backends import graph_files
 from .image import ImageInput
 from .matcher import Features, Matcher
+from .thresholds import check_threshold
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +50,22 @@ CREATE TABLE IF NOT EXISTS decisions (
 
 class GalleryError(EdgeDMLError):
     """The gallery cannot do what was asked (unknown identity, another model, no threshold)."""
+
+
+BUSY_SECONDS = 30.0  # how long a writer waits for another process's transaction
+SQLITE_MAGIC = b"SQLite format 3\x00"
+log = logging.getLogger("edgedml")
+
+
+def _require_sqlite(path: Path) -> None:
+    """Refuse a file that exists, is not empty and is not an SQLite database."""
+    if path.is_dir():
+        raise GalleryError(f"{path} is a folder; a gallery is one file: pass a path such as {path / 'door.db'}")
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as handle:
+            if handle.read(16) != SQLITE_MAGIC:
+                raise GalleryError(f"{path} is not an SQLite file, so not a gallery; nothing was changed. Pass a "
+                                   f"gallery file, or a new path to create one")
 
 
 @dataclass(frozen=True)
@@ -73,27 +92,63 @@ class Decision:
 class Gallery:
     """``Gallery(path, matcher)``; ``threshold`` defaults to the matcher's (calibrated) one."""
 
-    def __init__(self, path: str | Path, matcher: Matcher, threshold: float | None = None):
+    def __init__(self, path: str | Path, matcher: Matcher, threshold: float | None = None,
+                 read_only: bool | None = None):
         self.path = Path(path)
         self.matcher = matcher
-        self.threshold = threshold if threshold is not None else matcher.threshold
+        self.threshold = matcher.threshold if threshold is None else check_threshold(threshold, matcher.manifest)
         self._lock = threading.Lock()
         self._cache: tuple | None = None
         self._index = None
         self._sources: list[str | None] = []
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        _require_sqlite(self.path)
+        if read_only is None:  # a door on a read-only mount still decides; it cannot log
+            read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
+                                                    and os.access(self.path.parent, os.W_OK))
+        self.read_only = read_only
+        try:
+            if read_only:
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                           check_same_thread=False, isolation_level=None)
+            else:
+                self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                           timeout=BUSY_SECONDS)
+            fingerprint = self._open(matcher)
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path} cannot be opened as a gallery ({exc}); pass an edgedml gallery "
+                               f"file, or a new path to create one") from exc
+        self.fingerprint = fingerprint
+
+    def _open(self, matcher: Matcher) -> str:
+        """Check (and on first use create) the schema; returns the embedder fingerprint."""
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and not {"meta", "identities", "templates"} <= tables:
+            raise GalleryError(f"{self.path} is an SQLite database but not an edgedml gallery (it has the tables "
+                               f"{sorted(tables)[:5]}); nothing was changed. Pass a gallery file or a new path")
         # templates are only comparable when made by the same embedder graph (precision included)
         embedder_file = graph_files(matcher.manifest, getattr(matcher, "precision", "fp32"))["embedder"]
         fingerprint = matcher.manifest["files"][embedder_file]["sha256"]
+        if not self.read_only:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            # one writer creates the schema: several processes opening a new gallery at once wait
+            # for each other (busy timeout) instead of failing with "database is locked"
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in SCHEMA.split(";"):  # executescript would COMMIT the transaction
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('embedder_sha256', ?)", (fingerprint,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         row = self._db.execute("SELECT value FROM meta WHERE key='embedder_sha256'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('embedder_sha256', ?)", (fingerprint,))
-        elif row[0] != fingerprint:
-            raise GalleryError(f"{self.path} was enrolled with another model (embedder sha256 {row[0][:12]}…); "
-                               f"use the bundle it was made with, or enroll into a new gallery file")
+        if row is None or row[0] != fingerprint:
+            raise GalleryError(f"{self.path} was enrolled with another model (embedder sha256 "
+                               f"{(row or ['?'])[0][:12]}…); use the bundle it was made with, or enroll into a new "
+                               f"gallery file")
+        return fingerprint
 
     # --- enrollment -------------------------------------------------------------------------
 
@@ -162,7 +217,7 @@ class Gallery:
             return self._cache
 
     def _require_threshold(self, threshold: float | None) -> float:
-        threshold = self.threshold if threshold is None else threshold
+        threshold = self.threshold if threshold is None else check_threshold(threshold, self.matcher.manifest)
         if threshold is None:
             raise GalleryError("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass one")
         return threshold
@@ -185,6 +240,8 @@ class Gallery:
                  threshold: float | None = None) -> Decision:
         """1:N: the enrolled identities most like ``image``, best first; accepted when the best
         scores at least the threshold."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise GalleryError(f"top_k must be a whole number ≥ 1, got {top_k!r}")
         threshold = self._require_threshold(threshold)
         emb, local, owner, names = self._templates()
         if len(emb) == 0:
@@ -205,14 +262,24 @@ class Gallery:
     # --- audit ------------------------------------------------------------------------------
 
     def log_decision(self, kind: str, decision: Decision, claimed: str | None = None,
-                     evidence: str | None = None, details: dict | None = None) -> int:
-        """Record a decision (kind: "verify" or "identify") with the path of its evidence picture."""
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT INTO decisions (time, kind, claimed, decided, score, threshold, accepted, evidence, details) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                (time.time(), kind, claimed, decision.name, decision.score, decision.threshold,
-                 int(decision.accepted), evidence, json.dumps(details or {})))
+                     evidence: str | None = None, details: dict | None = None) -> int | None:
+        """Record a decision (kind: "verify" or "identify") with the path of its evidence picture;
+        returns its row id. A gallery that cannot be written (read-only file or folder, full disk)
+        does not stop the door: the entry is not recorded, a one-line warning says so on the
+        "edgedml" logger, and None is returned."""
+        if self.read_only:
+            log.warning("edgedml: %s is read-only: the %s decision was not logged", self.path, kind)
+            return None
+        try:
+            with self._lock:
+                cursor = self._db.execute(
+                    "INSERT INTO decisions (time, kind, claimed, decided, score, threshold, accepted, evidence, "
+                    "details) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (time.time(), kind, claimed, decision.name, decision.score, decision.threshold,
+                     int(decision.accepted), evidence, json.dumps(details or {})))
+        except sqlite3.DatabaseError as exc:  # read-only, locked past the timeout, disk full
+            log.warning("edgedml: the %s decision was not logged in %s (%s)", kind, self.path, exc)
+            return None
         return int(cursor.lastrowid)
 
     def decisions(self, limit: int = 100) -> list[dict]:
