@@ -20,7 +20,8 @@ import torch
 
 from .. import __version__
 from ..bundle import read_manifest, write_manifest
-from ..errors import ConfigError
+from ..errors import BundleError, ConfigError
+from ..filemodes import as_created
 from ..models.embedder import EmbeddingModel
 from ..models.matcher import StructuralMatcher
 from ..runtime.chunking import Limit
@@ -119,8 +120,8 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     """
     options = options or ExportOptions()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not options.overwrite:
-        raise ConfigError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    check_output_folder(out, options.overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     cfg = model.config
     iters = options.iters or cfg.sinkhorn_iters
     model = model.eval().cpu()
@@ -214,7 +215,9 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             "tools": _versions(),
         }
         write_manifest(staging, manifest)
+        as_created(staging)  # mkdtemp made it 0700: services running as other users must read it
         if out.exists():
+            check_output_folder(out, options.overwrite)  # still a bundle (or empty) at the last moment
             shutil.rmtree(out)
         os.replace(staging, out)
     except BaseException:
@@ -222,6 +225,27 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         raise
     log(f"bundle written to {out} in {time.perf_counter() - started:.1f} s")
     return read_manifest(out, verify=False)
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse to write over anything but an empty folder or, with ``overwrite``, an edgedml
+    bundle: --overwrite replaces an old bundle, never a folder of the user's files."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; choose a folder path for --out")
+    if not out.exists() or not any(out.iterdir()):
+        if out.exists() and out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+            raise ConfigError(f"--out {out} is the current folder (or one above it); choose a new folder")
+        return
+    if not overwrite:
+        raise ConfigError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    if not (out / "manifest.json").is_file() or out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        raise ConfigError(f"{out} is not an edgedml bundle (no manifest.json), so --overwrite will not replace it: "
+                          f"nothing was changed; choose a new folder for --out")
+    try:
+        read_manifest(out, verify=False)
+    except BundleError as exc:
+        raise ConfigError(f"{out} is not an edgedml bundle ({exc}), so --overwrite will not replace it: nothing was "
+                          f"changed; choose a new folder for --out") from exc
 
 
 def _dynamic_axes(graph: str, io: dict, options: ExportOptions) -> dict[str, set[int]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..filemodes import as_created
 from ..errors import CheckpointError, ConfigError
 from .config import ModelConfig
 from .embedder import EmbeddingModel, build_model
@@ -33,6 +34,7 @@ def save_checkpoint(model: EmbeddingModel, path: str | Path, metadata: dict[str,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
+    as_created(tmp)  # safetensors writes 0600
     os.replace(tmp, path)
     return path
 

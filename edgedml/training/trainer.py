@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..filemodes import as_created
 from ..errors import CheckpointError, ConfigError, build_dataclass
 from ..models import EmbeddingModel, ModelConfig, build_model, read_checkpoint_metadata, save_checkpoint
 from .datasets import DatasetSplit, ImageDataset, Sample, check_readable, load_split
@@ -207,6 +208,7 @@ def _atomic_save_tensors(tensors: dict, path: Path, metadata: dict[str, str]) ->
 
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    as_created(tmp)  # safetensors writes 0600
     os.replace(tmp, path)
 
 

@@ -1,0 +1,250 @@
+"""Bad input, tried as an attacker would: one row per case. Each must end with its exit code and a
+one-line message, and lose nothing (the gallery's identities and the bundle's checksums stay)."""
+
+import json
+import multiprocessing
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgedml.bundle import MANIFEST, read_manifest, sha256_file
+from edgedml.cli import main
+from edgedml.errors import BundleError, ConfigError
+from edgedml.export.exporter import ExportOptions, export_bundle
+from edgedml.filemodes import umask
+from edgedml.models import ModelConfig, build_model, save_checkpoint
+from edgedml.runtime.gallery import Gallery
+from edgedml.runtime.matcher import Matcher
+
+TINY = dict(image_size=64, grid=2, upsample=4)
+
+
+def _image(path, seed):
+    rng = np.random.default_rng(seed)
+    picture = cv2.resize(rng.random((12, 12, 3)).astype(np.float32), (80, 80), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(path), (np.clip(picture, 0, 1) * 255).astype(np.uint8))
+    return path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adversarial")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY), pretrained=False).eval()
+    save_checkpoint(model, root / "model.safetensors")
+    export_bundle(model, root / "bundle", ExportOptions(validation_images=2), log=lambda m: None)
+    images = [_image(root / f"{i}.png", i) for i in range(4)]
+    with Gallery(root / "door.db", Matcher(root / "bundle")) as gallery:
+        gallery.enroll("ann", images[:2])
+        gallery.enroll("bob", images[2:3])
+    return root
+
+
+def _identities(db):
+    with sqlite3.connect(str(db)) as con:
+        return sorted(con.execute("SELECT name FROM identities").fetchall())
+
+
+def _bundle_state(bundle):
+    return {p.name: sha256_file(p) for p in sorted(Path(bundle).rglob("*")) if p.is_file()}
+
+
+def _broken_bundle(world, tmp, change):
+    copy = tmp / "b"
+    shutil.copytree(world / "bundle", copy)
+    path = copy / MANIFEST
+    data = json.loads(path.read_text())
+    text = change(data)
+    path.write_bytes(text if isinstance(text, bytes) else json.dumps(text).encode())
+    return copy
+
+
+def _not_a_gallery(world, tmp):
+    with sqlite3.connect(str(tmp / "notes.db")) as con:
+        con.execute("CREATE TABLE notes (body TEXT)")
+    return tmp / "notes.db"
+
+
+def _text_file(world, tmp):
+    (tmp / "g.txt").write_text("alice,bob\n")
+    return tmp / "g.txt"
+
+
+def _user_folder(world, tmp):
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "thesis.txt").write_text("years of work")
+    return tmp / "mine"
+
+
+IMG = "{world}/3.png"
+CASES = [
+    # (id, argv with {world}/{target}, how to make the target, exit code, message)
+    ("threshold -inf", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle", "--threshold", "-inf"],
+     None, 1, "must be finite"),
+    ("threshold nan", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle", "--threshold", "nan"],
+     None, 1, "must be finite"),
+    ("threshold accepting all", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle",
+                                 "--threshold", "-2"], None, 1, "accepts every pair"),
+    ("threshold below the score range, identify", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle",
+                                  "--threshold", "-3"], None, 1, "accepts every pair"),
+    ("threshold rejecting all", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle",
+                                 "--threshold", "5"], None, 1, "rejects every pair"),
+    ("top-k 0", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle", "--threshold", "0.5",
+                 "--top-k", "0"], None, 2, "--top-k"),
+    ("top-k -1", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle", "--threshold", "0.5",
+                  "--top-k", "-1"], None, 2, "--top-k"),
+    ("sqlite that is no gallery", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle", "--threshold",
+                                   "0.5"], _not_a_gallery, 1, "not an edgedml gallery"),
+    ("gallery that is no sqlite", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle", "--threshold",
+                                   "0.5"], _text_file, 1, "not an SQLite file"),
+    ("explain without extension", ["compare", IMG, IMG, "--model", "{world}/bundle", "--explain", "{world}/out"],
+     None, 1, "--explain"),
+    ("manifest without files", ["compare", IMG, IMG, "--model", "{target}"],
+     lambda w, t: _broken_bundle(w, t, lambda d: {k: v for k, v in d.items() if k != "files"}), 1,
+     "lists no checksums"),
+    ("manifest is a list", ["compare", IMG, IMG, "--model", "{target}"],
+     lambda w, t: _broken_bundle(w, t, lambda d: [d]), 1, "not an edgedml bundle manifest"),
+    ("manifest is random bytes", ["compare", IMG, IMG, "--model", "{target}"],
+     lambda w, t: _broken_bundle(w, t, lambda d: os.urandom(64) + b"\xff"), 1, "not valid JSON"),
+    ("manifest without embedder", ["compare", IMG, IMG, "--model", "{target}"],
+     lambda w, t: _broken_bundle(w, t, lambda d: {k: v for k, v in d.items() if k != "embedder"}), 1,
+     "'embedder' is missing"),
+    ("threshold is a string", ["compare", IMG, IMG, "--model", "{target}"],
+     lambda w, t: _broken_bundle(w, t, lambda d: {**d, "thresholds": {"default": {"threshold": "0"}}}), 1,
+     "not a number"),
+    ("overwrite a user's folder", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{target}",
+                                   "--overwrite"], _user_folder, 1, "not an edgedml bundle"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_line_and_loses_nothing(world, tmp_path, case):
+    _, argv, make, code, message = case
+    target = make(world, tmp_path) if make else None
+    before_files = sorted(p.name for p in target.rglob("*")) if target is not None and target.is_dir() else None
+    before_bytes = target.read_bytes() if target is not None and target.is_file() else None
+    gallery, bundle = _identities(world / "door.db"), _bundle_state(world / "bundle")
+    args = [a.format(world=world, target=target) for a in argv]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert message in result.output and "Traceback" not in result.output, result.output
+    if code == 1:
+        assert len(lines) == 1, result.output
+    assert _identities(world / "door.db") == gallery and _bundle_state(world / "bundle") == bundle
+    if before_files is not None:
+        assert sorted(p.name for p in target.rglob("*")) == before_files
+    if before_bytes is not None:
+        assert target.read_bytes() == before_bytes
+
+
+def test_a_database_that_is_no_gallery_gets_no_tables_added(world, tmp_path):
+    db = _not_a_gallery(world, tmp_path)
+    with pytest.raises(Exception, match="not an edgedml gallery"):
+        Gallery(db, Matcher(world / "bundle"))
+    with sqlite3.connect(str(db)) as con:
+        assert [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")] == ["notes"]
+
+
+def _labelled(root):
+    for c in range(3):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            _image(root / f"c{c}" / f"{i}.png", 10 * c + i)
+    return root
+
+
+def test_calibrating_twice_and_deleting_the_pictures_keep_the_bundle(world, tmp_path):
+    from edgedml.runtime.calibration import calibrate
+
+    bundle = tmp_path / "b"
+    shutil.copytree(world / "bundle", bundle)
+    data = _labelled(tmp_path / "data")
+    calibrate(bundle, data)
+    calibrate(bundle, data)
+    read_manifest(bundle)
+    (bundle / "calibration_roc.png").unlink()
+    (bundle / "calibration_scores.png").unlink()
+    manifest = read_manifest(bundle)  # the pictures are reports, not part of the contract
+    assert Matcher(bundle).threshold == manifest["thresholds"]["default"]["threshold"]
+    floor = manifest["calibration"]["impostor_min"]
+    with pytest.raises(ConfigError, match="every impostor of the calibration set"):
+        Matcher(bundle, threshold=floor)
+    if floor > -1.9:
+        with pytest.raises(ConfigError, match="every impostor"):
+            Matcher(bundle, threshold=floor - 0.05)
+
+
+def test_calibrating_a_broken_bundle_writes_nothing(world, tmp_path):
+    from edgedml.runtime.calibration import calibrate
+
+    bundle = tmp_path / "b"
+    shutil.copytree(world / "bundle", bundle)
+    (bundle / "matcher.onnx").write_bytes((bundle / "matcher.onnx").read_bytes() + b"x")
+    with pytest.raises(BundleError):
+        calibrate(bundle, _labelled(tmp_path / "data"))
+    assert not (bundle / "calibration_roc.png").exists()
+
+
+def test_a_read_only_gallery_still_decides_and_says_the_log_was_not_written(world, tmp_path, caplog):
+    db = tmp_path / "door.db"
+    shutil.copy(world / "door.db", db)
+    with Gallery(db, Matcher(world / "bundle"), threshold=0.5, read_only=True) as gallery:
+        decision = gallery.verify(world / "0.png", "ann")
+        with caplog.at_level("WARNING", logger="edgedml"):
+            assert gallery.log_decision("verify", decision, claimed="ann") is None
+        assert "not logged" in caplog.text
+        with pytest.raises(sqlite3.OperationalError):  # nothing can write through it
+            gallery._db.execute("DELETE FROM identities")
+    assert _identities(db) == _identities(world / "door.db")
+
+
+def _open_many(bundle, paths, start, errors):
+    matcher = Matcher(bundle)
+    start.wait()
+    for path in paths:
+        try:
+            Gallery(path, matcher).close()
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            errors.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_creating_the_same_new_gallery_wait_for_each_other(world, tmp_path):
+    context = multiprocessing.get_context("spawn")
+    paths = [tmp_path / f"g{i}.db" for i in range(12)]
+    start, errors = context.Event(), context.Queue()
+    workers = [context.Process(target=_open_many, args=(world / "bundle", paths, start, errors)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join(120)
+    assert all(w.exitcode == 0 for w in workers)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []
+    for path in paths:
+        with sqlite3.connect(str(path)) as con:
+            assert con.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 1
+
+
+def test_bundles_and_checkpoints_are_readable_by_other_users(world, tmp_path):
+    mask = umask()
+    assert os.stat(world / "bundle").st_mode & 0o777 == 0o777 & ~mask
+    assert os.stat(world / "bundle" / "embedder.onnx").st_mode & 0o777 == 0o666 & ~mask
+    assert os.stat(world / "model.safetensors").st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_export_creates_missing_parent_folders_before_the_work(world, tmp_path):
+    result = CliRunner().invoke(main, ["export", "--checkpoint", str(world / "model.safetensors"), "--out",
+                                       str(tmp_path / "a" / "b")])
+    assert result.exit_code == 0, result.output
+    read_manifest(tmp_path / "a" / "b")
