@@ -19,6 +19,8 @@ from ..errors import InvalidImageError
 ImageInput = Union[str, Path, bytes, bytearray, memoryview, np.ndarray]
 
 MIN_SIDE = 4  # a smaller image has no structure left to match; almost always a cropping bug
+MAX_PIXELS = 50_000_000  # refused above this (as decoded): a 12000×12000 photo would take 3.5 GB
+REDUCED_MIN_SIDE = 1024  # JPEGs are decoded at 1/2, 1/4 or 1/8 while the short side stays ≥ this
 
 # A 1×1 GIF: OpenCV decodes GIF only from 4.11 (and only where built with it), so probe for it.
 _GIF_1X1 = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff,\x00\x00\x00\x00"
@@ -39,12 +41,56 @@ def image_extensions() -> tuple[str, ...]:
             ".pbm", ".pgm", ".ppm", ".pnm") + ((".gif",) if gif else ())
 
 
+def encoded_size(data: bytes | np.ndarray) -> tuple[str, int, int] | None:
+    """(format, width, height) read from a PNG or JPEG header without decoding; None for other
+    formats or a header that cannot be read."""
+    head = bytes(data[:2 << 16]) if isinstance(data, np.ndarray) else bytes(data[:2 << 16])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
+        return "png", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(head[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return "jpeg", int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def _decode_flags(data: np.ndarray, what: str) -> int:
+    """The imdecode flags for ``data``: JPEGs above the size the network can use are decoded at
+    reduced size; anything that would still decode to more than MAX_PIXELS is refused."""
+    cv2 = _cv2()
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+    size = encoded_size(data)
+    if size is None:
+        return flags
+    kind, width, height = size
+    scale = 1
+    if kind == "jpeg":
+        while scale < 8 and min(width, height) // (scale * 2) >= REDUCED_MIN_SIDE:
+            scale *= 2
+    if (width // scale) * (height // scale) > MAX_PIXELS:
+        raise InvalidImageError(f"{what} is {width}×{height} pixels ({width * height / 1e6:.0f} MP); edgedml decodes "
+                                f"at most {MAX_PIXELS / 1e6:.0f} MP (JPEGs at up to 1/8 size): downscale it first")
+    reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+    return reduced.get(scale, flags)
+
+
 def _decode(data: np.ndarray, what: str) -> np.ndarray:
     cv2 = _cv2()
     # COLOR|ANYDEPTH: 3 channels (grey expanded, alpha dropped), 16 bits kept so they can be
     # scaled, EXIF orientation applied (IMREAD_UNCHANGED would ignore it).
+    flags = _decode_flags(data, what) if data.size else 0
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+        image = cv2.imdecode(data, flags) if data.size else None
     except cv2.error as exc:
         raise InvalidImageError(f"cannot decode {what}: {exc}") from exc
     if image is None:
