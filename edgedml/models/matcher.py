@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from .matching import SINKHORN_FORMS, evidence, marginals, region_similarity, structural_similarity
+from .matching import SINKHORN_FORMS, evidence, l2_normalize, marginals, region_similarity, structural_similarity
 
 MATCHER_INPUTS = ("query_local", "query_embedding", "candidate_local", "candidate_embedding")
 MATCHER_OUTPUTS = ("structural", "multiscale", "plan", "query_evidence", "candidate_evidence")
@@ -43,6 +43,10 @@ class StructuralMatcher(nn.Module):
                 candidate_embedding: Tensor) -> MatcherOutput:
         """query_local (1, R, D), query_embedding (1, E), candidate_local (K, R, D),
         candidate_embedding (K, E) → MatcherOutput (shapes on the class)."""
+        # the graph normalises its own inputs: features that are not unit vectors (a caller's own,
+        # or rounding) would push exp((s − 1)/ε) past fp32's range and give inf/NaN scores
+        query_local, candidate_local = l2_normalize(query_local), l2_normalize(candidate_local)
+        query_embedding, candidate_embedding = l2_normalize(query_embedding), l2_normalize(candidate_embedding)
         s = region_similarity(query_local, candidate_local)  # (K, R, R)
         u, v = marginals(query_local, candidate_local, self.marginals_kind)
         plan = SINKHORN_FORMS[self.form](s, u, v, self.eps, self.iters)

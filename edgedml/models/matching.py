@@ -57,9 +57,11 @@ def cross_correlation_marginals(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 
 def uniform_marginals(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """u_i = 1/R, v_j = 1/R': x (..., R, D), y (..., R', D) → u (..., R), v (..., R')."""
-    shape = torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
-    u = x.new_full((*shape, x.shape[-2]), 1.0 / x.shape[-2])
-    v = y.new_full((*shape, y.shape[-2]), 1.0 / y.shape[-2])
+    # by broadcasting rather than new_full, so that an exported graph holds no Shape →
+    # ConstantOfShape arithmetic (TensorRT would compute it at run time)
+    zero = x[..., :1, 0] * 0 + y[..., :1, 0] * 0  # (..., 1), the broadcast leading dims
+    u = zero + x[..., 0] * 0 + 1.0 / x.shape[-2]
+    v = zero + y[..., 0] * 0 + 1.0 / y.shape[-2]
     return u, v
 
 
