@@ -248,3 +248,68 @@ def test_export_creates_missing_parent_folders_before_the_work(world, tmp_path):
                                        str(tmp_path / "a" / "b")])
     assert result.exit_code == 0, result.output
     read_manifest(tmp_path / "a" / "b")
+
+
+def _huge_png(world, tmp):
+    """A PNG whose header claims 20000×20000 pixels: refused before anything is decoded."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (tmp / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk + b"\x00" * 64)
+    return tmp / "huge.png"
+
+
+def test_an_image_past_the_pixel_limit_is_refused_in_one_line(world, tmp_path):
+    huge = _huge_png(world, tmp_path)
+    result = CliRunner().invoke(main, ["compare", str(huge), str(world / "0.png"), "--model", str(world / "bundle")])
+    assert result.exit_code == 1 and "400 MP" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_size():
+    from edgedml.runtime.image import load_image
+
+    photo = cv2.resize(np.random.default_rng(0).integers(0, 255, (60, 45, 3), dtype=np.uint8), (4500, 6000))
+    ok, data = cv2.imencode(".jpg", photo)
+    image = load_image(data.tobytes())
+    assert image.shape == (1500, 1125, 3)  # 1/4: the short side stays ≥ 1024
+    assert abs(float(image.mean()) - float(photo.mean())) < 2
+
+
+def test_the_matcher_graph_is_finite_for_any_finite_input(tmp_path):
+    from edgedml.export import graphs, validate
+    from edgedml.models.matcher import StructuralMatcher
+
+    rng = np.random.default_rng(0)
+    for form in ("scaling", "log"):
+        graphs.export_matcher(StructuralMatcher(iters=30, form=form), tmp_path / f"{form}.onnx", 4, 8, 6)
+        feeds = {"query_local": rng.standard_normal((1, 4, 8)).astype(np.float32) * 300,
+                 "query_embedding": rng.standard_normal((1, 6)).astype(np.float32) * 1e-3,
+                 "candidate_local": rng.standard_normal((9, 4, 8)).astype(np.float32) * 50,
+                 "candidate_embedding": rng.standard_normal((9, 6)).astype(np.float32) * 1e3}
+        outputs = validate.session(tmp_path / f"{form}.onnx").run(None, feeds)
+        assert all(np.isfinite(o).all() for o in outputs), form
+        assert np.abs(outputs[1]).max() <= 2 + 1e-5  # the multi-scale score's bounds
+
+
+def test_uniform_marginals_export_passes_the_tensorrt_readiness_check(tmp_path):
+    from edgedml.export import checks, graphs
+    from edgedml.models.matcher import MATCHER_OUTPUTS, StructuralMatcher
+
+    graphs.export_matcher(StructuralMatcher(marginals_kind="uniform", iters=5), tmp_path / "m.onnx", 4, 8, 6)
+    axes = {"candidate_local": {0}, "candidate_embedding": {0}, **{n: {0} for n in MATCHER_OUTPUTS}}
+    assert checks.tensorrt_readiness(tmp_path / "m.onnx", axes) == []
+
+
+def test_the_equal_error_rate_matches_the_plain_loop():
+    from edgedml.runtime.calibration import equal_error_rate
+
+    rng = np.random.default_rng(1)
+    genuine, impostor = np.round(rng.normal(1, .3, 80), 2), np.round(rng.normal(.5, .3, 900), 2)
+    candidates = np.unique(np.concatenate([genuine, impostor]))
+    far = np.array([(impostor >= t).mean() for t in candidates])
+    frr = np.array([(genuine < t).mean() for t in candidates])
+    best = int(np.argmin(np.abs(far - frr)))
+    eer, threshold = equal_error_rate(genuine, impostor)
+    assert threshold == candidates[best] and eer == pytest.approx((far[best] + frr[best]) / 2)
