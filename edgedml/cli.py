@@ -208,7 +208,8 @@ def _table(results: dict) -> str:
 @click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), default="diml", show_default=True,
               help="Head of the untrained model (ignored with --checkpoint).")
 @click.option("--image-size", type=int, help="Input size of the untrained model (ignored with --checkpoint).")
-@click.option("--split", "which", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("--split", "which", type=click.Choice(["test", "train", "all"]), default="test", show_default=True,
+              help="all: every class of the dataset (a shipped or pretrained model on your own folder).")
 @click.option("--k", "rerank_k", default=100, show_default=True, help="Candidates re-ranked by multi-scale matching.")
 @click.option("--structural/--no-structural", default=None,
               help="Rank all pairs by structural similarity [default: on up to 10,000 images].")
@@ -227,7 +228,8 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, i
         import torch
 
         from .models import ModelConfig, build_model, load_checkpoint
-        from .training.datasets import load_split
+        from .errors import ConfigError
+        from .training.datasets import check_readable, load_split
         from .training.evaluate import evaluate_model
         from .training.trainer import resolve_device
     except ImportError as exc:
@@ -236,7 +238,12 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, i
         lists = {k: v for k, v in (("train_classes", _class_list(train_classes)),
                                    ("test_classes", _class_list(test_classes))) if v}
         split = load_split(data, data_format, **lists)
-        samples = split.test if which == "test" else split.train
+        samples = {"test": split.test, "train": split.train, "all": _all_classes(split)}[which]
+        samples, unreadable = check_readable(samples, progress=False)
+        for path in unreadable:  # listed before the progress bars, and left out of every count
+            click.echo(f"skipped unreadable image: {path}", err=True)
+        if len({s.label for s in samples}) < 2:
+            raise ConfigError(f"{data} has fewer than 2 classes with readable images in the {which} split")
         dev = resolve_device(device)
         if checkpoint:
             model = load_checkpoint(checkpoint, device=str(dev))
@@ -247,11 +254,20 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, i
                                  progress=True, k=rerank_k, structural=structural, nmi=nmi)
     except EdgeDMLError as exc:
         _fail(exc)
-    click.echo(f"{len(samples)} images, {len({s.label for s in samples})} classes ({which} split of {data})")
+    click.echo(f"{len(samples)} images, {len({s.label for s in samples})} classes ({which} split of {data})"
+               + (f"; {len(unreadable)} unreadable images skipped" if unreadable else ""))
     click.echo(_table(results))
     if json_out:
         Path(json_out).write_text(json.dumps({"data": str(data), "split": which, "checkpoint": checkpoint,
                                               "images": len(samples), "results": results}, indent=2) + "\n")
+
+
+def _all_classes(split):
+    """The train and the test samples together, the test labels moved past the train ones."""
+    import dataclasses
+
+    offset = 1 + max((s.label for s in split.train), default=-1)
+    return list(split.train) + [dataclasses.replace(s, label=s.label + offset) for s in split.test]
 
 
 EXIT_NO_ENGINE = 3  # the bundle is complete but TensorRT or a GPU is missing here
@@ -444,6 +460,8 @@ def calibrate(bundle, data, per_class, backend, precision):
         _fail(exc)
     click.echo(f"{report['images']} images, {report['genuine_pairs']} genuine and {report['impostor_pairs']} "
                f"impostor pairs; EER {report['eer']:.4f}")
+    if report.get("skipped"):
+        click.echo(f"skipped {len(report['skipped'])} unreadable images (listed above, and in the manifest)")
     for name, entry in report["thresholds"].items():
         click.echo(f"  {name:<10} threshold {entry['threshold']:.4f}  FAR {entry['far']:.2e}  TAR {entry['tar']:.4f}")
     click.echo(f"written to {bundle}/manifest.json, calibration_roc.png, calibration_scores.png")

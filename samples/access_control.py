@@ -10,6 +10,7 @@ of the side-by-side evidence picture (the frame against the enrolled photo that 
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -27,9 +28,10 @@ def enroll_folder(gallery: Gallery, folder: Path) -> None:
     suffixes = image_extensions()
     for person in sorted(p for p in folder.iterdir() if p.is_dir()):
         photos = sorted(str(f) for f in person.iterdir() if f.suffix.lower() in suffixes)
-        if photos and person.name not in gallery.identities():
-            gallery.enroll(person.name, photos)
-            print(f"enrolled {person.name} from {len(photos)} photos")
+        new = [p for p in photos if p not in gallery.sources(person.name)]  # re-runs add only new photos
+        if new:
+            gallery.enroll(person.name, new)
+            print(f"enrolled {person.name}: {len(new)} new photos ({len(photos) - len(new)} already enrolled)")
 
 
 def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path, max_frames=None, every: int = 1):
@@ -75,7 +77,15 @@ def main(argv=None) -> int:
     with Gallery(args.gallery, Matcher(args.model, precision=args.precision), threshold=args.threshold) as gallery:
         if args.enroll:
             enroll_folder(gallery, args.enroll)
-        print(verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every))
+        if gallery.threshold is None:
+            raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
+        if args.claim not in gallery.identities():
+            raise SystemExit(f"{args.claim!r} is not enrolled in {args.gallery}; enroll them first (--enroll)")
+        counts = verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every)
+        print(counts)
+    if counts["accepted"] + counts["rejected"] == 0:
+        print("no frame could be decided", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,7 +12,9 @@ cannot be read or matched is counted and skipped; the loop goes on.
 """
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import cv2
 
@@ -22,6 +24,8 @@ from edgedml.runtime.gallery import Gallery
 
 
 def open_source(source: str) -> cv2.VideoCapture:
+    if not source.isdigit() and "!" not in source and "://" not in source and not Path(source).exists():
+        raise SystemExit(f"video source {source!r} does not exist (camera index, file, URL or GStreamer pipeline)")
     if source.isdigit():
         capture = cv2.VideoCapture(int(source))
     elif "!" in source:
@@ -57,7 +61,7 @@ def annotate(frame, gallery: Gallery, fps: float):
         colour = (0, 200, 0) if decision.accepted else (0, 0, 230)
         error = None
     except EdgeDMLError as exc:
-        text, colour, error = "frame skipped", (0, 165, 255), str(exc)
+        text, colour, error = f"frame skipped: {exc}"[:70], (0, 165, 255), str(exc)
     cv2.rectangle(frame, (0, 0), (frame.shape[1], 54), (0, 0, 0), -1)
     cv2.putText(frame, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2, cv2.LINE_AA)
     cv2.putText(frame, f"{fps:.1f} FPS", (10, 46), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
@@ -103,7 +107,13 @@ def main(argv=None) -> int:
     parser.add_argument("--max-frames", type=int)
     args = parser.parse_args(argv)
     with Gallery(args.gallery, Matcher(args.model, precision=args.precision), threshold=args.threshold) as gallery:
-        print(run(args.source, gallery, args.headless, args.max_frames))
+        if gallery.threshold is None:  # every frame would be skipped
+            raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
+        result = run(args.source, gallery, args.headless, args.max_frames)
+        print(result)
+    if result["frames"] == 0 or result["skipped"] >= result["frames"]:
+        print("no frame could be identified", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -313,3 +313,27 @@ def test_the_equal_error_rate_matches_the_plain_loop():
     best = int(np.argmin(np.abs(far - frr)))
     eer, threshold = equal_error_rate(genuine, impostor)
     assert threshold == candidates[best] and eer == pytest.approx((far[best] + frr[best]) / 2)
+
+
+def test_calibrate_skips_unreadable_images_lists_them_and_counts_only_real_ones(world, tmp_path):
+    from edgedml.runtime.calibration import calibrate
+
+    bundle = tmp_path / "b"
+    shutil.copytree(world / "bundle", bundle)
+    data = _labelled(tmp_path / "data")
+    (data / "c1" / "broken.png").write_bytes(b"not a picture")
+    report = calibrate(bundle, data)
+    assert report["images"] == 9 and len(report["skipped"]) == 1 and "broken.png" in report["skipped"][0]
+    assert report["genuine_pairs"] == 3 * 3 and report["impostor_pairs"] == 27
+
+
+def test_eval_skips_unreadable_images_and_evaluates_all_classes_of_a_folder(world, tmp_path):
+    data = _labelled(tmp_path / "data")
+    (data / "c2" / "broken.png").write_bytes(b"\x89PNG but no picture")
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["eval", "--data", str(data), "--checkpoint", str(world / "model.safetensors"),
+                                       "--split", "all", "--workers", "0", "--device", "cpu", "--json-out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "skipped unreadable image" in result.output and "broken.png" in result.output
+    assert json.loads(out.read_text())["images"] == 9  # 3 classes × 3 real images, none duplicated
+    assert "9 images, 3 classes (all split" in result.output

@@ -109,3 +109,36 @@ def test_explain_pair(setup, tmp_path):
     out = run("explain_pair.py", SAMPLES / "images" / "daisy_1.jpg", SAMPLES / "images" / "daisy_2.jpg",
               "--model", root / "bundle", "--out", tmp_path / "why.png", cwd=tmp_path)
     assert "score" in out and cv2.imread(str(tmp_path / "why.png")) is not None
+
+
+def test_samples_exit_non_zero_with_a_reason_when_nothing_can_be_decided(setup, tmp_path):
+    root, people, video = setup
+
+    def fails(script, *args):
+        done = subprocess.run([sys.executable, str(SAMPLES / script), *map(str, args)], capture_output=True,
+                              text=True, cwd=root, timeout=300)
+        assert done.returncode != 0, done.stdout
+        return done.stderr
+
+    db = tmp_path / "door.db"
+    common = ["--model", root / "bundle", "--gallery", db]
+    assert "does not exist" in fails("camera_app.py", *common, "--source", tmp_path / "missing.avi",
+                                     "--threshold", "1.0", "--headless", tmp_path / "o.avi")
+    assert "no decision threshold" in fails("camera_app.py", *common, "--source", video, "--headless",
+                                            tmp_path / "o.avi")
+    assert "not enrolled" in fails("access_control.py", *common, "--enroll", people, "--claim", "nobody",
+                                   "--source", video, "--threshold", "1.0", "--evidence-dir", tmp_path / "e")
+
+
+def test_access_control_enrolls_new_photos_of_people_already_enrolled(setup, tmp_path):
+    root, people, video = setup
+    staff = tmp_path / "staff"
+    shutil.copytree(people, staff)
+    args = ["--model", root / "bundle", "--gallery", tmp_path / "door.db", "--enroll", staff, "--claim", "subject01",
+            "--source", video, "--threshold", "1.0", "--evidence-dir", tmp_path / "e", "--max-frames", "1"]
+    run("access_control.py", *args, cwd=root)
+    shutil.copy(staff / "subject02" / "happy.png", staff / "subject02" / "again.png")
+    out = run("access_control.py", *args, cwd=root)
+    assert "enrolled subject02: 1 new photos (2 already enrolled)" in out and "enrolled subject01" not in out
+    with Gallery(tmp_path / "door.db", Matcher(root / "bundle")) as g:
+        assert g.identities()["subject02"] == 3

@@ -10,6 +10,7 @@ manifest; ``default`` is the FAR 1e-3 threshold where the impostor pairs can res
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .image import image_extensions
 from .matcher import Features, Matcher
 
 FARS = (1e-2, 1e-3, 1e-4)
+log = logging.getLogger("edgedml")
 
 
 def labelled_images(root: str | Path, per_class: int | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -41,11 +43,36 @@ def labelled_images(root: str | Path, per_class: int | None = None) -> tuple[lis
     return paths, np.asarray(labels), names
 
 
+def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16) -> tuple[Features, list[int], list[str]]:
+    """Embed ``paths`` in batches; a batch with an unreadable image is embedded one image at a
+    time and the bad ones are left out. Returns (features, indices kept, "path: reason" skipped)."""
+    from ..errors import InvalidImageError
+
+    parts, kept, skipped = [], [], []
+    for start in range(0, len(paths), batch):
+        chunk = list(range(start, min(len(paths), start + batch)))
+        try:
+            parts.append(matcher.embed([paths[i] for i in chunk]))
+            kept += chunk
+        except InvalidImageError:
+            for i in chunk:
+                try:
+                    parts.append(matcher.embed(paths[i]))
+                    kept.append(i)
+                except InvalidImageError as exc:
+                    skipped.append(f"{paths[i]}: {exc}")
+    if not parts:
+        raise EdgeDMLError("no image could be read; " + (skipped[0] if skipped else "the folder has none"))
+    feats = Features(np.concatenate([p.embedding for p in parts]), np.concatenate([p.local for p in parts]))
+    return feats, kept, skipped
+
+
 def pair_scores(matcher: Matcher, paths: list[Path], labels: np.ndarray, batch: int = 16,
-                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Multi-scale scores of all pairs i < j: (genuine scores, impostor scores)."""
-    chunks = [matcher.embed(paths[i:i + batch]) for i in range(0, len(paths), batch)]
-    feats = Features(np.concatenate([c.embedding for c in chunks]), np.concatenate([c.local for c in chunks]))
+                progress: bool = False, features: Features | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-scale scores of all pairs i < j: (genuine scores, impostor scores), from
+    ``features`` of ``paths`` when given (see :func:`embed_readable`, which drops unreadable
+    images; ``paths`` and ``labels`` must then be the kept ones)."""
+    feats = features if features is not None else embed_readable(matcher, paths, batch)[0]
     genuine, impostor = [], []
     iterator = range(len(paths) - 1)
     if progress:
@@ -141,7 +168,11 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     started = time.perf_counter()
     matcher = Matcher(bundle, backend=backend, precision=precision)
     paths, labels, names = labelled_images(data, per_class)
-    genuine, impostor = pair_scores(matcher, paths, labels, progress=progress)
+    features, kept, skipped = embed_readable(matcher, paths)
+    for line in skipped:  # listed, and left out of every count
+        log.warning("edgedml: skipped unreadable image %s", line)
+    paths, labels = [paths[i] for i in kept], labels[kept]
+    genuine, impostor = pair_scores(matcher, paths, labels, progress=progress, features=features)
     if len(genuine) == 0:
         raise EdgeDMLError(f"{data} has no class with two images: no genuine pairs to calibrate on")
     eer, eer_threshold = equal_error_rate(genuine, impostor)
@@ -161,7 +192,8 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
         genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
     body = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
     body["thresholds"] = thresholds
-    body["calibration"] = {"data": str(data), "precision": precision, "images": len(paths), "classes": len(names),
+    body["calibration"] = {"data": str(data), "precision": precision, "images": len(paths),
+                           "skipped": skipped, "classes": len(names),
                            "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
                            "eer": eer, "impostor_min": float(impostor.min()) if len(impostor) else None,
                            "seconds": round(time.perf_counter() - started, 1)}

@@ -189,6 +189,12 @@ class Gallery:
             self._cache = None
         return bool(deleted)
 
+    def sources(self, name: str) -> set[str]:
+        """The image paths ``name``'s templates were enrolled from (those given as files)."""
+        rows = self._db.execute("SELECT t.source FROM templates t JOIN identities i ON i.id = t.identity_id "
+                                "WHERE i.name=? AND t.source IS NOT NULL", (name,)).fetchall()
+        return {row[0] for row in rows}
+
     def identities(self) -> dict[str, int]:
         """{name: number of templates}, sorted by name."""
         rows = self._db.execute("SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t "
