@@ -19,6 +19,16 @@ BLOCK_TORCH = (
 )
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "samples" / "images"  # real photos in the repo
+
+
+def data_path_or_none(*parts: str) -> Path | None:
+    """A folder under the shared data, or None where it is absent (for tests that also run on the
+    shipped photos)."""
+    path = DATA_DIR.joinpath(*parts)
+    return path if path.is_dir() else None
+
+
 def data_path(*parts: str) -> Path:
     """A folder under the shared data, or a skip naming where it was looked for."""
     path = DATA_DIR.joinpath(*parts)

@@ -7,18 +7,29 @@ from edgedml.runtime.preprocess import to_network_input
 from edgedml.training.datasets import read_rgb
 from edgedml.training.transforms import EvalTransform, TrainTransform, resample
 
+from conftest import SHIPPED, data_path_or_none
+
 SPECS = [PreprocessSpec(), PreprocessSpec(size=160), PreprocessSpec(size=240, resize="stretch"),
          PreprocessSpec(size=512, crop_fraction=1.0)]  # 512 upsamples the 243-pixel faces
 
 
-def real_images(flowers_dir, yalefaces_dir):
-    return sorted(flowers_dir.glob("*/*.jpg"))[::160] + sorted(yalefaces_dir.glob("*/*"))[::40]
+def real_images(tmp_path):
+    """The shipped photos and a grey version of one; the shared flowers and faces where present."""
+    import cv2
+
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), cv2.imread(str(SHIPPED / "pansy.jpg"), cv2.IMREAD_GRAYSCALE))
+    files = sorted(SHIPPED.glob("*.jpg")) + [grey]
+    flowers, faces = data_path_or_none("flowers17"), data_path_or_none("yalefaces")
+    files += sorted(flowers.glob("*/*.jpg"))[::160] if flowers else []
+    files += sorted(faces.glob("*/*"))[::40] if faces else []
+    return files
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.resize}{s.size}")
-def test_torch_and_opencv_preprocessing_agree_on_real_images(flowers_dir, yalefaces_dir, spec):
+def test_torch_and_opencv_preprocessing_agree_on_real_images(tmp_path, spec):
     torch_side = EvalTransform(spec)
-    for path in real_images(flowers_dir, yalefaces_dir):
+    for path in real_images(tmp_path):
         rgb = read_rgb(path)
         a = to_network_input(rgb, spec)
         b = torch_side(rgb).numpy()
