@@ -164,3 +164,11 @@ def test_runtime_runs_with_torch_unimportable(exported):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "onnxruntime" in done.stdout and "opencv" in done.stdout and "score" in done.stdout
+
+
+def test_the_explanation_dims_what_the_model_does_not_see():
+    from edgedml.runtime.explain import _dim_outside
+
+    panel = np.full((100, 160, 3), 200, np.uint8)
+    out = _dim_outside(panel, (0, 30, 100, 100), scale=1.0)  # a centred square crop of a wide image
+    assert (out[:, 30:130] == 200).all() and (out[:, :30] == 70).all() and (out[:, 130:] == 70).all()

@@ -42,39 +42,82 @@ def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarra
     return cv2.addWeighted(bgr, 1 - alpha, colour, alpha, 0)
 
 
+def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float = 0.6) -> None:
+    """White text on a black box: legible on any photo."""
+    import cv2
+
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = origin
+    cv2.rectangle(canvas, (x - 3, y - h - 4), (x + w + 3, y + base + 1), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _dim_outside(panel: np.ndarray, crop, scale: float) -> np.ndarray:
+    """Darken what lies outside the model's crop (it was not looked at)."""
+    if crop is None:
+        return panel
+    top, left, ch, cw = (int(round(v * scale)) for v in crop)
+    inside = panel[top:top + ch, left:left + cw].copy()
+    panel = (panel * 0.35).astype(np.uint8)
+    panel[top:top + ch, left:left + cw] = inside
+    return panel
+
+
 def side_by_side(result, height: int = 360) -> np.ndarray:
-    """The picture a person looks at: both images with their evidence heatmaps, lines for the
-    strongest region-to-region matches, the score and the decision. → BGR uint8."""
+    """The picture a guard looks at: image A and image B with their evidence heatmaps (red: the
+    regions that made the match, blue: little evidence; a colour bar says so), numbered lines for
+    the strongest region-to-region matches (colour and thickness follow their strength, outlined
+    so that a horizontal line stays visible), the area outside what the model sees dimmed, the
+    score and the decision. → BGR uint8."""
     import cv2
 
     panels, scales = [], []
-    for rgb, heat in ((result.image_a, result.evidence_a), (result.image_b, result.evidence_b)):
+    for rgb, heat, crop in ((result.image_a, result.evidence_a, getattr(result, "crop_a", None)),
+                            (result.image_b, result.evidence_b, getattr(result, "crop_b", None))):
         scale = height / rgb.shape[0]
-        panel = overlay(rgb, np.clip(heat, 0, None))
-        panels.append(cv2.resize(panel, (max(1, int(round(rgb.shape[1] * scale))), height),
-                                 interpolation=cv2.INTER_AREA))
+        panel = cv2.resize(overlay(rgb, np.clip(heat, 0, None)), (max(1, int(round(rgb.shape[1] * scale))), height),
+                           interpolation=cv2.INTER_AREA)
+        panels.append(_dim_outside(panel, crop, scale))
         scales.append(scale)
     gap = 12
-    canvas = np.full((height + 70, panels[0].shape[1] + gap + panels[1].shape[1], 3), 255, np.uint8)
+    width = max(panels[0].shape[1] + gap + panels[1].shape[1], 560)
+    canvas = np.full((height + 112, width, 3), 255, np.uint8)
     canvas[:height, :panels[0].shape[1]] = panels[0]
     offset = panels[0].shape[1] + gap
-    canvas[:height, offset:] = panels[1]
+    canvas[:height, offset:offset + panels[1].shape[1]] = panels[1]
+    _label(canvas, "A", (8, 24), 0.8)
+    _label(canvas, "B", (offset + 8, 24), 0.8)
     strongest = max((m.flow for m in result.matches), default=1.0) or 1.0
-    for m in result.matches:
+    for rank, m in reversed(list(enumerate(result.matches, 1))):  # the strongest drawn last, on top
         pa = (int(m.point_a[0] * scales[0]), int(m.point_a[1] * scales[0]))
         pb = (offset + int(m.point_b[0] * scales[1]), int(m.point_b[1] * scales[1]))
-        thickness = 1 + int(3 * m.flow / strongest)
-        cv2.line(canvas, pa, pb, (0, 255, 0), thickness, cv2.LINE_AA)
-        cv2.circle(canvas, pa, 4, (0, 200, 0), -1)
-        cv2.circle(canvas, pb, 4, (0, 200, 0), -1)
+        strength = float(np.clip(m.flow / strongest, 0, 1))
+        colour = tuple(int(c) for c in cv2.applyColorMap(np.uint8([[40 + 215 * strength]]), cv2.COLORMAP_SPRING)[0, 0])
+        thickness = 1 + int(round(4 * strength))
+        cv2.line(canvas, pa, pb, (0, 0, 0), thickness + 2, cv2.LINE_AA)  # outline
+        cv2.line(canvas, pa, pb, colour, thickness, cv2.LINE_AA)
+        for point in (pa, pb):
+            cv2.circle(canvas, point, 5, (0, 0, 0), -1)
+            cv2.circle(canvas, point, 3, colour, -1)
+        cv2.putText(canvas, str(rank), (pa[0] + 6, pa[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 2,
+                    cv2.LINE_AA)
+        cv2.putText(canvas, str(rank), (pa[0] + 6, pa[1] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                    cv2.LINE_AA)
     if result.is_match is None:
         decision, colour = "uncalibrated (no threshold)", (80, 80, 80)
     else:
         decision = "MATCH" if result.is_match else "NO MATCH"
         colour = (0, 150, 0) if result.is_match else (0, 0, 200)
         decision += f" (threshold {result.threshold:.3f})"
+    y = height + 24
+    cv2.putText(canvas, decision, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2, cv2.LINE_AA)
     cv2.putText(canvas, f"score {result.score:.3f} = structural {result.structural:.3f} + global "
-                        f"{result.global_similarity:.3f}", (8, height + 26), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                        f"{result.global_similarity:.3f}", (8, y + 26), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                 (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(canvas, decision, (8, height + 56), cv2.FONT_HERSHEY_SIMPLEX, 0.7, colour, 2, cv2.LINE_AA)
+    bar = cv2.applyColorMap(np.tile(np.linspace(0, 255, 160).astype(np.uint8), (10, 1)), cv2.COLORMAP_JET)
+    canvas[y + 40:y + 50, 8:168] = bar
+    cv2.putText(canvas, "little evidence", (8, y + 66), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "made the match", (118, y + 66), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "lines: strongest region matches, 1 = strongest; dimmed: outside what the model sees",
+                (180, y + 49), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas

@@ -25,7 +25,7 @@ from . import explain
 from .backends import create_backend
 from .chunking import run_in_chunks
 from .image import ImageInput, load_image
-from .preprocess import to_network_input
+from .preprocess import crop_box, to_network_input
 from .thresholds import check_threshold
 
 
@@ -73,6 +73,8 @@ class MatchResult:
     attention_b: np.ndarray | None
     image_a: np.ndarray = field(repr=False)  # RGB uint8
     image_b: np.ndarray = field(repr=False)
+    crop_a: tuple[int, int, int, int] | None = None  # (top, left, height, width) the model sees of image a
+    crop_b: tuple[int, int, int, int] | None = None
 
     def render(self, height: int = 360) -> np.ndarray:
         """Side-by-side picture (BGR uint8): heatmaps, match lines, score and decision."""
@@ -168,7 +170,7 @@ class Matcher:
                 [explain.to_image(m, ha, wa, self.spec) for m in attention[0]]),
             attention_b=None if attention is None else np.stack(
                 [explain.to_image(m, hb, wb, self.spec) for m in attention[1]]),
-            image_a=rgb_a, image_b=rgb_b)
+            image_a=rgb_a, image_b=rgb_b, crop_a=crop_box(ha, wa, self.spec), crop_b=crop_box(hb, wb, self.spec))
 
     def __repr__(self) -> str:
         return (f"Matcher({str(self.bundle)!r}, precision={self.precision!r}, backend={self.backend.describe()!r}, "
