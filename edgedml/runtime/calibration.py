@@ -129,9 +129,17 @@ def draw_roc(genuine: np.ndarray, impostor: np.ndarray, size: int = 480):
     for exponent in range(-4, 1):
         x = int(margin + span * (exponent + 4) / 4)
         cv2.putText(img, f"1e{exponent}", (x - 14, size - margin + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    for tar in (0.0, 0.5, 1.0):
+        y = int(margin + span * (1 - tar))
+        cv2.putText(img, f"{tar:.1f}", (margin - 28, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     cv2.polylines(img, [np.array(sorted(points), np.int32)], False, (200, 80, 0), 2, cv2.LINE_AA)
-    cv2.putText(img, "ROC: TAR (up) vs FAR (log, right)", (margin, margin - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "ROC curve", (margin, margin - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "false accept rate (impostors let in), log scale", (margin, size - 8),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    axis = np.full((18, span, 3), 255, np.uint8)  # the y label, written sideways
+    cv2.putText(axis, "true accept rate (staff let in)", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    img[margin:margin + span, 2:20] = cv2.rotate(axis, cv2.ROTATE_90_COUNTERCLOCKWISE)
     return img
 
 
@@ -151,11 +159,24 @@ def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict,
             x1 = int(margin + (width - 2 * margin) * (k + 1) / 60)
             y = int(height - margin - (height - 2 * margin) * c / peak)
             cv2.rectangle(img, (x0, y), (x1 - 1, height - margin), colour, 1)
-    for name, t in thresholds.items():
+    taken: list[tuple[int, int, int]] = []  # (row, x0, x1) of labels already drawn
+    for name, t in sorted(thresholds.items(), key=lambda item: item[1]):
         x = int(margin + (width - 2 * margin) * (t - low) / max(high - low, 1e-9))
         cv2.line(img, (x, margin), (x, height - margin), (0, 0, 0), 1)
-        cv2.putText(img, name, (x + 3, margin + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.putText(img, f"scores {low:.2f} .. {high:.2f}: genuine green, impostor red", (margin, 24),
+        text = f"{name} {t:.3f}"
+        w = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0]
+        x0 = min(x + 3, width - w - 2)
+        row = 0  # the first text row where this label overlaps none drawn before
+        while any(r == row and x0 < b + 4 and a < x0 + w + 4 for r, a, b in taken):
+            row += 1
+        taken.append((row, x0, x0 + w))
+        cv2.putText(img, text, (x0, margin + 12 + 14 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for value in (low, (low + high) / 2, high):
+        x = int(margin + (width - 2 * margin) * (value - low) / max(high - low, 1e-9))
+        cv2.putText(img, f"{value:.2f}", (x - 14, height - margin + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.putText(img, "multi-scale score (accepted at or above a threshold)", (margin, height - 6),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "share of pairs: genuine (same person) green, impostor red", (margin, 24),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return img
 
