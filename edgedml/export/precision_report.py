@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.matcher import MATCHER_INPUTS
+from ..runtime.agreement import EMBEDDING_COSINE, MAP_AT_R_DROP, SCORE_TOL, row_cosines
 from ..runtime.chunking import Limit, run_in_chunks
 from .validate import session
 
-MATCHER_SCORE_TOL = 1e-2
+MATCHER_SCORE_TOL = SCORE_TOL
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,7 @@ class PrecisionBounds:
     map_drop: float
 
 
-BOUNDS = {"fp16": PrecisionBounds(0.999, 0.01), "int8": PrecisionBounds(0.98, 0.02),
-          "int8-cpu": PrecisionBounds(0.98, 0.01)}
+BOUNDS = {p: PrecisionBounds(EMBEDDING_COSINE[p], MAP_AT_R_DROP[p]) for p in MAP_AT_R_DROP}
 
 
 class GraphRunner:
@@ -63,15 +62,10 @@ def matcher_feeds(embedding: np.ndarray, local: np.ndarray) -> dict[str, np.ndar
             "candidate_local": local, "candidate_embedding": embedding}
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    return (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
-
-
 def compare_outputs(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict:
     """Embedder outputs at one precision against fp32: cosines per image, finiteness."""
-    cos = _cosine(got["embedding"], want["embedding"])
-    local = _cosine(got["local"].reshape(-1, got["local"].shape[-1]), want["local"].reshape(-1, want["local"].shape[-1]))
+    cos = row_cosines(got["embedding"], want["embedding"])
+    local = row_cosines(got["local"].reshape(-1, got["local"].shape[-1]), want["local"].reshape(-1, want["local"].shape[-1]))
     return {"embedding_cosine_mean": float(cos.mean()), "embedding_cosine_min": float(cos.min()),
             "local_cosine_mean": float(local.mean()),
             "finite": bool(all(np.isfinite(v).all() for v in got.values()))}

@@ -25,14 +25,12 @@ import numpy as np
 
 from ..bundle import read_manifest, write_manifest
 from ..errors import BundleError, EdgeDMLError, MissingDependencyError
+from .agreement import EMBEDDING_COSINE, SCORE_TOL, row_cosines
+from .backends import GRAPHS, cache_dir
 from .chunking import Limit, run_in_chunks
 
 WORKSPACE_BYTES = 1 << 30
-GRAPHS = ("embedder", "matcher")
 CPU_ONLY = ("int8-cpu",)
-# Bounds of the engine check against ONNX Runtime at the same precision.
-EMBEDDING_COSINE_BOUND = {"fp32": 0.999, "fp16": 0.999, "int8": 0.98}
-MATCHER_MAX_ABS_BOUND = 1e-2
 MATCHER_CHECKED = ("structural", "multiscale")
 FIX_HINT = 'pip install "edgedml[gpu]"'
 
@@ -161,8 +159,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: dict[st
 def timing_cache_path() -> Path:
     """The TensorRT timing cache, outside every bundle: ``$EDGEDML_CACHE/tensorrt/timing.cache``
     (default ``~/.cache/edgedml``)."""
-    root = os.environ.get("EDGEDML_CACHE") or Path.home() / ".cache" / "edgedml"
-    return Path(root) / "tensorrt" / "timing.cache"
+    return cache_dir() / "tensorrt" / "timing.cache"
 
 
 def _profile(inputs: dict[str, list], low: int, opt: int, high: int) -> dict[str, tuple]:
@@ -202,8 +199,8 @@ def _engine_check(backend: "TensorRTBackend", root: Path, manifest: dict, precis
     matched = run_in_chunks(lambda f: backend.run("matcher", f), feeds, ("candidate_local", "candidate_embedding"),
                             backend.limits["matcher"])
     check: dict = {"embedder": {}, "matcher": {}, "reference": f"onnxruntime {precision} outputs",
-                   "bounds": {"embedding_cosine_mean": EMBEDDING_COSINE_BOUND.get(precision, 0.999),
-                              "matcher_max_abs_diff": MATCHER_MAX_ABS_BOUND}}
+                   "bounds": {"embedding_cosine_mean": EMBEDDING_COSINE[precision],
+                              "matcher_max_abs_diff": SCORE_TOL}}
     failures = []
     for graph, got in (("embedder", embedded), ("matcher", matched)):
         for name, value in got.items():
@@ -217,9 +214,7 @@ def _engine_check(backend: "TensorRTBackend", root: Path, manifest: dict, precis
                                 f"ONNX Runtime's {ref.shape}")
                 continue
             if graph == "embedder":
-                a = value.reshape(len(value), -1).astype(np.float64)
-                b = ref.reshape(len(ref), -1).astype(np.float64)
-                cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+                cos = row_cosines(value, ref)
                 check[graph][f"{name}_cosine_mean"] = float(cos.mean())
                 check[graph][f"{name}_cosine_min"] = float(cos.min())
             else:
@@ -234,9 +229,9 @@ def _engine_check(backend: "TensorRTBackend", root: Path, manifest: dict, precis
         diff = check["matcher"].get(f"max_abs_diff_{name}")
         if diff is None:
             failures.append(f"the matcher has no '{name}' output to compare with ONNX Runtime")
-        elif not diff <= MATCHER_MAX_ABS_BOUND:
+        elif not diff <= SCORE_TOL:
             failures.append(f"matcher '{name}' differs from ONNX Runtime {precision} by {diff:.3g} "
-                            f"(bound {MATCHER_MAX_ABS_BOUND})")
+                            f"(bound {SCORE_TOL})")
     check["finite"] = not any("inf or NaN" in f for f in failures)
     check["passed"] = not failures
     return check, failures
