@@ -167,12 +167,11 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             raise validate.ValidationError(report, failures)
 
         graph_sets, precision_facts = _write_precisions(model, staging, options, calib_files, iters, log)
-        stored = _store_validation_inputs(staging, images[:STORED_VALIDATION_IMAGES].numpy(), graph_sets,
-                                          limits["embedder"])
+        runners = _runners(staging, graph_sets, limits["embedder"], fp32_embedder)
+        stored = _store_validation_inputs(staging, images[:STORED_VALIDATION_IMAGES].numpy(), runners)
         if len(graph_sets) > 1:
             log("validating " + ", ".join(p for p in graph_sets if p != "fp32") + " against fp32 on real images")
-            report["precisions"], failures = _validate_precisions(staging, graph_sets, images.numpy(), options,
-                                                                  limits["embedder"], cfg, iters, log)
+            report["precisions"], failures = _validate_precisions(runners, images.numpy(), options, cfg, iters, log)
             report["precision_bounds"] = {p: vars(b) for p, b in precision_report.BOUNDS.items()} | {
                 "matcher_scores": precision_report.MATCHER_SCORE_TOL}
             if failures:
@@ -285,7 +284,22 @@ def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptio
     return graph_sets, facts
 
 
-def _store_validation_inputs(staging: Path, images, graph_sets: dict, limit: Limit) -> dict:
+def _runners(staging: Path, graph_sets: dict, limit: Limit, fp32_embedder) -> dict:
+    """{precision: (embedder runner, matcher runner)}: one ONNX Runtime session per graph file,
+    shared by the precisions that use the same file (the INT8 sets use the fp32 matcher)."""
+    made = {"embedder.onnx": fp32_embedder}
+
+    def runner(file, make):
+        if file not in made:
+            made[file] = make(staging / file)
+        return made[file]
+
+    return {name: (runner(files["embedder"], lambda path: precision_report.embedder_runner(path, limit)),
+                   runner(files["matcher"], precision_report.matcher_runner))
+            for name, files in graph_sets.items()}
+
+
+def _store_validation_inputs(staging: Path, images, runners: dict) -> dict:
     """Real inputs and ONNX Runtime's outputs of every graph set on them, kept in the bundle
     (``validation/``, numpy .npz, no pickles) so that an engine built anywhere is checked
     against exactly what ONNX Runtime computed here."""
@@ -293,32 +307,27 @@ def _store_validation_inputs(staging: Path, images, graph_sets: dict, limit: Lim
 
     folder = staging / "validation"
     folder.mkdir()
-    fp32 = precision_report.embedder_runner(staging / "embedder.onnx", limit)({"images": images})
+    fp32 = runners["fp32"][0]({"images": images})
     feeds = precision_report.matcher_feeds(fp32["embedding"], fp32["local"])
     np.savez(folder / "inputs.npz", images=images, **feeds)
     outputs = {}
-    for name, files in graph_sets.items():
-        embedded = precision_report.embedder_runner(staging / files["embedder"], limit)({"images": images})
-        matched = precision_report.matcher_runner(staging / files["matcher"])(feeds)
+    for name, (embedder, matcher) in runners.items():
+        embedded = fp32 if name == "fp32" else embedder({"images": images})
         path = f"validation/outputs.{name}.npz"
         np.savez(staging / path, **{f"embedder.{k}": v for k, v in embedded.items()},
-                 **{f"matcher.{k}": v for k, v in matched.items()})
+                 **{f"matcher.{k}": v for k, v in matcher(feeds).items()})
         outputs[name] = path
     return {"inputs": "validation/inputs.npz", "outputs": outputs}
 
 
-def _validate_precisions(staging: Path, graph_sets: dict, images, options: ExportOptions, limit: Limit, cfg,
-                         iters: int, log) -> tuple[dict, list[str]]:
+def _validate_precisions(runners: dict, images, options: ExportOptions, cfg, iters: int, log) -> tuple[dict, list[str]]:
     """Run every non-fp32 graph set against fp32 (see :mod:`precision_report`)."""
-    runners = {name: (precision_report.embedder_runner(staging / files["embedder"], limit),
-                      precision_report.matcher_runner(staging / files["matcher"]))
-               for name, files in graph_sets.items()}
     ref = runners["fp32"][0]({"images": images})
     feeds = precision_report.matcher_feeds(ref["embedding"], ref["local"])
     ref_match = runners["fp32"][1](feeds)
-    reports = {name: {"embedder": precision_report.compare_outputs(runners[name][0]({"images": images}), ref),
-                      "matcher": precision_report.compare_matchers(runners[name][1](feeds), ref_match)}
-               for name in graph_sets if name != "fp32"}
+    reports = {name: {"embedder": precision_report.compare_outputs(embedder({"images": images}), ref),
+                      "matcher": precision_report.compare_matchers(matcher(feeds), ref_match)}
+               for name, (embedder, matcher) in runners.items() if name != "fp32"}
     if options.validate_data:
         scores = _labelled_map_at_r(options.validate_data, {n: r[0] for n, r in runners.items()}, cfg, iters,
                                     options.max_candidates, log)
