@@ -229,15 +229,17 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
 def check_output_folder(out: Path, overwrite: bool) -> None:
     """Refuse to write over anything but an empty folder or, with ``overwrite``, an edgedml
     bundle: --overwrite replaces an old bundle, never a folder of the user's files."""
-    if out.exists() and not out.is_dir():
+    if not out.exists():
+        return
+    if not out.is_dir():
         raise ConfigError(f"{out} is a file; choose a folder path for --out")
-    if not out.exists() or not any(out.iterdir()):
-        if out.exists() and out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
-            raise ConfigError(f"--out {out} is the current folder (or one above it); choose a new folder")
+    if out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        raise ConfigError(f"--out {out} is the current folder (or one above it); choose a new folder")
+    if not any(out.iterdir()):
         return
     if not overwrite:
         raise ConfigError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
-    if not (out / "manifest.json").is_file() or out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+    if not (out / "manifest.json").is_file():
         raise ConfigError(f"{out} is not an edgedml bundle (no manifest.json), so --overwrite will not replace it: "
                           f"nothing was changed; choose a new folder for --out")
     try:
@@ -259,17 +261,17 @@ def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptio
                       iters: int, log) -> tuple[dict, dict]:
     """The fp16 / INT8 graph files beside the fp32 ones: ({precision: {graph: file}}, {precision: facts})."""
     cfg = model.config
-    graph_sets = {"fp32": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"}}
+    graph_sets = {"fp32": {g: precision.graph_file(g, "fp32") for g in ("embedder", "matcher")}}
     facts: dict = {"fp32": {"matcher_form": options.matcher_form}}
     if "fp16" in options.precisions:
         log("converting to fp16 (embedder, and the log-form matcher)")
         log_matcher = StructuralMatcher(cfg.sinkhorn_eps, iters, cfg.marginals, "log")
         graphs.export_matcher(log_matcher, staging / "matcher.log.tmp", cfg.regions, cfg.local_dim, cfg.embed_dim)
-        facts["fp16"] = {"embedder": precision.to_fp16(staging / "embedder.onnx", staging / "embedder.fp16.onnx"),
-                         "matcher": precision.to_fp16(staging / "matcher.log.tmp", staging / "matcher.fp16.onnx"),
+        files = graph_sets["fp16"] = {g: precision.graph_file(g, "fp16") for g in ("embedder", "matcher")}
+        facts["fp16"] = {"embedder": precision.to_fp16(staging / "embedder.onnx", staging / files["embedder"]),
+                         "matcher": precision.to_fp16(staging / "matcher.log.tmp", staging / files["matcher"]),
                          "matcher_form": "log"}
         (staging / "matcher.log.tmp").unlink()
-        graph_sets["fp16"] = {"embedder": "embedder.fp16.onnx", "matcher": "matcher.fp16.onnx"}
     quantized = [p for p in options.precisions if p in QUANTIZED]
     if quantized:
         calib = load_images(calib_files, model).numpy()

@@ -91,9 +91,8 @@ def to_fp16(src: str | Path, dst: str | Path) -> dict:
                                          node_block_list=nodes)
     topological_sort(converted.graph)  # the converter appends the input Casts after their consumers
     onnx.save(converted, str(dst))
-    kept = sorted({n.op_type for n in model.graph.node if n.op_type in FP32_OPS or n.name in nodes})
-    return {"converter": "onnxruntime.transformers.float16", "fp32_ops": kept,
-            "fp32_nodes": sum(1 for n in model.graph.node if n.op_type in FP32_OPS or n.name in nodes)}
+    kept = [n.op_type for n in model.graph.node if n.op_type in FP32_OPS or n.name in nodes]
+    return {"converter": "onnxruntime.transformers.float16", "fp32_ops": sorted(set(kept)), "fp32_nodes": len(kept)}
 
 
 def topological_sort(graph) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..filemodes import as_created
 from ..errors import CheckpointError, ConfigError
+from ..filemodes import as_created
 from .config import ModelConfig
 from .embedder import EmbeddingModel, build_model
 

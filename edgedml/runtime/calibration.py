@@ -67,14 +67,12 @@ def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16) -> tupl
     return feats, kept, skipped
 
 
-def pair_scores(matcher: Matcher, paths: list[Path], labels: np.ndarray, batch: int = 16,
-                progress: bool = False, features: Features | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Multi-scale scores of all pairs i < j: (genuine scores, impostor scores), from
-    ``features`` of ``paths`` when given (see :func:`embed_readable`, which drops unreadable
-    images; ``paths`` and ``labels`` must then be the kept ones)."""
-    feats = features if features is not None else embed_readable(matcher, paths, batch)[0]
+def pair_scores(matcher: Matcher, feats: Features, labels: np.ndarray,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-scale scores of all pairs i < j of ``feats`` (N rows, labels (N,), as
+    :func:`embed_readable` returns them): (genuine scores, impostor scores)."""
     genuine, impostor = [], []
-    iterator = range(len(paths) - 1)
+    iterator = range(len(feats) - 1)
     if progress:
         from tqdm import tqdm
 
@@ -193,7 +191,7 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     for line in skipped:  # listed, and left out of every count
         log.warning("edgedml: skipped unreadable image %s", line)
     paths, labels = [paths[i] for i in kept], labels[kept]
-    genuine, impostor = pair_scores(matcher, paths, labels, progress=progress, features=features)
+    genuine, impostor = pair_scores(matcher, features, labels, progress=progress)
     if len(genuine) == 0:
         raise EdgeDMLError(f"{data} has no class with two images: no genuine pairs to calibrate on")
     eer, eer_threshold = equal_error_rate(genuine, impostor)

@@ -30,19 +30,6 @@ class Limit:
     def to_dict(self) -> dict:
         return {"size": self.size, "fixed": self.fixed}
 
-    def tighter(self, other: "Limit") -> "Limit":
-        """The limit that satisfies both (a fixed size wins; else the smaller maximum)."""
-        if self.fixed or other.fixed:
-            if self.fixed and other.fixed and self.size != other.size:
-                raise ValueError(f"two fixed sizes {self.size} and {other.size} cannot both hold")
-            fixed = self if self.fixed else other
-            rest = other if self.fixed else self
-            if rest.size is not None and rest.size < fixed.size:
-                raise ValueError(f"a fixed size {fixed.size} exceeds the maximum {rest.size}")
-            return fixed
-        sizes = [s for s in (self.size, other.size) if s is not None]
-        return Limit(min(sizes) if sizes else None)
-
 
 def run_in_chunks(run: Callable[[dict], dict], feeds: dict[str, np.ndarray], chunked: tuple[str, ...],
                   limit: Limit) -> dict[str, np.ndarray]:

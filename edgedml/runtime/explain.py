@@ -72,8 +72,8 @@ def side_by_side(result, height: int = 360) -> np.ndarray:
     import cv2
 
     panels, scales = [], []
-    for rgb, heat, crop in ((result.image_a, result.evidence_a, getattr(result, "crop_a", None)),
-                            (result.image_b, result.evidence_b, getattr(result, "crop_b", None))):
+    for rgb, heat, crop in ((result.image_a, result.evidence_a, result.crop_a),
+                            (result.image_b, result.evidence_b, result.crop_b)):
         scale = height / rgb.shape[0]
         panel = cv2.resize(overlay(rgb, np.clip(heat, 0, None)), (max(1, int(round(rgb.shape[1] * scale))), height),
                            interpolation=cv2.INTER_AREA)

@@ -113,20 +113,19 @@ class Gallery:
             else:
                 self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
                                            timeout=BUSY_SECONDS)
-            fingerprint = self._open(matcher)
+            self._open(matcher)
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path} cannot be opened as a gallery ({exc}); pass an edgedml gallery "
                                f"file, or a new path to create one") from exc
-        self.fingerprint = fingerprint
 
-    def _open(self, matcher: Matcher) -> str:
-        """Check (and on first use create) the schema; returns the embedder fingerprint."""
+    def _open(self, matcher: Matcher) -> None:
+        """Check (and on first use create) the schema and the embedder fingerprint."""
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if tables and not {"meta", "identities", "templates"} <= tables:
             raise GalleryError(f"{self.path} is an SQLite database but not an edgedml gallery (it has the tables "
                                f"{sorted(tables)[:5]}); nothing was changed. Pass a gallery file or a new path")
         # templates are only comparable when made by the same embedder graph (precision included)
-        embedder_file = graph_files(matcher.manifest, getattr(matcher, "precision", "fp32"))["embedder"]
+        embedder_file = graph_files(matcher.manifest, matcher.precision)["embedder"]
         fingerprint = matcher.manifest["files"][embedder_file]["sha256"]
         if not self.read_only:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -148,7 +147,6 @@ class Gallery:
             raise GalleryError(f"{self.path} was enrolled with another model (embedder sha256 "
                                f"{(row or ['?'])[0][:12]}…); use the bundle it was made with, or enroll into a new "
                                f"gallery file")
-        return fingerprint
 
     # --- enrollment -------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ def image_extensions() -> tuple[str, ...]:
 def encoded_size(data: bytes | np.ndarray) -> tuple[str, int, int] | None:
     """(format, width, height) read from a PNG or JPEG header without decoding; None for other
     formats or a header that cannot be read."""
-    head = bytes(data[:2 << 16]) if isinstance(data, np.ndarray) else bytes(data[:2 << 16])
+    head = bytes(data[:2 << 16])
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
         return "png", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     if head[:2] != b"\xff\xd8":

@@ -23,7 +23,7 @@ from ..bundle import read_manifest
 from ..preprocessing import PreprocessSpec
 from . import explain
 from .backends import create_backend
-from .chunking import run_in_chunks
+from .chunking import Limit, run_in_chunks
 from .image import ImageInput, load_image
 from .preprocess import crop_box, to_network_input
 from .thresholds import check_threshold
@@ -121,10 +121,8 @@ class Matcher:
     def _run(self, graph: str, feeds: dict[str, np.ndarray], chunked: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Run a graph within its limit (a TensorRT profile, a fixed export batch): larger
         requests are split into chunks, and a fixed-size graph's last chunk is padded."""
-        limit = self.backend.limits.get(graph)
-        if limit is None or limit.size is None:
-            return self.backend.run(graph, feeds)
-        return run_in_chunks(lambda part: self.backend.run(graph, part), feeds, chunked, limit)
+        return run_in_chunks(lambda part: self.backend.run(graph, part), feeds, chunked,
+                             self.backend.limits.get(graph, Limit()))
 
     def _embed_batch(self, batch: np.ndarray) -> Features:
         out = self._run("embedder", {"images": batch}, ("images",))
