@@ -121,6 +121,14 @@ CASES = [
      "not a number"),
     ("overwrite a user's folder", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{target}",
                                    "--overwrite"], _user_folder, 1, "not an edgedml bundle"),
+    ("image past the pixel limit", ["compare", "{target}", IMG, "--model", "{world}/bundle"],
+     lambda w, t: _huge_png(w, t), 1, "400 MP"),
+    ("precision the bundle lacks", ["compare", IMG, IMG, "--model", "{world}/bundle", "--precision", "int8-cpu"],
+     None, 1, "--precision int8-cpu"),
+    ("int8 without calibration images", ["export", "--checkpoint", "{world}/model.safetensors", "--out",
+                                         "{world}/never", "--precision", "int8"], None, 1, "--calib"),
+    ("unknown precision", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
+                           "--precision", "fp16,int4"], None, 1, "unknown precision 'int4'"),
 ]
 
 
