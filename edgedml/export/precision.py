@@ -19,10 +19,10 @@ strongly typed network (no builder precision flags, no calibrators: TensorRT 11 
   ``quant_pre_process`` (which folds the explicit Pads of TF-'same' padding into the Convs, so
   that ORT can fuse each Conv with its Q/DQ), then quantized with uint8 activations and
   symmetric per-channel int8 weights (U8S8). Measured on this project's CPU for a trained Lite0
-  embedder at batch 8 (``benchmarks/precision.py``): 0.43× (1 thread) and 0.47× (2 threads) the
-  fp32 time per image; without the Pad folding it was 0.63×. The TensorRT layout (S8S8,
-  symmetric, dedicated pairs) ran 1.08× and 1.38× the fp32 time there: each layout serves its
-  own target.
+  embedder at batch 8 (``benchmarks/precision.py``, two runs): 0.43–0.47× (1 thread) and
+  0.47–0.48× (2 threads) the fp32 time per image; without the Pad folding it was 0.63×. The
+  TensorRT layout (S8S8, symmetric, dedicated pairs) ran 1.08–1.13× and 1.38–1.44× the fp32 time
+  there: each layout serves its own target.
 """
 
 from __future__ import annotations
