@@ -43,7 +43,7 @@ def test_plan_marginals_at_default_iterations():
     x, y = correlated_features(16, spread=0.8, dtype=torch.float32), correlated_features(16, spread=0.8, seed=2, dtype=torch.float32)
     s = M.region_similarity(x, y)
     u, v = M.cross_correlation_marginals(x, y)
-    plan = M.sinkhorn_log(s, u, v)  # defaults: ε = 0.05, 100 iterations
+    plan = M.sinkhorn_log(s, u, v)  # defaults: ε = 0.05, SINKHORN_ITERS (30) iterations
     assert (plan.sum(-1) - u).abs().max() < 1e-4
     assert (plan.sum(-2) - v).abs().max() < 1e-4
 
@@ -134,7 +134,7 @@ def test_log_form_is_finite_in_float16_where_similarities_span_minus_one_to_one(
     plan16 = M.sinkhorn_log(s.half(), u.half(), v.half())
     plan32 = M.sinkhorn_log(s, u, v)
     assert torch.isfinite(plan16).all()
-    assert (M.structural_similarity(plan16.float(), s) - M.structural_similarity(plan32, s)).abs().max() < 1e-2
+    assert ((plan16.float() * s).sum((-1, -2)) - (plan32 * s).sum((-1, -2))).abs().max() < 1e-2
 
 
 def test_multiscale_rerank_reorders_only_the_top_k():
@@ -145,3 +145,37 @@ def test_multiscale_rerank_reorders_only_the_top_k():
     new = M.multiscale_rerank(global_sim, structural_top, order)
     # combined: 0 → 0.9, 2 → 1.3, 3 → 0.7; then the rest in global order
     assert new.tolist() == [[2, 0, 3, 4, 1]]
+
+
+def test_numpy_mirror_holds_to_the_torch_core():
+    """The runtime recomputes the flow T ⊙ s in numpy from raw (unnormalised) features, as the
+    graph normalises its own inputs; it must give the core's s, and sum to its evidence and score."""
+    from edgedml.runtime import structural
+
+    raw_x = 3.0 * correlated_features(4, seed=11) + 0.1
+    raw_y = 0.5 * correlated_features(4, seed=12) - 0.2
+    core = M.structural_match(M.l2_normalize(raw_x), M.l2_normalize(raw_y), iters=200)
+    s = structural.region_similarity(raw_x.numpy(), raw_y.numpy())
+    np.testing.assert_allclose(s, core.similarity.numpy(), atol=1e-12)
+    flow = structural.flow(core.plan.numpy(), raw_x.numpy(), raw_y.numpy())
+    np.testing.assert_allclose(flow.sum(-1), core.evidence_x.numpy(), atol=1e-12)
+    np.testing.assert_allclose(flow.sum(-2), core.evidence_y.numpy(), atol=1e-12)
+    np.testing.assert_allclose(flow.sum((-1, -2)), core.score.numpy(), atol=1e-12)
+
+
+def test_the_structural_similarity_is_assembled_in_one_place():
+    """Only the core runs Sinkhorn or forms s and the marginals: every other module calls
+    structural_match (or, in the runtime, the numpy mirror)."""
+    import re
+    from pathlib import Path
+
+    import edgedml
+
+    root = Path(edgedml.__file__).parent
+    assembly = re.compile(r"\b(SINKHORN_FORMS\[|sinkhorn_(log|scaling)\(|region_similarity\(|"
+                          r"(cross_correlation_|uniform_)?marginals\(|evidence\()")
+    allowed = {root / "models" / "matching.py", root / "runtime" / "structural.py"}
+    offenders = [f"{path.relative_to(root)}:{n}" for path in root.rglob("*.py") if path not in allowed
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if assembly.search(line) and not line.lstrip().startswith(("#", "def "))]
+    assert not offenders, f"structural similarity assembled outside the core: {offenders}"

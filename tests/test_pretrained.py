@@ -53,6 +53,6 @@ def test_plan_marginals_on_real_image_features():
     x, y = local[:1], local[1:]
     s = M.region_similarity(x, y)
     u, v = M.cross_correlation_marginals(x, y)
-    plan = M.sinkhorn_log(s, u, v)  # ε = 0.05, 100 iterations
+    plan = M.sinkhorn_log(s, u, v)  # defaults: ε = 0.05, SINKHORN_ITERS (30) iterations
     assert (plan.sum(-1) - u).abs().max() < 1e-4
     assert (plan.sum(-2) - v).abs().max() < 1e-4

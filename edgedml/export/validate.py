@@ -20,7 +20,7 @@ import torch
 from ..errors import EdgeDMLError
 from ..models.embedder import EmbeddingModel
 from ..models.matcher import MATCHER_INPUTS, StructuralMatcher
-from ..models.matching import l2_normalize, marginals, region_similarity, sinkhorn_log
+from ..models.matching import l2_normalize, structural_match
 
 EMBEDDING_TOL = 1e-4
 SCORE_TOL = 1e-4
@@ -102,10 +102,9 @@ def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], eps: floa
     feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, inputs)}
     plans, scores = sess.run(["plan", "structural"], feeds)
     q_local, _, c_local, _ = (t.double() for t in inputs)
-    s = region_similarity(q_local, c_local).numpy()
-    u, v = (m.numpy() for m in marginals(q_local, c_local, marginals_kind))
+    exact = structural_match(q_local, c_local, eps, 2000, marginals_kind, "log")
+    s, u, v = (t.numpy() for t in (exact.similarity, exact.u, exact.v))
     same = {"plan": 0.0, "score": 0.0}
-    limit = sinkhorn_log(torch.from_numpy(s), torch.from_numpy(u), torch.from_numpy(v), eps, 2000).numpy()
     converged = 0.0
     compared = 0
     for k in range(plans.shape[0]):
@@ -117,7 +116,7 @@ def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], eps: floa
                                 numItermax=iters, stopThr=0.0).T
         same["plan"] = max(same["plan"], float(np.abs(plans[k] - fixed).max()))
         same["score"] = max(same["score"], float(abs(scores[k] - (fixed * s[k]).sum())))
-        converged = max(converged, float(abs(scores[k] - (limit[k] * s[k]).sum())))
+        converged = max(converged, float(abs(scores[k] - exact.score[k])))
         compared += 1
         if compared == pairs:
             break
@@ -129,14 +128,11 @@ def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], eps: floa
 def fp16_matcher_check(eps: float, iters: int, marginals_kind: str, inputs: tuple[torch.Tensor, ...]) -> dict:
     """The log form in float16 (emulated on the CPU) against float32: score error, finiteness."""
     q_local, _, c_local, _ = inputs
-    s32 = region_similarity(q_local, c_local)
-    u, v = marginals(q_local, c_local, marginals_kind)
-    plan16 = sinkhorn_log(s32.half(), u.half(), v.half(), eps, iters)
-    score16 = (plan16.float() * s32.half().float()).sum((-1, -2))
-    score32 = (sinkhorn_log(s32, u, v, eps, iters) * s32).sum((-1, -2))
-    return {"similarity_range": [float(s32.min()), float(s32.max())],
-            "max_abs_diff_score_fp16": float((score16 - score32).abs().max()),
-            "finite_fp16": bool(torch.isfinite(plan16).all())}
+    match16 = structural_match(q_local.half(), c_local.half(), eps, iters, marginals_kind, "log")
+    match32 = structural_match(q_local, c_local, eps, iters, marginals_kind, "log")
+    return {"similarity_range": [float(match32.similarity.min()), float(match32.similarity.max())],
+            "max_abs_diff_score_fp16": float((match16.score.float() - match32.score).abs().max()),
+            "finite_fp16": bool(torch.isfinite(match16.plan).all())}
 
 
 def check_bounds(report: dict) -> list[str]:

@@ -12,6 +12,10 @@ from ..preprocessing import PreprocessSpec
 
 HEADS = ("diml", "grouping", "abe")
 MARGINALS = ("cross", "uniform")
+# measured (benchmarks/sinkhorn_iterations.py): on flowers17 and cub_birds test features the
+# official DIML early stop (mean |Δr| < 0.1) ends after 12–29 iterations on average, and 30 fixed
+# iterations change multi-scale MAP@R by at most 1e-5 against 100
+SINKHORN_ITERS = 30
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,7 +64,7 @@ class ModelConfig:
     groups: int = 3
     learners: int = 8
     sinkhorn_eps: float = 0.05
-    sinkhorn_iters: int = 100
+    sinkhorn_iters: int = SINKHORN_ITERS
     marginals: str = "cross"
     image_size: int | None = None
     backbone_weights: str | None = None

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from .matching import SINKHORN_FORMS, evidence, l2_normalize, marginals, region_similarity, structural_similarity
+from .config import SINKHORN_ITERS
+from .matching import SINKHORN_FORMS, l2_normalize, structural_match
 
 MATCHER_INPUTS = ("query_local", "query_embedding", "candidate_local", "candidate_embedding")
 MATCHER_OUTPUTS = ("structural", "multiscale", "plan", "query_evidence", "candidate_evidence")
@@ -31,7 +32,7 @@ class StructuralMatcher(nn.Module):
     safe in fp16). Both run ``iters`` fixed iterations with entropic regulariser ``eps``.
     """
 
-    def __init__(self, eps: float = 0.05, iters: int = 100, marginals_kind: str = "cross", form: str = "scaling"):
+    def __init__(self, eps: float = 0.05, iters: int = SINKHORN_ITERS, marginals_kind: str = "cross", form: str = "scaling"):
         super().__init__()
         if form not in SINKHORN_FORMS:
             raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
@@ -47,10 +48,6 @@ class StructuralMatcher(nn.Module):
         # or rounding) would push exp((s − 1)/ε) past fp32's range and give inf/NaN scores
         query_local, candidate_local = l2_normalize(query_local), l2_normalize(candidate_local)
         query_embedding, candidate_embedding = l2_normalize(query_embedding), l2_normalize(candidate_embedding)
-        s = region_similarity(query_local, candidate_local)  # (K, R, R)
-        u, v = marginals(query_local, candidate_local, self.marginals_kind)
-        plan = SINKHORN_FORMS[self.form](s, u, v, self.eps, self.iters)
-        structural = structural_similarity(plan, s)
+        match = structural_match(query_local, candidate_local, self.eps, self.iters, self.marginals_kind, self.form)
         cosine = (query_embedding * candidate_embedding).sum(-1)
-        ex, ey = evidence(plan, s)
-        return MatcherOutput(structural, structural + cosine, plan, ex, ey)
+        return MatcherOutput(match.score, match.score + cosine, match.plan, match.evidence_x, match.evidence_y)

@@ -6,15 +6,24 @@ Shapes use ``...`` for any leading batch dimensions, which broadcast: aligned pa
 Local features are expected L2-normalised, so that ``s = x·y`` is a cosine similarity.
 
 Vocabulary: ``s`` the region-to-region similarity, ``u``/``v`` the marginals, ``T`` the
-transport plan (the flow), ``evidence`` the per-region contribution to the structural score.
+transport plan, ``T ⊙ s`` the flow, ``evidence`` the per-region contribution to the structural
+score.
+
+:func:`structural_match` is the one place the structural similarity is assembled
+(s, u, v → Sinkhorn → Σ T ⊙ s): the exported matcher, the training loss, evaluation and export
+validation all call it. The runtime's numpy mirror of what its explanation needs is
+:mod:`edgedml.runtime.structural`; tests hold the two together.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from .config import SINKHORN_ITERS
 
 MARGINAL_EPS = 1e-5  # the official DIML regulariser in the marginal denominators
 LOG_FLOOR = -1e4  # log of a zero marginal, kept finite (and representable in fp16)
@@ -95,7 +104,7 @@ def _guard_empty(u: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return u, v, valid
 
 
-def sinkhorn_log(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = 100) -> Tensor:
+def sinkhorn_log(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = SINKHORN_ITERS) -> Tensor:
     """Entropic optimal transport in the log domain, a fixed number of iterations.
 
     Cost 1 − s, kernel log K = −(1 − s)/ε. Potentials f (rows), g (columns):
@@ -117,7 +126,7 @@ def sinkhorn_log(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int 
     return torch.exp(log_k + f + g) * valid.unsqueeze(-1)
 
 
-def sinkhorn_scaling(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = 100) -> Tensor:
+def sinkhorn_scaling(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: int = SINKHORN_ITERS) -> Tensor:
     """The same algorithm as :func:`sinkhorn_log` in the scaling form (fp32 and fp64 only).
 
     K = exp(−(1 − s)/ε); a ← u / (K b), b ← v / (Kᵀ a) as batched matrix products;
@@ -142,11 +151,6 @@ def sinkhorn_scaling(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: 
 SINKHORN_FORMS = {"log": sinkhorn_log, "scaling": sinkhorn_scaling}
 
 
-def structural_similarity(plan: Tensor, s: Tensor) -> Tensor:
-    """S_struct = Σ_ij T_ij s_ij: plan, s (..., R, R') → (...)."""
-    return (plan * s).sum(dim=(-1, -2))
-
-
 def evidence(plan: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
     """Per-region evidence: e_i = Σ_j T_ij s_ij (x's side) and Σ_i T_ij s_ij (y's side).
 
@@ -162,26 +166,34 @@ class StructuralMatch(NamedTuple):
     score: Tensor  # (...)          Σ T ⊙ s
     plan: Tensor  # (..., R, R')   transport plan T
     similarity: Tensor  # (..., R, R')   s
-    evidence_x: Tensor  # (..., R)
-    evidence_y: Tensor  # (..., R')
+    evidence_x: Tensor  # (..., R)       Σ_j T_ij s_ij
+    evidence_y: Tensor  # (..., R')      Σ_i T_ij s_ij
+    u: Tensor  # (..., R)       marginals of x's regions
+    v: Tensor  # (..., R')      marginals of y's regions
 
 
 def structural_match(
     x: Tensor,
     y: Tensor,
     eps: float = 0.05,
-    iters: int = 100,
+    iters: int = SINKHORN_ITERS,
     marginals_kind: str = "cross",
     form: str = "log",
+    detach_plan: bool = False,
 ) -> StructuralMatch:
-    """Match local features x (..., R, D) against y (..., R', D) (leading dims broadcast)."""
+    """DIML's structural similarity of local features x (..., R, D) and y (..., R', D)
+    (leading dims broadcast): s = x yᵀ, marginals u, v, plan T = Sinkhorn(s, u, v), score Σ T ⊙ s.
+
+    ``detach_plan``: solve for T (and the marginals) without gradient, as the official training
+    code does; gradients then flow through s only."""
     if form not in SINKHORN_FORMS:
         raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
     s = region_similarity(x, y)
-    u, v = marginals(x, y, marginals_kind)
-    plan = SINKHORN_FORMS[form](s, u, v, eps, iters)
+    with torch.no_grad() if detach_plan else contextlib.nullcontext():
+        u, v = marginals(x, y, marginals_kind)
+        plan = SINKHORN_FORMS[form](s.detach() if detach_plan else s, u, v, eps, iters)
     ex, ey = evidence(plan, s)
-    return StructuralMatch(structural_similarity(plan, s), plan, s, ex, ey)
+    return StructuralMatch(ex.sum(-1), plan, s, ex, ey, u, v)
 
 
 def multiscale_rerank(global_sim: Tensor, structural_top: Tensor, order: Tensor) -> Tensor:

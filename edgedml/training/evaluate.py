@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..models.embedder import EmbeddingModel
+from ..models.config import SINKHORN_ITERS
 from ..models.matching import multiscale_rerank, structural_match
 from ..preprocessing import PreprocessSpec
 from . import metrics
@@ -76,7 +77,7 @@ def _structural(x: Tensor, y: Tensor, settings: dict) -> Tensor:
 
 
 def evaluate_embeddings(data: Embedded, structural: bool | None = None, multiscale: bool = True,
-                        nmi: bool = True, k: int = 100, eps: float = 0.05, iters: int = 100,
+                        nmi: bool = True, k: int = 100, eps: float = 0.05, iters: int = SINKHORN_ITERS,
                         marginals: str = "cross", form: str = "scaling", ks=(1, 2, 4, 8),
                         progress: bool = False) -> dict[str, dict[str, float]]:
     """Score the rankings described in the module doc; returns {ranking: {metric: value}}."""

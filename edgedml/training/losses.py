@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from pytorch_metric_learning.distances import BaseDistance
 from torch import Tensor
 
-from ..models.matching import (
-    SINKHORN_FORMS, marginals, mean_feature, region_similarity, structural_similarity)
+from ..models.config import SINKHORN_ITERS
+from ..models.matching import SINKHORN_FORMS, mean_feature, structural_match
 
 
 class StructuralSimilarity(BaseDistance):
@@ -22,7 +22,7 @@ class StructuralSimilarity(BaseDistance):
     code); gradients flow through s and x̄·ȳ. Use it as ``MultiSimilarityLoss(distance=...)``.
     """
 
-    def __init__(self, regions: int, eps: float = 0.05, iters: int = 100,
+    def __init__(self, regions: int, eps: float = 0.05, iters: int = SINKHORN_ITERS,
                  marginals_kind: str = "cross", form: str = "log", **kwargs):
         super().__init__(normalize_embeddings=False, is_inverted=True, **kwargs)
         if form not in SINKHORN_FORMS:
@@ -38,12 +38,9 @@ class StructuralSimilarity(BaseDistance):
         return emb.view(n, self.regions, flat // self.regions)
 
     def _similarity(self, x: Tensor, y: Tensor) -> Tensor:
-        s = region_similarity(x, y)
-        with torch.no_grad():
-            u, v = marginals(x, y, self.marginals_kind)
-            plan = SINKHORN_FORMS[self.form](s.detach(), u, v, self.eps, self.iters)
+        match = structural_match(x, y, self.eps, self.iters, self.marginals_kind, self.form, detach_plan=True)
         global_term = (mean_feature(x) * mean_feature(y)).sum(-1)
-        return (structural_similarity(plan, s) + global_term) / 2
+        return (match.score + global_term) / 2
 
     def compute_mat(self, query_emb: Tensor, ref_emb: Tensor) -> Tensor:
         """query (N, R·D), ref (M, R·D) → S (N, M)."""
