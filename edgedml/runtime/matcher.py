@@ -21,11 +21,12 @@ import numpy as np
 
 from ..bundle import read_manifest
 from ..preprocessing import PreprocessSpec
-from . import explain, structural
+from . import explain
 from .backends import create_backend
 from .chunking import Limit, run_in_chunks
 from .image import ImageInput, load_image
 from .preprocess import crop_box, to_network_input
+from .structural import flow as region_flow
 from .thresholds import check_threshold
 
 
@@ -151,7 +152,7 @@ class Matcher:
         threshold = self.threshold if threshold is None else check_threshold(threshold, self.manifest)
         (ha, wa), (hb, wb) = rgb_a.shape[:2], rgb_b.shape[:2]
         g = self.grid
-        flow = structural.flow(plan, features.local[0], features.local[1])  # T ⊙ s, (R, R)
+        flow = region_flow(plan, features.local[0], features.local[1])  # T ⊙ s, (R, R)
         order = np.argsort(-flow, axis=None)[:top_matches]
         matches = [RegionMatch(int(i), int(j), float(flow[i, j]),
                                explain.region_centre(int(i), g, ha, wa, self.spec),
