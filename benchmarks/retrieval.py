@@ -33,9 +33,10 @@ def run(dataset: str, heads: list[str], runs: Path, epochs: int | None) -> dict:
     import torch
 
     from edgedml.models import ModelConfig, build_model, load_checkpoint
+    from edgedml.training.config import TrainConfig
     from edgedml.training.datasets import class_folder_split
     from edgedml.training.evaluate import evaluate_model
-    from edgedml.training.trainer import TrainConfig, train
+    from edgedml.training.trainer import train
 
     root = DATA / dataset
     proto = dict(PROTOCOLS[dataset])

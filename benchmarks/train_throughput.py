@@ -28,10 +28,12 @@ def measure(head: str, device: str, steps: int, warmup: int, batch_size: int, im
     import torch
 
     from edgedml.models import ModelConfig, build_model
+    from edgedml.training.augmentation import SeededAugmentation
+    from edgedml.training.config import TrainConfig
     from edgedml.training.datasets import class_folder_split
     from edgedml.training.objective import Objective
+    from edgedml.training.optimization import build_optimizer, freeze, training_step
     from edgedml.training.sampler import MPerClassBatchSampler
-    from edgedml.training.trainer import SeededAugmentation, TrainConfig, build_optimizer, freeze, training_step
     from edgedml.training.transforms import TrainTransform
 
     dev = torch.device(device)

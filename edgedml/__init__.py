@@ -4,9 +4,10 @@
 sub-packages that are imported when used:
 
 - ``edgedml.models``   (torch) backbones, heads, structural-matching math, configuration
-- ``edgedml.training`` (torch) losses and, later, the trainer
-- ``edgedml.export``   (torch + onnx) ONNX graphs, TensorRT engines, bundles
-- ``edgedml.runtime``  (numpy + OpenCV) the on-device matcher; never imports torch
+- ``edgedml.training`` (torch) datasets, losses, the trainer and the retrieval evaluation
+- ``edgedml.export``   (torch + onnx) ONNX graphs in every precision, validated bundles
+- ``edgedml.runtime``  (numpy + OpenCV) the on-device matcher, gallery and calibration, and the
+  TensorRT engines built and run on the device; never imports torch
 """
 
 __version__ = "0.1.0"

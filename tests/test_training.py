@@ -13,8 +13,10 @@ from click.testing import CliRunner
 from edgedml.cli import main
 from edgedml.errors import ConfigError
 from edgedml.models import ModelConfig, load_checkpoint
+from edgedml.training.config import TrainConfig
 from edgedml.training.evaluate import Embedded, evaluate_embeddings
-from edgedml.training.trainer import TrainConfig, lr_factor, train
+from edgedml.training.optimization import lr_factor
+from edgedml.training.trainer import train
 
 TINY_MODEL = dict(image_size=64, grid=2, upsample=4, sinkhorn_iters=10)
 

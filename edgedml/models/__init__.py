@@ -1,4 +1,5 @@
-"""PyTorch models: backbones, the three heads, the structural-matching math, configuration."""
+"""PyTorch models: backbones, the three heads, the structural-matching math and the matcher
+module that ``matcher.onnx`` holds, the configuration, and safetensors checkpoints."""
 
 from .backbones import Backbone, create_backbone, efficientnet_lite_imagenet
 from .checkpoint import load_checkpoint, read_checkpoint_metadata, save_checkpoint

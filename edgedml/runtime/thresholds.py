@@ -17,22 +17,22 @@ from ..errors import ConfigError
 SCORE_BOUNDS = (-2.0, 2.0)
 
 
-def check_threshold(value, manifest: dict | None = None, what: str = "threshold") -> float:
+def check_threshold(value, manifest: dict | None = None) -> float:
     """``value`` as a float, or :class:`ConfigError` saying why it may not decide access."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"the {what} must be a number, got {value!r}")
+        raise ConfigError(f"the threshold must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise ConfigError(f"the {what} must be finite, got {value}; pass a calibrated value "
+        raise ConfigError(f"the threshold must be finite, got {value}; pass a calibrated value "
                           f"(`edgedml calibrate` writes them into the bundle)")
     low, high = SCORE_BOUNDS
     calibration = (manifest or {}).get("calibration") or {}
     impostor_min = calibration.get("impostor_min")
     if isinstance(impostor_min, (int, float)) and value <= impostor_min:
-        raise ConfigError(f"the {what} {value:g} would accept every impostor of the calibration set (lowest "
+        raise ConfigError(f"the threshold {value:g} would accept every impostor of the calibration set (lowest "
                           f"impostor score {impostor_min:.4f}); use a calibrated threshold from the bundle")
     if value <= low:
-        raise ConfigError(f"the {what} {value:g} accepts every pair: scores lie in [{low:g}, {high:g}]")
+        raise ConfigError(f"the threshold {value:g} accepts every pair: scores lie in [{low:g}, {high:g}]")
     if value > high:
-        raise ConfigError(f"the {what} {value:g} rejects every pair: scores lie in [{low:g}, {high:g}]")
+        raise ConfigError(f"the threshold {value:g} rejects every pair: scores lie in [{low:g}, {high:g}]")
     return value

@@ -1,5 +1,9 @@
-"""Training (torch): the losses edgedml adds to pytorch-metric-learning. The trainer, datasets
-and evaluation arrive with `edgedml train` and `edgedml eval`."""
+"""Training (torch): datasets and class-disjoint splits, m-per-class sampling and augmentation,
+the losses edgedml adds to pytorch-metric-learning and each head's objective, the trainer behind
+``edgedml train`` (:mod:`.trainer`) and the retrieval evaluation behind ``edgedml eval``
+(:mod:`.evaluate`).
+
+Only the losses are imported here; the other parts are imported from their modules."""
 
 from .losses import StructuralSimilarity, divergence_loss, diversity_loss
 

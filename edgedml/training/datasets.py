@@ -284,7 +284,8 @@ def check_readable(samples: list[Sample], progress: bool = False,
 
 
 class ImageDataset(Dataset):
-    """``dataset[i]`` → ``(transform(read_rgb(path)), label)``.
+    """``dataset[i]`` → ``(transform(read_rgb(path)), label)``; without a transform, the decoded
+    RGB array itself.
 
     An image that fails to decode (changed since :func:`check_readable`) does not stop training:
     its path is appended to ``self.failed`` (with a warning) and the next readable sample of the
@@ -293,7 +294,7 @@ class ImageDataset(Dataset):
     fills in each worker's copy; the warnings reach the console either way.
     """
 
-    def __init__(self, samples: list[Sample], transform: Callable[[np.ndarray], torch.Tensor]):
+    def __init__(self, samples: list[Sample], transform: Callable[[np.ndarray], torch.Tensor] | None = None):
         self.samples = list(samples)
         self.transform = transform
         self.failed: list[Path] = []
@@ -313,7 +314,7 @@ class ImageDataset(Dataset):
         """The label of every sample, in order (for samplers such as PML's MPerClassSampler)."""
         return [s.label for s in self.samples]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | np.ndarray, int]:
         index = range(len(self.samples))[index]  # accepts negative indices, rejects out-of-range
         label = self.samples[index].label
         same = self._by_label[label]
@@ -328,6 +329,6 @@ class ImageDataset(Dataset):
                 self.failed.append(self.samples[j].path)
                 warnings.warn(f"{exc}; using another image of label {label} instead", stacklevel=2)
                 continue
-            return self.transform(image), label
+            return (image if self.transform is None else self.transform(image)), label
         raise InvalidImageError(f"every image of label {label} ({self.samples[index].class_name!r}, "
                                 f"{len(same)} files) failed to decode; run check_readable first")

@@ -46,7 +46,7 @@ class Objective(nn.Module):
         super().__init__()
         if loss == "proxy_anchor" and num_classes < 2:
             raise ConfigError("proxy_anchor needs the number of training classes (at least 2)")
-        self.head, self.loss_name = model_config.head, loss
+        self.head = model_config.head
         self.diversity_weight, self.divergence_weight = diversity_weight, divergence_weight
         self.structural = model_config.head == "diml" and loss != "proxy_anchor"
         cosine = distances.CosineSimilarity()

@@ -1,0 +1,72 @@
+"""The settings of a training run (:class:`TrainConfig`, saved as ``train_config.json`` in the
+run folder) and the dataset split they name."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, build_dataclass
+from ..models import ModelConfig
+from .datasets import DatasetSplit, load_split
+from .objective import BASE_LOSSES
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; saved as ``train_config.json`` in the run folder."""
+
+    data: str
+    out: str = "runs/edgedml"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data_format: str = "auto"
+    train_classes: list[str] | None = None  # class folders only: explicit class-disjoint split
+    test_classes: list[str] | None = None
+    loss: str = "multi_similarity"
+    diversity_weight: float = 0.02
+    divergence_weight: float = 1.0
+    epochs: int = 10
+    batch_size: int = 32
+    m_per_class: int = 4
+    batches_per_epoch: int | None = None  # None: one pass over the training images
+    lr: float = 1e-4  # backbone
+    head_lr: float = 1e-3
+    proxy_lr: float = 1e-2
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    freeze_bn: bool = True
+    freeze_stages: int = 0
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 + scaler)
+    grad_clip: float = 10.0
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2
+    val_fraction: float = 0.2  # training classes held out (class-disjoint) to pick the best epoch
+    sinkhorn_form: str = "scaling"
+    eval_batch_size: int = 64
+    progress: bool = True
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if self.loss not in BASE_LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {list(BASE_LOSSES)}")
+        if self.epochs < 1 or self.batch_size < 2 or self.m_per_class < 1:
+            raise ConfigError("epochs ≥ 1, batch_size ≥ 2 and m_per_class ≥ 1 are required")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["model"] = self.model.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return build_dataclass(cls, data, "training config")
+
+
+def load_cfg_split(cfg: TrainConfig) -> DatasetSplit:
+    """The dataset split a training config names (class lists apply to class folders only)."""
+    lists = {k: v for k, v in (("train_classes", cfg.train_classes), ("test_classes", cfg.test_classes)) if v}
+    return load_split(cfg.data, cfg.data_format, **lists)
