@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +48,6 @@ def official_stop(s, u, v, eps: float, thresh: float = 0.1, most: int = 100):
 
 
 def measure(data, eps: float, marginals: str, k: int) -> dict:
-    import torch
-
     from edgedml.models.matching import marginals as marginals_of, region_similarity, sinkhorn_scaling
     from edgedml.training import metrics
     from edgedml.training.evaluate import evaluate_embeddings
@@ -114,7 +111,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sinkhorn_iterations.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| model | data | official stop (mean / p95) | " + " | ".join(f"n={n}: |Δ| max, ΔMAP@R" for n in ITERS) + " |",
+    lines = ["| model | data | official stop (mean / p95) | " + " | ".join(f"n={n}: max Δscore, ΔMAP@R" for n in ITERS) + " |",
              "|---|---|---|" + "---|" * len(ITERS)]
     for name, per_data in results["models"].items():
         for dataset, r in per_data.items():
