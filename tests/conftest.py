@@ -7,14 +7,15 @@ import pytest
 DATA_DIR = Path(os.environ.get("EDGEDML_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-# Prepended to a subprocess's code: any import of torch (or what needs it) fails, as on a device
-# that has no torch; used to prove the runtime never imports it.
+# Prepended to a subprocess's code: any import of torch (or what needs it) or of onnx fails, as on
+# a device that has neither (onnxruntime stays importable); used to prove the runtime and the
+# device commands never import them.
 BLOCK_TORCH = (
     "import sys, importlib.abc\n"
     "class Block(importlib.abc.MetaPathFinder):\n"
     "    def find_spec(self, name, path, target=None):\n"
-    "        if name.split('.')[0] in ('torch', 'torchvision', 'timm', 'pytorch_metric_learning'):\n"
-    "            raise ImportError('torch is blocked in this test')\n"
+    "        if name.split('.')[0] in ('torch', 'torchvision', 'timm', 'pytorch_metric_learning', 'onnx'):\n"
+    "            raise ImportError(f'{name} is blocked in this test')\n"
     "sys.meta_path.insert(0, Block())\n"
 )
 

@@ -1,88 +1,18 @@
-"""The `edgedml` command line. Each command imports the heavy packages it needs, when it runs."""
+"""The commands that need torch (and onnx): train, eval, export. Each imports them when it runs."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import platform
 from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import MissingDependencyError
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="edgedml")
-def main() -> None:
-    """edgedml: interpretable deep metric learning, from training to devices."""
-
-
-def _version(module: str) -> str | None:
-    try:
-        return importlib.import_module(module).__version__
-    except Exception:  # not installed, or broken: report it as absent rather than crash `info`
-        return None
-
-
-def collect_info() -> dict:
-    """What is installed: versions of the optional packages, ONNX Runtime providers, GPUs."""
-    info: dict = {
-        "edgedml": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": {name: _version(module) for name, module in [
-            ("numpy", "numpy"), ("opencv", "cv2"), ("torch", "torch"), ("torchvision", "torchvision"),
-            ("timm", "timm"), ("pytorch-metric-learning", "pytorch_metric_learning"), ("pot", "ot"),
-            ("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("tensorrt", "tensorrt"),
-        ]},
-    }
-    try:
-        import onnxruntime
-
-        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
-    except ImportError:
-        info["onnxruntime_providers"] = []
-    gpus: list[str] = []
-    if info["packages"]["torch"]:
-        import torch
-
-        info["torch_cuda"] = torch.cuda.is_available()
-        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    try:
-        import cv2
-
-        info["opencv_cuda_devices"] = int(cv2.cuda.getCudaEnabledDeviceCount())
-    except Exception:  # OpenCV built without its CUDA module
-        info["opencv_cuda_devices"] = 0
-    info["gpus"] = gpus
-    return info
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def info(as_json: bool) -> None:
-    """Report what is installed: torch, ONNX Runtime providers, TensorRT, GPUs."""
-    data = collect_info()
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    click.echo(f"edgedml {data['edgedml']} on Python {data['python']} ({data['platform']})")
-    for name, version in data["packages"].items():
-        click.echo(f"  {name:<24} {version or 'not installed'}")
-    click.echo(f"  onnxruntime providers    {', '.join(data['onnxruntime_providers']) or 'none'}")
-    click.echo(f"  GPUs                     {', '.join(data['gpus']) or 'none visible to torch'}")
-    click.echo(f"  OpenCV CUDA devices      {data['opencv_cuda_devices']}")
+from ..errors import ConfigError, EdgeDMLError, MissingDependencyError
+from .common import _build_engines_or_explain, _fail
 
 
 def _class_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def _fail(exc: Exception) -> None:
-    """Turn an edgedml error into a one-line message and exit code 2 (usage/config error)."""
-    raise click.ClickException(str(exc)) from exc
 
 
 _data_options = [
@@ -103,7 +33,7 @@ def _with(options):
     return decorate
 
 
-@main.command()
+@click.command()
 @_with(_data_options)
 @click.option("--out", default="runs/edgedml", show_default=True, help="Run folder (checkpoints, metrics).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
@@ -141,11 +71,10 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
     """
     import os
 
-    from .errors import EdgeDMLError
-    from .models import ModelConfig
+    from ..models import ModelConfig
 
     try:
-        from .training.trainer import TrainConfig, train as run_training
+        from ..training.trainer import TrainConfig, train as run_training
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml train", "train"))
     base = {}
@@ -174,9 +103,9 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
             dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
         summary = run_training(cfg, resume=resume)
         if final_eval and summary and int(os.environ.get("RANK", "0")) == 0:
-            from .training.evaluate import evaluate_model
-            from .training.trainer import load_cfg_split
-            from .models import load_checkpoint
+            from ..models import load_checkpoint
+            from ..training.evaluate import evaluate_model
+            from ..training.trainer import load_cfg_split
 
             split = load_cfg_split(cfg)
             model_best = load_checkpoint(summary["best"])
@@ -201,7 +130,7 @@ def _table(results: dict) -> str:
     return "\n".join(lines)
 
 
-@main.command(name="eval")
+@click.command(name="eval")
 @_with(_data_options)
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="A .safetensors checkpoint; without it, the ImageNet-pretrained default model (untrained head).")
@@ -222,16 +151,13 @@ def _table(results: dict) -> str:
 def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, image_size, which, rerank_k,
              structural, nmi, json_out, device, batch_size, workers, seed):
     """Recall@{1,2,4,8}, MAP@R, R-precision (and NMI) for global, structural and multi-scale ranking."""
-    from .errors import EdgeDMLError
-
     try:
         import torch
 
-        from .models import ModelConfig, build_model, load_checkpoint
-        from .errors import ConfigError
-        from .training.datasets import check_readable, load_split
-        from .training.evaluate import evaluate_model
-        from .training.trainer import resolve_device
+        from ..models import ModelConfig, build_model, load_checkpoint
+        from ..training.datasets import check_readable, load_split
+        from ..training.evaluate import evaluate_model
+        from ..training.trainer import resolve_device
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml eval", "train"))
     try:
@@ -270,21 +196,7 @@ def _all_classes(split):
     return list(split.train) + [dataclasses.replace(s, label=s.label + offset) for s in split.test]
 
 
-EXIT_NO_ENGINE = 3  # the bundle is complete but TensorRT or a GPU is missing here
-_PRECISION_CHOICE = click.Choice(["fp32", "fp16", "int8", "int8-cpu"])
-
-
-def _build_engines_or_explain(bundle, engine, max_batch, max_candidates) -> None:
-    from .runtime.tensorrt import EngineUnavailable, build_engines
-
-    try:
-        build_engines(bundle, engine, max_batch, max_candidates, log=lambda m: click.echo(m, err=True))
-    except EngineUnavailable as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_NO_ENGINE)
-
-
-@main.command(name="export")
+@click.command(name="export")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
               help="A .safetensors checkpoint; without it, the ImageNet-pretrained default model.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
@@ -315,13 +227,11 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
                    validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, head, overwrite):
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
-    from .errors import EdgeDMLError
-
     try:
         import torch
 
-        from .export.exporter import ExportOptions, export_bundle
-        from .models import ModelConfig, build_model, load_checkpoint
+        from ..export.exporter import ExportOptions, export_bundle
+        from ..models import ModelConfig, build_model, load_checkpoint
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml export", "export"))
     try:
@@ -354,198 +264,4 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
         _build_engines_or_explain(out, engine, max_batch, max_candidates)
 
 
-@main.command(name="build-engine")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--engine", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
-              help="The bundle's graph set to build (the precision is in the graphs; INT8 was calibrated at export).")
-@click.option("--max-batch", default=8, show_default=True)
-@click.option("--max-candidates", default=100, show_default=True)
-def build_engine_command(bundle, engine, max_batch, max_candidates):
-    """Build strongly typed TensorRT engines from a bundle's ONNX graphs, on the target device
-    (engines do not move between GPUs or TensorRT versions): export on a workstation, build on
-    the Jetson. Needs no torch. Every engine is checked against ONNX Runtime's stored outputs."""
-    from .errors import EdgeDMLError
-
-    try:
-        _build_engines_or_explain(bundle, engine, max_batch, max_candidates)
-    except EdgeDMLError as exc:
-        _fail(exc)
-
-
-EXPLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-@main.command()
-@click.argument("image_a", type=click.Path(exists=True, dir_okay=False))
-@click.argument("image_b", type=click.Path(exists=True, dir_okay=False))
-@click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A bundle folder written by `edgedml export`.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto",
-              show_default=True)
-@click.option("--threshold", type=float, help="Decision threshold [default: the bundle's calibrated one].")
-@click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
-              help="Which of the bundle's graph sets to run.")
-@click.option("--explain", "explain_path", type=click.Path(dir_okay=False),
-              help="Write the side-by-side explanation picture (PNG/JPEG) here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def compare(image_a, image_b, bundle, backend, threshold, precision, explain_path, as_json):
-    """Compare two images: score, decision, and (with --explain) a picture of why."""
-    from .errors import EdgeDMLError
-
-    if explain_path and (Path(explain_path).suffix.lower() not in EXPLAIN_SUFFIXES
-                         or not Path(explain_path).resolve().parent.is_dir()):
-        raise click.ClickException(f"--explain {explain_path}: give a path ending in "
-                                   f"{', '.join(EXPLAIN_SUFFIXES)} in an existing folder")
-    try:
-        from .runtime.matcher import Matcher
-
-        matcher = Matcher(bundle, backend=backend, threshold=threshold, precision=precision)
-        result = matcher.compare(image_a, image_b)
-        if explain_path:
-            import cv2
-
-            if not cv2.imwrite(explain_path, result.render()):
-                raise click.ClickException(f"could not write {explain_path}; use a .png or .jpg path in an "
-                                           f"existing folder")
-    except EdgeDMLError as exc:
-        _fail(exc)
-    if as_json:
-        click.echo(json.dumps({"a": image_a, "b": image_b, "backend": matcher.backend.describe(),
-                               **result.to_dict()}, indent=2))
-        return
-    decision = ("uncalibrated: run `edgedml calibrate` or pass --threshold" if result.is_match is None
-                else ("MATCH" if result.is_match else "NO MATCH") + f" at threshold {result.threshold:.4f}")
-    click.echo(f"score {result.score:.4f} (structural {result.structural:.4f} + global "
-               f"{result.global_similarity:.4f}) via {matcher.backend.describe()}")
-    click.echo(f"decision: {decision}")
-    if explain_path:
-        click.echo(f"explanation: {explain_path}")
-
-
-EXIT_REJECTED = 4  # verify/identify ran and the answer is no (not the same person, unknown)
-
-_model_option = click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
-                             help="A bundle folder written by `edgedml export`.")
-_threshold_option = click.option("--threshold", type=float,
-                                 help="Decision threshold [default: the bundle's calibrated one].")
-
-
-_precision_option = click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
-                                 help="Which of the bundle's graph sets to run (a gallery keeps to one).")
-
-
-def _open_gallery(gallery, bundle, threshold, precision="fp32"):
-    from .runtime.gallery import Gallery
-    from .runtime.matcher import Matcher
-
-    return Gallery(gallery, Matcher(bundle, precision=precision), threshold=threshold)
-
-
-@main.command()
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Class-per-folder images (one folder per identity).")
-@click.option("--per-class", type=int, help="Use at most this many images of each class.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
-@_precision_option
-def calibrate(bundle, data, per_class, backend, precision):
-    """Score all genuine and impostor pairs of --data; write EER, TAR at FAR 1e-2/1e-3/1e-4 and
-    their thresholds into the bundle, with a ROC curve and score histograms (PNG)."""
-    from .errors import EdgeDMLError
-    from .runtime.calibration import calibrate as run
-
-    try:
-        report = run(bundle, data, per_class, backend, progress=True, precision=precision)
-    except EdgeDMLError as exc:
-        _fail(exc)
-    click.echo(f"{report['images']} images, {report['genuine_pairs']} genuine and {report['impostor_pairs']} "
-               f"impostor pairs; EER {report['eer']:.4f}")
-    if report.get("skipped"):
-        click.echo(f"skipped {len(report['skipped'])} unreadable images (listed above, and in the manifest)")
-    for name, entry in report["thresholds"].items():
-        click.echo(f"  {name:<10} threshold {entry['threshold']:.4f}  FAR {entry['far']:.2e}  TAR {entry['tar']:.4f}")
-    click.echo(f"written to {bundle}/manifest.json, calibration_roc.png, calibration_scores.png")
-
-
-@main.command()
-@click.argument("gallery", type=click.Path(dir_okay=False))
-@click.argument("name")
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@_model_option
-@_precision_option
-def enroll(gallery, name, images, bundle, precision):
-    """Enroll NAME into the GALLERY file (SQLite) from one or more images, all or nothing."""
-    from .errors import EdgeDMLError
-
-    try:
-        with _open_gallery(gallery, bundle, None, precision) as g:
-            count = g.enroll(name, list(images))
-            total = g.identities()[name]
-    except EdgeDMLError as exc:
-        _fail(exc)
-    click.echo(f"enrolled {name!r}: {count} new templates ({total} in all) in {gallery}")
-
-
-def _report(decision, as_json, kind):
-    if as_json:
-        click.echo(json.dumps({"kind": kind, "accepted": decision.accepted, "name": decision.name,
-                               "score": decision.score, "threshold": decision.threshold,
-                               "candidates": [c.__dict__ for c in decision.candidates]}, indent=2))
-    else:
-        verdict = "ACCEPTED" if decision.accepted else "REJECTED"
-        click.echo(f"{verdict}: {decision.name} score {decision.score:.4f} (threshold {decision.threshold:.4f})")
-        for c in decision.candidates[1:]:
-            click.echo(f"  then {c.name} {c.score:.4f}")
-    if not decision.accepted:
-        raise SystemExit(EXIT_REJECTED)
-
-
-@main.command()
-@click.argument("gallery", type=click.Path(exists=True, dir_okay=False))
-@click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@click.argument("name")
-@_model_option
-@_threshold_option
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
-@_precision_option
-def verify(gallery, image, name, bundle, threshold, as_json, log, precision):
-    """1:1 — is IMAGE the enrolled NAME? Exit 0 accepted, 4 rejected, 1 on error."""
-    from .errors import EdgeDMLError
-
-    try:
-        with _open_gallery(gallery, bundle, threshold, precision) as g:
-            decision = g.verify(image, name)
-            if log:
-                g.log_decision("verify", decision, claimed=name, details={"image": image})
-    except EdgeDMLError as exc:
-        _fail(exc)
-    _report(decision, as_json, "verify")
-
-
-@main.command()
-@click.argument("gallery", type=click.Path(exists=True, dir_okay=False))
-@click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@_model_option
-@_threshold_option
-@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1),
-              help="How many identities to list, best first.")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
-@_precision_option
-def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision):
-    """1:N — who in GALLERY is IMAGE? Exit 0 when the best is above the threshold, 4 otherwise."""
-    from .errors import EdgeDMLError
-
-    try:
-        with _open_gallery(gallery, bundle, threshold, precision) as g:
-            decision = g.identify(image, top_k=top_k)
-            if log:
-                g.log_decision("identify", decision, details={"image": image})
-    except EdgeDMLError as exc:
-        _fail(exc)
-    _report(decision, as_json, "identify")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+COMMANDS = [train, evaluate, export_command]  # in the order `edgedml --help` lists them

@@ -1,0 +1,109 @@
+"""The `edgedml` command line. Each command imports the heavy packages it needs, when it runs.
+
+- ``training``: train, eval, export (torch, onnx)
+- ``device``: compare, calibrate, enroll, verify, identify, build-engine (``edgedml.runtime`` only)
+- ``common``: exit codes, one-line errors and engine building, used by both
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+
+import click
+
+from .. import __version__
+from . import device, training
+from .common import EXIT_NO_ENGINE, EXIT_REJECTED
+
+__all__ = ["EXIT_NO_ENGINE", "EXIT_REJECTED", "collect_info", "main"]
+
+
+class SectionedGroup(click.Group):
+    """A group whose --help lists its commands under a heading per section, in the order added."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sections: list[tuple[str, list[click.Command]]] = []
+
+    def add_section(self, title: str, commands: list[click.Command]) -> None:
+        for command in commands:
+            self.add_command(command)
+        self.sections.append((title, commands))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # names padded to one width, so that the help texts of every section line up
+        width = max(len(command.name) for _, commands in self.sections for command in commands)
+        limit = formatter.width - 6 - width  # as click.Group's: three times the default spacing
+        for title, commands in self.sections:
+            with formatter.section(title):
+                formatter.write_dl([(c.name.ljust(width), c.get_short_help_str(limit)) for c in commands])
+
+
+@click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgedml")
+def main() -> None:
+    """edgedml: interpretable deep metric learning, from training to devices."""
+
+
+def _version(module: str) -> str | None:
+    try:
+        return importlib.import_module(module).__version__
+    except Exception:  # not installed, or broken: report it as absent rather than crash `info`
+        return None
+
+
+def collect_info() -> dict:
+    """What is installed: versions of the optional packages, ONNX Runtime providers, GPUs."""
+    info: dict = {
+        "edgedml": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {name: _version(module) for name, module in [
+            ("numpy", "numpy"), ("opencv", "cv2"), ("torch", "torch"), ("torchvision", "torchvision"),
+            ("timm", "timm"), ("pytorch-metric-learning", "pytorch_metric_learning"), ("pot", "ot"),
+            ("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("tensorrt", "tensorrt"),
+        ]},
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        info["onnxruntime_providers"] = []
+    gpus: list[str] = []
+    if info["packages"]["torch"]:
+        import torch
+
+        info["torch_cuda"] = torch.cuda.is_available()
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    try:
+        import cv2
+
+        info["opencv_cuda_devices"] = int(cv2.cuda.getCudaEnabledDeviceCount())
+    except Exception:  # OpenCV built without its CUDA module
+        info["opencv_cuda_devices"] = 0
+    info["gpus"] = gpus
+    return info
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def info(as_json: bool) -> None:
+    """Report what is installed: torch, ONNX Runtime providers, TensorRT, GPUs."""
+    data = collect_info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"edgedml {data['edgedml']} on Python {data['python']} ({data['platform']})")
+    for name, version in data["packages"].items():
+        click.echo(f"  {name:<24} {version or 'not installed'}")
+    click.echo(f"  onnxruntime providers    {', '.join(data['onnxruntime_providers']) or 'none'}")
+    click.echo(f"  GPUs                     {', '.join(data['gpus']) or 'none visible to torch'}")
+    click.echo(f"  OpenCV CUDA devices      {data['opencv_cuda_devices']}")
+
+
+main.add_section("Training and export (torch)", training.COMMANDS)
+main.add_section("On the device (numpy + OpenCV)", device.COMMANDS)
+main.add_section("General", [info])

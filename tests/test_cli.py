@@ -1,0 +1,102 @@
+"""The layout of the command line: `edgedml --help` groups the commands by where they run, and the
+device-side commands (edgedml/cli/device.py) work with torch and onnx unimportable."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import BLOCK_TORCH, SHIPPED
+
+import edgedml.cli
+from edgedml.cli import main
+from edgedml.export.exporter import ExportOptions, export_bundle
+from edgedml.models import ModelConfig, build_model
+
+SECTIONS = {
+    "Training and export (torch):": (["train", "eval", "export"], "edgedml.cli.training"),
+    "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "build-engine"],
+                                        "edgedml.cli.device"),
+    "General:": (["info"], "edgedml.cli"),
+}
+
+
+def help_sections(text: str) -> dict[str, list[str]]:
+    """{heading: [command, ...]} of a click help text (headings unindented, commands indented)."""
+    sections: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.endswith(":") and not line.startswith("Usage"):
+            heading = sections.setdefault(line, [])
+        elif line.startswith("  ") and sections:
+            heading.append(line.split()[0])
+    return sections
+
+
+def test_help_lists_every_command_once_under_where_it_runs():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    sections = help_sections(result.output)
+    assert sections.pop("Options:") == ["--version", "-h,"]
+    assert sections == {heading: names for heading, (names, _) in SECTIONS.items()}
+    assert sorted(sum(sections.values(), [])) == sorted(main.commands)  # none left out, none twice
+    for names, module in SECTIONS.values():
+        assert {main.commands[name].callback.__module__ for name in names} == {module}
+
+
+def test_python_dash_m_runs_the_same_command_line():
+    """torchrun starts training as `python -m edgedml.cli train ...`."""
+    done = subprocess.run([sys.executable, "-m", "edgedml.cli", "-h"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert help_sections(done.stdout).keys() == {"Options:", *SECTIONS}
+
+
+@pytest.mark.parametrize("module", ["device", "common"])
+def test_device_side_modules_import_nothing_that_needs_torch(module):
+    """Also the imports inside the commands, which a run only reaches on some paths."""
+    path = Path(edgedml.cli.__file__).with_name(f"{module}.py")
+    imported = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append("." * node.level + (node.module or ""))
+    heavy = [name for name in imported
+             if name.split(".")[0] in ("torch", "torchvision", "timm", "pytorch_metric_learning", "onnx")
+             or name.lstrip(".").split(".")[0] in ("models", "training", "export") and name.startswith("..")]
+    assert imported and not heavy, heavy
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(head="diml", image_size=96)).eval()
+    out = tmp_path_factory.mktemp("cli") / "bundle"
+    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
+    return out
+
+
+def test_device_commands_run_with_torch_and_onnx_blocked(bundle, tmp_path):
+    a, b, pansy = (str(SHIPPED / name) for name in ("daisy_1.jpg", "daisy_2.jpg", "pansy.jpg"))
+    model, gallery = ["--model", str(bundle)], str(tmp_path / "gallery.db")
+    code = BLOCK_TORCH + (
+        "import edgedml.cli.device\n"
+        "from edgedml.cli import main\n"
+        "heavy = lambda: sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx'))\n"
+        "assert not heavy(), heavy()\n"
+        f"main(['compare', {a!r}, {b!r}, *{model!r}, '--json'], standalone_mode=False)\n"
+        f"main(['enroll', {gallery!r}, 'daisy', {a!r}, *{model!r}], standalone_mode=False)\n"
+        f"main(['identify', {gallery!r}, {b!r}, *{model!r}, '--threshold', '0.5'], standalone_mode=False)\n"
+        "try:\n"
+        f"    main(['verify', {gallery!r}, {pansy!r}, 'daisy', *{model!r}, '--threshold', '1.9'],"
+        " standalone_mode=False)\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code)\n"
+        "assert not heavy(), heavy()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert '"score"' in out and "enrolled 'daisy'" in out, out
+    assert "ACCEPTED: daisy" in out and "REJECTED: daisy" in out and out.rstrip().endswith("exit 4"), out
