@@ -6,7 +6,7 @@ What is checked, and why:
   plausibly contain);
 - no ReduceLogSumExp: TensorRT's implementation overflows in fp16 (NVIDIA/TensorRT#4772); the
   matcher writes the log-sum-exp out with an explicit max-shift instead;
-- opset 17 or newer (and at most 20, the newest TensorRT 10.0 parses);
+- opset 18 or newer (what the exporter writes) and at most 20, the newest TensorRT 10.0 parses;
 - ``onnx.checker`` full check (with shape inference);
 - only the named dynamic axes are dynamic (the batch axis, or K), every other dimension fixed;
 - no Shape → ConstantOfShape/Expand chains (int64 shape tensors that TensorRT must compute at
@@ -34,7 +34,7 @@ FORBIDDEN = {"ReduceLogSumExp": "overflows in fp16 in TensorRT (NVIDIA/TensorRT#
                                 "log-sum-exp with an explicit max-shift",
              "Loop": "data-dependent control flow; unroll it", "If": "data-dependent control flow",
              "Scan": "data-dependent control flow; unroll it"}
-MIN_OPSET, MAX_OPSET = 17, 20
+MIN_OPSET, MAX_OPSET = 18, 20
 
 
 def tensorrt_readiness(path: str | Path, dynamic_axes: dict[str, set[int]]) -> list[str]:

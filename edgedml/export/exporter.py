@@ -26,7 +26,7 @@ from ..models.embedder import EmbeddingModel
 from ..models.matcher import StructuralMatcher
 from ..runtime.chunking import Limit
 from . import checks, graphs, precision, precision_report, validate
-from .precision import PRECISIONS, QUANTIZED
+from .precision import QUANTIZED
 
 ENGINES = ("none", "fp32", "fp16", "int8")
 MATCHER_FORMS = ("scaling", "log")

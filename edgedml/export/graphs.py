@@ -1,16 +1,18 @@
 """ONNX graphs: ``embedder.onnx`` (images → embedding, local features, attention maps) and
 ``matcher.onnx`` (one query against K candidates → scores, plans, evidence).
 
-Both are traced with the TorchScript exporter at opset 17 (TensorRT 10 parses opsets 9–20).
-Only the batch axis of the embedder and the candidate axis K of the matcher are dynamic;
-every other dimension is fixed, which lets TensorRT fold all shape arithmetic at build time.
+Both come from torch's dynamo exporter (``torch.export`` → onnxscript) at opset 18, within what
+TensorRT 10's parser reads; onnxscript's optimizer then folds constants (it evaluates nodes at
+the graph's own opset, and never folds non-deterministic ops such as Random*). Only the batch
+axis of the embedder and the candidate axis K of the matcher are dynamic (``dynamic_shapes``);
+every other dimension is fixed, so the only shape arithmetic left is the region pooling's
+Resize, whose output size TensorRT computes from the batch.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import warnings
 from pathlib import Path
 
 import torch
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 from ..models.embedder import EmbeddingModel
 from ..models.matcher import MATCHER_INPUTS, MATCHER_OUTPUTS, StructuralMatcher
 
-OPSET = 17
+OPSET = 18
 EMBEDDER_INPUT = "images"
 
 
@@ -92,72 +94,12 @@ def embedder_output_names(model: EmbeddingModel) -> list[str]:
     return ["embedding", "local"] + (["attention"] if model.config.parts else [])
 
 
-def fold_constants(model):
-    """Evaluate every node whose inputs are all constants (initializers or Constant nodes) and
-    store its outputs as initializers. The TorchScript exporter leaves padding arithmetic
-    (ConstantOfShape/Concat/Slice with step −1) unfolded; after this pass the graph only computes
-    on data. Returns the number of nodes removed."""
-    from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    graph = model.graph
-    known = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    kept, removed = [], 0
-    for node in graph.node:
-        inputs = [i for i in node.input if i]
-        if node.op_type not in ("Shape", "Size") and all(i in known for i in inputs):
-            values = ReferenceEvaluator(node).run(None, {i: known[i] for i in inputs})
-            for name, value in zip(node.output, values):
-                known[name] = value
-                graph.initializer.append(numpy_helper.from_array(value, name))
-            removed += 1
-        else:
-            kept.append(node)
-    used = {i for node in kept for i in node.input} | {o.name for o in graph.output}
-    initializers = [init for init in graph.initializer if init.name in used]
-    del graph.node[:]
-    graph.node.extend(kept)
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
-    return removed
-
-
-def set_static_dims(model, shapes: dict[str, list]) -> None:
-    """Declare the graph outputs' shapes (ints, or a name for a dynamic axis); ONNX shape
-    inference cannot follow every reshape, but the exporter measured them."""
-    for value in model.graph.output:
-        if value.name in shapes:
-            dims = value.type.tensor_type.shape.dim
-            for dim, size in zip(dims, shapes[value.name]):
-                if isinstance(size, int):
-                    dim.Clear()
-                    dim.dim_value = size
-                else:
-                    dim.Clear()
-                    dim.dim_param = size
-
-
-def _finish(path: Path, shapes: dict[str, list]) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    fold_constants(model)
-    set_static_dims(model, shapes)
-    onnx.save(model, str(path))
-
-
-def _export(module: nn.Module, args: tuple, path: Path, input_names, output_names, dynamic_axes) -> None:
-    with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript;
-        # it is still the one that unrolls a fixed loop into a plain graph with no extra packages
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
-        warnings.filterwarnings("ignore", message=".*Converting a tensor to a Python.*")
-        torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET,
-                          input_names=list(input_names), output_names=list(output_names),
-                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+def _export(module: nn.Module, args: tuple, path: Path, input_names, output_names, dynamic_shapes: dict) -> None:
+    """torch.export the module and write the ONNX graph (weights inside the file) to ``path``."""
+    program = torch.onnx.export(module.eval(), args, dynamo=True, opset_version=OPSET, optimize=True,
+                                input_names=list(input_names), output_names=list(output_names),
+                                dynamic_shapes=dynamic_shapes, verbose=False)
+    program.save(str(path), external_data=False)
 
 
 def export_embedder(model: EmbeddingModel, path: str | Path, batch: int = 2, fixed_batch: int | None = None) -> dict:
@@ -170,15 +112,13 @@ def export_embedder(model: EmbeddingModel, path: str | Path, batch: int = 2, fix
     size = model.config.preprocessing().size
     example = torch.randn(fixed_batch or batch, 3, size, size)
     outputs = embedder_output_names(model)
-    axes = None if fixed_batch else {EMBEDDER_INPUT: {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
+    shapes = {EMBEDDER_INPUT: None if fixed_batch else {0: torch.export.Dim("batch", min=1)}}
     with torch.no_grad():
-        _export(EmbedderGraph(model), (example,), path, [EMBEDDER_INPUT], outputs, axes)
-        shapes = [tuple(t.shape[1:]) for t in EmbedderGraph(model)(example)]
+        _export(EmbedderGraph(model), (example,), path, [EMBEDDER_INPUT], outputs, shapes)
+        dims = [tuple(t.shape[1:]) for t in EmbedderGraph(model)(example)]
     first = fixed_batch or "batch"
-    io = {"inputs": {EMBEDDER_INPUT: [first, 3, size, size]},
-          "outputs": {name: [first, *shape] for name, shape in zip(outputs, shapes)}}
-    _finish(path, io["outputs"])
-    return io
+    return {"inputs": {EMBEDDER_INPUT: [first, 3, size, size]},
+            "outputs": {name: [first, *shape] for name, shape in zip(outputs, dims)}}
 
 
 def export_matcher(matcher: StructuralMatcher, path: str | Path, regions: int, local_dim: int,
@@ -188,13 +128,14 @@ def export_matcher(matcher: StructuralMatcher, path: str | Path, regions: int, l
     example = (torch.randn(1, regions, local_dim), torch.randn(1, embed_dim),
                torch.randn(candidates, regions, local_dim), torch.randn(candidates, embed_dim))
     example = tuple(nn.functional.normalize(t, dim=-1) for t in example)
-    axes = {"candidate_local": {0: "K"}, "candidate_embedding": {0: "K"},
-            **{name: {0: "K"} for name in MATCHER_OUTPUTS}}
+    # one named Dim for the candidates; the second input's K is the same symbol to torch.export,
+    # so it gets an unnamed hint (naming it too only makes the exporter warn that the name is unused)
+    shapes = {"query_local": None, "query_embedding": None,
+              "candidate_local": {0: torch.export.Dim("K", min=1)},
+              "candidate_embedding": {0: torch.export.Dim.DYNAMIC}}
     with torch.no_grad():
-        _export(matcher.eval(), example, path, MATCHER_INPUTS, MATCHER_OUTPUTS, axes)
-    io = {"inputs": {"query_local": [1, regions, local_dim], "query_embedding": [1, embed_dim],
+        _export(matcher, example, path, MATCHER_INPUTS, MATCHER_OUTPUTS, shapes)
+    return {"inputs": {"query_local": [1, regions, local_dim], "query_embedding": [1, embed_dim],
                        "candidate_local": ["K", regions, local_dim], "candidate_embedding": ["K", embed_dim]},
             "outputs": {"structural": ["K"], "multiscale": ["K"], "plan": ["K", regions, regions],
                         "query_evidence": ["K", regions], "candidate_evidence": ["K", regions]}}
-    _finish(path, io["outputs"])
-    return io

@@ -90,6 +90,10 @@ def to_fp16(src: str | Path, dst: str | Path) -> dict:
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS),
                                          node_block_list=nodes)
     topological_sort(converted.graph)  # the converter appends the input Casts after their consumers
+    # the dynamo exporter annotates every intermediate value; the converter marks some outputs of
+    # the nodes it keeps in fp32 as fp16, which onnx.checker rejects. The annotations are optional
+    # (shape inference derives them), so drop them rather than keep wrong ones.
+    del converted.graph.value_info[:]
     onnx.save(converted, str(dst))
     kept = [n.op_type for n in model.graph.node if n.op_type in FP32_OPS or n.name in nodes]
     return {"converter": "onnxruntime.transformers.float16", "fp32_ops": sorted(set(kept)), "fp32_nodes": len(kept)}
@@ -160,7 +164,7 @@ def _tail_nodes(path: Path) -> list[str]:
 
 
 def quantize(src: str | Path, dst: str | Path, layout: QuantLayout, images: np.ndarray,
-             method: str = "minmax", input_name: str = "images") -> dict:
+             method: str = "minmax") -> dict:
     """Quantize the fp32 embedder at ``src`` to a QDQ graph at ``dst``, calibrated on ``images``
     (N, 3, S, S) float32 already through the deployment preprocessing. Returns the layout facts."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -174,7 +178,7 @@ def quantize(src: str | Path, dst: str | Path, layout: QuantLayout, images: np.n
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{input_name: images[i:i + CALIBRATION_BATCH]}
+            self.batches = iter([{"images": images[i:i + CALIBRATION_BATCH]}
                                  for i in range(0, len(images), CALIBRATION_BATCH)])
 
         def get_next(self):
