@@ -70,7 +70,7 @@ def main() -> None:
     started = time.perf_counter()
     manifest = export_bundle(model, bundle, ExportOptions(), log=lambda m: None)
     export_seconds = time.perf_counter() - started
-    sizes = {name: (bundle / name).stat().st_size for name in manifest["files"]}
+    sizes = {name: (bundle / name).stat().st_size for name in manifest.files}
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1

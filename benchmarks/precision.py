@@ -49,8 +49,10 @@ def latency(bundle: Path, repeats: int) -> dict:
     import onnxruntime as ort
     from export_latency import interleaved
 
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    size = manifest["preprocessing"]["size"]
+    from edgedml.bundle import read_manifest
+
+    manifest = read_manifest(bundle)
+    size = manifest.preprocessing.size
     rng = np.random.default_rng(0)
     out = {}
     for threads in (1, 2):
@@ -59,17 +61,17 @@ def latency(bundle: Path, repeats: int) -> dict:
         options.log_severity_level = 3
         # interleaved sessions: idle pool threads that spin would steal the core from the next one
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sessions = {p: ort.InferenceSession(str(bundle / manifest["graphs"][p]["embedder"]), options,
+        sessions = {p: ort.InferenceSession(str(bundle / manifest.graphs[p]["embedder"]), options,
                                             providers=["CPUExecutionProvider"]) for p in PRECISIONS}
         for batch in (1, 8):
             x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
             fns = {p: (lambda s=s: s.run(None, {"images": x})) for p, s in sessions.items()}
             medians = interleaved(fns, repeats)
             out[f"embedder_threads{threads}_batch{batch}_ms"] = medians
-        matchers = {p: ort.InferenceSession(str(bundle / manifest["graphs"][p]["matcher"]), options,
+        matchers = {p: ort.InferenceSession(str(bundle / manifest.graphs[p]["matcher"]), options,
                                             providers=["CPUExecutionProvider"]) for p in ("fp32", "fp16")}
-        r, d = manifest["matcher"]["inputs"]["query_local"][1:]
-        e = manifest["matcher"]["inputs"]["query_embedding"][1]
+        r, d = manifest.matcher.inputs["query_local"][1:]
+        e = manifest.matcher.inputs["query_embedding"][1]
 
         def unit(*shape):
             v = rng.standard_normal(shape).astype(np.float32)
@@ -106,7 +108,7 @@ def main() -> None:
             started = time.perf_counter()
             manifest = export_bundle(model, bundle, ExportOptions(
                 precisions=PRECISIONS, calib=str(calib), validate_data=str(test)), log=lambda m: print(m, file=sys.stderr))
-            report = manifest["validation"]["precisions"]
+            report = manifest.validation["precisions"]
             first = next(iter(report.values()))["map_at_r"]
             results["datasets"][name] = {
                 "export_seconds": round(time.perf_counter() - started, 1),
@@ -120,7 +122,7 @@ def main() -> None:
             print(json.dumps(results["datasets"][name], indent=1), file=sys.stderr)
         results["latency"] = latency(bundle, args.repeats)
         results["files_bytes"] = {f: (bundle / f).stat().st_size for f in sorted({
-            f for files in manifest["graphs"].values() for f in files.values()})}
+            f for files in manifest.graphs.values() for f in files.values()})}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "precision.json").write_text(json.dumps(results, indent=2) + "\n")

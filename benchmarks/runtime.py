@@ -36,7 +36,7 @@ def median_ms(fn, repeats=10):
 
 def fill(gallery, n, rng):
     """n synthetic templates of unit vectors, inserted in one transaction."""
-    io = gallery.matcher.manifest["matcher"]["inputs"]
+    io = gallery.matcher.manifest.matcher.inputs
     r, d, e = io["query_local"][1], io["query_local"][2], io["query_embedding"][1]
     db = gallery._db
     db.execute("BEGIN")

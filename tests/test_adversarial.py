@@ -181,8 +181,8 @@ def test_calibrating_twice_and_deleting_the_pictures_keep_the_bundle(world, tmp_
     (bundle / "calibration_roc.png").unlink()
     (bundle / "calibration_scores.png").unlink()
     manifest = read_manifest(bundle)  # the pictures are reports, not part of the contract
-    assert Matcher(bundle).threshold == manifest["thresholds"]["default"]["threshold"]
-    floor = manifest["calibration"]["impostor_min"]
+    assert Matcher(bundle).threshold == manifest.thresholds["default"]["threshold"]
+    floor = manifest.calibration["impostor_min"]
     with pytest.raises(ConfigError, match="every impostor of the calibration set"):
         Matcher(bundle, threshold=floor)
     if floor > -1.9:

@@ -40,21 +40,21 @@ def test_onnx_runtime_matches_pytorch_for_each_head(tiny_bundles, head):
     got = validate.validate_embedder(model, bundle / "embedder.onnx", images)
     assert max(got.values()) < 1e-4
     manifest = read_manifest(bundle)
-    assert manifest["model"] == model.config.to_dict()
-    assert manifest["validation"]["embedder"]["max_abs_diff_embedding"] < 1e-4
-    assert manifest["validation"]["matcher"]["max_abs_diff_multiscale"] < 1e-4
-    assert manifest["validation"]["fp16"]["finite_fp16"]
-    assert set(manifest["files"]) == {"embedder.onnx", "matcher.onnx", "validation/inputs.npz",
+    assert manifest.model == model.config.to_dict()
+    assert manifest.validation["embedder"]["max_abs_diff_embedding"] < 1e-4
+    assert manifest.validation["matcher"]["max_abs_diff_multiscale"] < 1e-4
+    assert manifest.validation["fp16"]["finite_fp16"]
+    assert set(manifest.files) == {"embedder.onnx", "matcher.onnx", "validation/inputs.npz",
                                       "validation/outputs.fp32.npz"}
     expected_outputs = ["embedding", "local"] + (["attention"] if head != "diml" else [])
-    assert set(manifest["embedder"]["outputs"]) == set(expected_outputs)  # the manifest sorts keys
+    assert set(manifest.embedder.outputs) == set(expected_outputs)  # the manifest sorts keys
 
 
 @pytest.mark.parametrize("head", HEADS)
 def test_both_graphs_pass_the_tensorrt_readiness_checks(tiny_bundles, head):
     _, bundle = tiny_bundles[head]
     manifest = read_manifest(bundle)
-    axes = {n: {0} for n in (*manifest["embedder"]["inputs"], *manifest["embedder"]["outputs"])}
+    axes = {n: {0} for n in (*manifest.embedder.inputs, *manifest.embedder.outputs)}
     assert checks.tensorrt_readiness(bundle / "embedder.onnx", axes) == []
     assert checks.tensorrt_readiness(bundle / "matcher.onnx", MATCHER_AXES) == []
     assert "ReduceLogSumExp" not in checks.node_counts(bundle / "matcher.onnx")
@@ -155,9 +155,9 @@ def test_real_default_model_exports_and_matches_pytorch(tmp_path):
     photos = data_path_or_none("flowers17") or SHIPPED
     manifest = export_bundle(model, tmp_path / "b", ExportOptions(validate_with=str(photos), validation_images=4),
                              log=lambda m: None)
-    assert "real images" in manifest["validation"]["images"]
-    assert manifest["validation"]["embedder"]["max_abs_diff_embedding"] < 1e-4
-    assert manifest["tensorrt_readiness"] == {"embedder.onnx": [], "matcher.onnx": []}
+    assert "real images" in manifest.validation["images"]
+    assert manifest.validation["embedder"]["max_abs_diff_embedding"] < 1e-4
+    assert manifest.tensorrt_readiness == {"embedder.onnx": [], "matcher.onnx": []}
 
 
 def test_tensorrt_builds_engines_where_available(tiny_bundles):
@@ -169,4 +169,4 @@ def test_tensorrt_builds_engines_where_available(tiny_bundles):
     _, bundle = tiny_bundles["diml"]
     engines = build_engines(bundle, "fp32", max_batch=2, max_candidates=8, log=lambda m: None)
     assert engines["embedder"]["strongly_typed"] and engines["check"]
-    assert read_manifest(bundle)["engines"]["fp32"]["embedder"]["gpu"]
+    assert read_manifest(bundle).engines["fp32"]["embedder"]["gpu"]

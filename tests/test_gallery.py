@@ -125,7 +125,7 @@ def test_calibration_writes_thresholds_and_pictures(bundle, tmp_path):
     shutil.copytree(bundle, copy)
     report = calibrate(copy, data)
     assert report["genuine_pairs"] == 3 + 1 and report["impostor_pairs"] == 3 * 2
-    thresholds = Matcher(copy).manifest["thresholds"]  # re-reads and re-verifies the checksums
+    thresholds = Matcher(copy).manifest.thresholds  # re-reads and re-verifies the checksums
     assert thresholds["default"]["from"] == "eer"  # 6 impostor pairs cannot resolve FAR 1e-3
     assert not thresholds["far_0.001"]["resolvable"]
     assert Matcher(copy).threshold == thresholds["default"]["threshold"]

@@ -1,6 +1,7 @@
 """Precision graphs: fp16 and INT8 (QDQ) graphs written by the exporter, run by ONNX Runtime,
 held to bounds, served by Matcher within each graph's shape limits."""
 
+import dataclasses
 import json
 import logging
 import subprocess
@@ -72,21 +73,21 @@ def test_precision_names_are_checked_and_fp32_always_comes_first():
 
 def test_every_precision_is_listed_validated_and_checksummed(all_precisions):
     manifest = read_manifest(all_precisions)
-    assert manifest["graphs"] == {
+    assert manifest.graphs == {
         "fp32": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"},
         "fp16": {"embedder": "embedder.fp16.onnx", "matcher": "matcher.fp16.onnx"},
         "int8": {"embedder": "embedder.int8.onnx", "matcher": "matcher.onnx"},
         "int8-cpu": {"embedder": "embedder.int8-cpu.onnx", "matcher": "matcher.onnx"}}
-    report = manifest["validation"]["precisions"]
+    report = manifest.validation["precisions"]
     assert set(report) == {"fp16", "int8", "int8-cpu"}
     for name, entry in report.items():
         assert precision_report.check(name, entry) == [], name
         assert entry["embedder"]["finite"] and entry["matcher"]["finite"]
     assert report["fp16"]["embedder"]["embedding_cosine_mean"] >= 0.999
-    for files in manifest["graphs"].values():
-        assert set(files.values()) <= set(manifest["files"])
-    assert {"validation/inputs.npz", "validation/outputs.int8.npz"} <= set(manifest["files"])
-    assert all(problems == [] for problems in manifest["tensorrt_readiness"].values()), manifest["tensorrt_readiness"]
+    for files in manifest.graphs.values():
+        assert set(files.values()) <= set(manifest.files)
+    assert {"validation/inputs.npz", "validation/outputs.int8.npz"} <= set(manifest.files)
+    assert all(problems == [] for problems in manifest.tensorrt_readiness.values()), manifest.tensorrt_readiness
 
 
 def test_fp16_graphs_are_real_fp16_with_fp32_io_and_fp32_normalisation(all_precisions):
@@ -109,7 +110,7 @@ def test_fp16_graphs_are_real_fp16_with_fp32_io_and_fp32_normalisation(all_preci
             assert types.get(node.output[0], TensorProto.FLOAT) == TensorProto.FLOAT, (name, node.name)
         halves = [n for n in model.graph.node if n.op_type in ("Conv", "Exp")]
         assert any(types.get(n.output[0]) == TensorProto.FLOAT16 for n in halves), name
-    assert read_manifest(all_precisions)["precisions"]["fp16"]["matcher_form"] == "log"
+    assert read_manifest(all_precisions).precisions["fp16"]["matcher_form"] == "log"
 
 
 def test_int8_graph_follows_tensorrt_qdq_rules_and_int8_cpu_uses_uint8_activations(all_precisions):
@@ -183,7 +184,7 @@ def test_map_at_r_on_a_labelled_folder_is_reported_per_precision(tiny_model, tmp
     manifest = export_bundle(tiny_model, tmp_path / "b", ExportOptions(
         precisions="int8-cpu", calib=str(data), calib_images=6, validation_images=3, validate_data=str(data)),
         log=lambda m: None)
-    entry = manifest["validation"]["precisions"]["int8-cpu"]["map_at_r"]
+    entry = manifest.validation["precisions"]["int8-cpu"]["map_at_r"]
     assert set(entry["fp32"]) == {"global", "multiscale"} and 0 <= entry["int8-cpu"]["multiscale"] <= 1
     assert entry["drop_multiscale"] == pytest.approx(entry["fp32"]["multiscale"] - entry["int8-cpu"]["multiscale"],
                                                      abs=1e-4)
@@ -212,8 +213,8 @@ def test_a_graph_exported_at_a_fixed_batch_of_4_serves_any_batch(tiny_model, tmp
     dynamic = tmp_path / "dynamic"
     export_bundle(tiny_model, dynamic, ExportOptions(validation_images=3), log=lambda m: None)
     manifest = read_manifest(fixed)
-    assert manifest["limits"]["embedder"] == {"size": 4, "fixed": True}
-    assert manifest["embedder"]["inputs"]["images"][0] == 4
+    assert manifest.limits["embedder"] == {"size": 4, "fixed": True}
+    assert manifest.embedder.inputs["images"][0] == 4
     session = validate.session(fixed / "embedder.onnx")
     with pytest.raises(Exception):  # the graph itself takes exactly 4 images
         session.run(None, {"images": np.zeros((3, 3, 64, 64), np.float32)})
@@ -242,8 +243,8 @@ def test_matcher_chunks_candidates_to_the_backend_limit(all_precisions, calib_di
 
 
 def test_auto_falls_back_to_onnx_runtime_in_one_line_when_engines_cannot_load(all_precisions, monkeypatch, caplog):
-    manifest = read_manifest(all_precisions)
-    manifest["engines"] = {"fp16": {"embedder": {"file": "embedder.fp16.engine"}}}
+    manifest = dataclasses.replace(read_manifest(all_precisions),
+                                   engines={"fp16": {"embedder": {"file": "embedder.fp16.engine"}}})
     real_find = backends.importlib.util.find_spec
     monkeypatch.setattr(backends.importlib.util, "find_spec",
                         lambda name, *a: object() if name == "tensorrt" else real_find(name, *a))
@@ -324,11 +325,11 @@ def test_real_lite0_exports_all_four_precisions_calibrated_on_daffodils(tmp_path
     model = build_model(ModelConfig())
     manifest = export_bundle(model, tmp_path / "b", ExportOptions(precisions=ALL, calib=str(flowers_dir / "01_daffodil")),
                              log=lambda m: None)
-    report = manifest["validation"]["precisions"]
+    report = manifest.validation["precisions"]
     assert report["fp16"]["embedder"]["embedding_cosine_mean"] >= 0.999
     assert report["int8"]["embedder"]["embedding_cosine_mean"] >= 0.98
     assert report["int8-cpu"]["embedder"]["embedding_cosine_mean"] >= 0.98
-    assert all(problems == [] for problems in manifest["tensorrt_readiness"].values())
+    assert all(problems == [] for problems in manifest.tensorrt_readiness.values())
     pair = [flowers_dir / "11_daisy" / name for name in sorted((flowers_dir / "11_daisy").iterdir())[:2]]
     fp32 = Matcher(tmp_path / "b", backend="onnxruntime").compare(*pair).score
     for name in ("fp16", "int8", "int8-cpu"):

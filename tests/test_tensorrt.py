@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import BLOCK_TORCH
-from edgedml.bundle import read_manifest, write_manifest
+from edgedml.bundle import GraphIO, Manifest, read_manifest
+from edgedml.preprocessing import PreprocessSpec
 from edgedml.errors import BundleError, EdgeDMLError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgedml"
@@ -309,18 +310,19 @@ def fake_bundle(tmp_path):
         np.savez(root / f"validation/outputs.{name}.npz", **{f"embedder.{k}": v for k, v in emb.items()},
                  **{f"matcher.{k}": v for k, v in fake_matcher(feeds).items()})
         outputs[name] = f"validation/outputs.{name}.npz"
-    write_manifest(root, {
-        "graphs": {"fp32": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"},
-                   "fp16": {"embedder": "embedder.fp16.onnx", "matcher": "matcher.fp16.onnx"},
-                   "int8-cpu": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"}},
-        "embedder": {"inputs": {"images": ["batch", 3, S, S]}, "outputs": {k: list(v) for k, v in OUTPUTS["embedder"].items()}},
-        "matcher": {"inputs": {"query_local": [1, R, D], "query_embedding": [1, E], "candidate_local": ["K", R, D],
-                               "candidate_embedding": ["K", E]},
-                    "outputs": {k: list(v) for k, v in OUTPUTS["matcher"].items()}},
-        "limits": {"embedder": {"size": None, "fixed": False}, "matcher": {"size": None, "fixed": False}},
-        "preprocessing": {"size": S},
-        "validation_inputs": {"inputs": "validation/inputs.npz", "outputs": outputs},
-        "engines": {}})
+    Manifest(
+        model={},
+        graphs={"fp32": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"},
+                "fp16": {"embedder": "embedder.fp16.onnx", "matcher": "matcher.fp16.onnx"},
+                "int8-cpu": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"}},
+        embedder=GraphIO("embedder.onnx", {"images": ["batch", 3, S, S]},
+                         {k: list(v) for k, v in OUTPUTS["embedder"].items()}),
+        matcher=GraphIO("matcher.onnx", {"query_local": [1, R, D], "query_embedding": [1, E],
+                                         "candidate_local": ["K", R, D], "candidate_embedding": ["K", E]},
+                        {k: list(v) for k, v in OUTPUTS["matcher"].items()}),
+        limits={"embedder": {"size": None, "fixed": False}, "matcher": {"size": None, "fixed": False}},
+        preprocessing=PreprocessSpec(),  # not read by the engine build, which uses the graph inputs
+        validation_inputs={"inputs": "validation/inputs.npz", "outputs": outputs}).write(root)
     return root
 
 
@@ -347,7 +349,7 @@ def test_fake_build_checks_engines_and_records_them(fake_bundle, monkeypatch, tm
     assert calls["network_flags"] == [flags, flags]  # STRONGLY_TYPED on 10.x, nothing on 11.x
     assert calls["tf32"] == {"embedder": True, "matcher": False}
     manifest = read_manifest(fake_bundle)  # checksums of the new engine files verify
-    assert manifest["engines"]["fp16"] == entry
+    assert manifest.engines["fp16"] == entry
     assert entry["limits"] == {"embedder": {"size": 4, "fixed": False}, "matcher": {"size": 5, "fixed": False}}
     assert entry["check"]["passed"] and entry["check"]["embedder"]["embedding_cosine_mean"] > 0.999
     assert entry["check"]["matcher"]["max_abs_diff_structural"] < 1e-5
@@ -426,7 +428,7 @@ def test_real_tensorrt_builds_and_checks_engines(tmp_path, monkeypatch):
     assert entry["check"]["passed"]
     backend = t.TensorRTBackend(tmp_path / "b", read_manifest(tmp_path / "b"), "fp32")
     try:
-        size = read_manifest(tmp_path / "b")["embedder"]["inputs"]["images"][2]
+        size = read_manifest(tmp_path / "b").embedder.inputs["images"][2]
         out = backend.run("embedder", {"images": np.zeros((2, 3, size, size), np.float32)})
         assert out["embedding"].shape[0] == 2
     finally:

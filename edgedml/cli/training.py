@@ -247,7 +247,7 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
         manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
     except EdgeDMLError as exc:
         _fail(exc)
-    report = manifest["validation"]
+    report = manifest.validation
     click.echo(f"bundle: {out}")
     click.echo(f"  fp32: embedder vs PyTorch max |Δ| {report['embedder']['max_abs_diff_embedding']:.1e}; "
                f"matcher vs PyTorch: {report['matcher']['max_abs_diff_multiscale']:.1e}; "

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..bundle import read_manifest, write_manifest
+from ..bundle import GraphIO, Manifest, SinkhornSettings, read_manifest
 from ..errors import BundleError, ConfigError
 from ..filemodes import as_created
 from ..models.embedder import EmbeddingModel
@@ -110,7 +110,7 @@ def _versions() -> dict:
 
 
 def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions | None = None,
-                  source: str = "pretrained", log=print) -> dict:
+                  source: str = "pretrained", log=print) -> Manifest:
     """Export ``model`` to a bundle folder ``out``; returns the manifest.
 
     Writes one embedder and one matcher graph per precision asked for, runs every one of them
@@ -189,31 +189,26 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         for name, problems in readiness.items():
             for problem in problems:
                 log(f"warning: {name} may not build with TensorRT: {problem}")
-        manifest = {
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "source": source,
-            "model": cfg.to_dict(),
-            "preprocessing": cfg.preprocessing().to_dict(),
-            "embedder": {"file": "embedder.onnx", **embedder_io,
-                         "nodes": checks.node_counts(staging / "embedder.onnx")},
-            "matcher": {"file": "matcher.onnx", **matcher_io, "form": options.matcher_form,
-                        "nodes": checks.node_counts(staging / "matcher.onnx")},
-            "graphs": graph_sets,
-            "precisions": precision_facts,
-            "limits": {graph: limit.to_dict() for graph, limit in limits.items()},
-            "sinkhorn": {"eps": cfg.sinkhorn_eps, "iters": iters, "marginals": cfg.marginals,
-                         "form": options.matcher_form},
-            "rerank_k": options.max_candidates,
-            "thresholds": {},  # filled by `edgedml calibrate`
-            "validation": report,
-            "validation_inputs": stored,
-            "tensorrt_readiness": readiness,
-            "engines": {},
-            "export_options": asdict(options),
-            "export_seconds": round(time.perf_counter() - started, 2),
-            "tools": _versions(),
-        }
-        write_manifest(staging, manifest)
+        Manifest(
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            source=source,
+            model=cfg.to_dict(),
+            preprocessing=cfg.preprocessing(),
+            embedder=GraphIO("embedder.onnx", **embedder_io, nodes=checks.node_counts(staging / "embedder.onnx")),
+            matcher=GraphIO("matcher.onnx", **matcher_io, nodes=checks.node_counts(staging / "matcher.onnx"),
+                            form=options.matcher_form),
+            graphs=graph_sets,
+            precisions=precision_facts,
+            limits={graph: limit.to_dict() for graph, limit in limits.items()},
+            sinkhorn=SinkhornSettings(cfg.sinkhorn_eps, iters, cfg.marginals, options.matcher_form),
+            rerank_k=options.max_candidates,
+            validation=report,
+            validation_inputs=stored,
+            tensorrt_readiness=readiness,
+            export_options=asdict(options),
+            export_seconds=round(time.perf_counter() - started, 2),
+            tools=_versions(),
+        ).write(staging)
         as_created(staging)  # mkdtemp made it 0700: services running as other users must read it
         if out.exists():
             check_output_folder(out, options.overwrite)  # still a bundle (or empty) at the last moment

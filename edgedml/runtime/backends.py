@@ -1,6 +1,6 @@
 """Inference backends behind one small interface: run a bundle's graph on named numpy inputs.
 
-Every backend runs the graph set of one precision (``manifest["graphs"][precision]``: fp32,
+Every backend runs the graph set of one precision (``manifest.graphs[precision]``: fp32,
 fp16, int8 or int8-cpu), and knows each graph's axis-0 limit (:class:`~.chunking.Limit`), which
 :class:`~.matcher.Matcher` respects by splitting larger requests.
 
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bundle import Manifest
 from ..errors import BundleError, EdgeDMLError, MissingDependencyError
 from .chunking import Limit
 
@@ -31,19 +32,19 @@ GRAPHS = ("embedder", "matcher")
 log = logging.getLogger("edgedml")
 
 
-def graph_files(manifest: dict, precision: str) -> dict[str, str]:
-    """{graph: file} of one precision; bundles from before precisions had only fp32."""
-    sets = manifest.get("graphs") or {"fp32": {g: manifest[g]["file"] for g in GRAPHS}}
-    if precision not in sets:
-        raise BundleError(f"this bundle has no {precision} graphs (it has {', '.join(sorted(sets))}); re-export "
+def graph_files(manifest: Manifest, precision: str) -> dict[str, str]:
+    """{graph: file} of one precision, or a clear error for a precision the bundle lacks."""
+    files = manifest.graph_files(precision)
+    if files is None:
+        have = ", ".join(sorted(manifest.graphs or ["fp32"]))
+        raise BundleError(f"this bundle has no {precision} graphs (it has {have}); re-export "
                           f"it with `edgedml export --precision {precision} ...` or pick one of those")
-    return sets[precision]
+    return files
 
 
-def graph_limits(manifest: dict) -> dict[str, Limit]:
+def graph_limits(manifest: Manifest) -> dict[str, Limit]:
     """The exported graphs' axis-0 limits (none for dynamic axes)."""
-    limits = manifest.get("limits") or {}
-    return {g: Limit.from_dict(limits.get(g)) for g in GRAPHS}
+    return {g: Limit.from_dict(manifest.limits.get(g)) for g in GRAPHS}
 
 
 def cache_dir() -> Path:
@@ -69,7 +70,7 @@ class Backend:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32", providers: list[str] | None = None,
+    def __init__(self, bundle: Path, manifest: Manifest, precision: str = "fp32", providers: list[str] | None = None,
                  threads: int = 0):
         try:
             import onnxruntime as ort
@@ -105,12 +106,12 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime {self.precision} ({', '.join(self.providers)})"
 
 
-def tensorrt_ep_options(manifest: dict, graph: str, file: str, max_batch: int = 8, max_candidates: int = 100) -> dict:
+def tensorrt_ep_options(manifest: Manifest, graph: str, file: str, max_batch: int = 8, max_candidates: int = 100) -> dict:
     """Options of ONNX Runtime's TensorRT execution provider for one graph: explicit profile
     shapes (so it builds one engine for the whole range instead of rebuilding per new shape),
     caches outside the bundle, and no fp16/int8 flags (the precision is in the graph, which
     ORT then builds as a strongly typed network)."""
-    inputs = manifest[graph]["inputs"]
+    inputs = getattr(manifest, graph).inputs
     limit = graph_limits(manifest)[graph]
     top = limit.size if limit.size else (max_batch if graph == "embedder" else max_candidates)
     low = top if limit.fixed else 1
@@ -122,7 +123,8 @@ def tensorrt_ep_options(manifest: dict, graph: str, file: str, max_batch: int = 
             parts.append(f"{name}:{'x'.join(str(d) for d in dims)}")
         return ",".join(parts)
 
-    cache = cache_dir() / "ort-tensorrt" / manifest.get("files", {}).get(file, {}).get("sha256", file)[:16]
+    entry = manifest.files.get(file)
+    cache = cache_dir() / "ort-tensorrt" / (entry.sha256 if entry else file)[:16]
     return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
             "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir() / "ort-tensorrt"),
             "trt_profile_min_shapes": shapes(low), "trt_profile_opt_shapes": shapes(max(low, top // 2)),
@@ -132,7 +134,7 @@ def tensorrt_ep_options(manifest: dict, graph: str, file: str, max_batch: int = 
 class OpenCVBackend(Backend):
     name = "opencv"
 
-    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32", cuda: bool | None = None):
+    def __init__(self, bundle: Path, manifest: Manifest, precision: str = "fp32", cuda: bool | None = None):
         import cv2
 
         if cuda is None:
@@ -152,10 +154,10 @@ class OpenCVBackend(Backend):
             if cuda:
                 net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
                 # fp16 only for the embedder: the scaling-form matcher underflows in fp16
-                fp16 = graph == "embedder" or precision == "fp16" or manifest["matcher"].get("form") == "log"
+                fp16 = graph == "embedder" or precision == "fp16" or manifest.matcher.form == "log"
                 net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA_FP16 if fp16 else cv2.dnn.DNN_TARGET_CUDA)
             self.nets[graph] = net
-            self.outputs[graph] = list(manifest[graph]["outputs"])
+            self.outputs[graph] = list(getattr(manifest, graph).outputs)
             self.locks[graph] = threading.Lock()  # a cv2.dnn.Net is not safe to share between threads
         self.target = "cuda" if cuda else "cpu"
 
@@ -171,13 +173,13 @@ class OpenCVBackend(Backend):
         return f"opencv dnn ({self.target})"
 
 
-def _tensorrt(bundle: Path, manifest: dict, precision: str) -> Backend:
+def _tensorrt(bundle: Path, manifest: Manifest, precision: str) -> Backend:
     from .tensorrt import TensorRTBackend
 
     return TensorRTBackend(bundle, manifest, precision)
 
 
-def create_backend(bundle: Path, manifest: dict, name: str = "auto", precision: str = "fp32") -> Backend:
+def create_backend(bundle: Path, manifest: Manifest, name: str = "auto", precision: str = "fp32") -> Backend:
     """The named backend for one precision's graphs, or with "auto" the best available:
     TensorRT engines where the bundle has them for that precision and TensorRT imports, then
     ONNX Runtime, then OpenCV DNN. When engines exist but cannot be loaded here (another GPU or
@@ -191,7 +193,7 @@ def create_backend(bundle: Path, manifest: dict, name: str = "auto", precision: 
         return OpenCVBackend(bundle, manifest, precision)
     if name == "tensorrt":
         return _tensorrt(bundle, manifest, precision)
-    if precision in (manifest.get("engines") or {}) and importlib.util.find_spec("tensorrt") is not None:
+    if precision in manifest.engines and importlib.util.find_spec("tensorrt") is not None:
         try:
             return _tensorrt(bundle, manifest, precision)
         except (EdgeDMLError, ImportError, RuntimeError, OSError) as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import read_manifest, write_manifest
+from ..bundle import read_manifest
 from ..errors import EdgeDMLError
 from .image import image_extensions
 from .matcher import Features, Matcher
@@ -209,12 +209,10 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     cv2.imwrite(str(root / "calibration_roc.png"), draw_roc(genuine, impostor))  # reports, not checksummed
     cv2.imwrite(str(root / "calibration_scores.png"), draw_histograms(
         genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
-    body = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
-    body["thresholds"] = thresholds
-    body["calibration"] = {"data": str(data), "precision": precision, "images": len(paths),
-                           "skipped": skipped, "classes": len(names),
-                           "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
-                           "eer": eer, "impostor_min": float(impostor.min()) if len(impostor) else None,
-                           "seconds": round(time.perf_counter() - started, 1)}
-    write_manifest(root, body)
-    return {"thresholds": thresholds, **body["calibration"]}
+    calibration = {"data": str(data), "precision": precision, "images": len(paths),
+                   "skipped": skipped, "classes": len(names),
+                   "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
+                   "eer": eer, "impostor_min": float(impostor.min()) if len(impostor) else None,
+                   "seconds": round(time.perf_counter() - started, 1)}
+    manifest.update(thresholds=thresholds, calibration=calibration)
+    return {"thresholds": thresholds, **calibration}

@@ -126,7 +126,7 @@ class Gallery:
                                f"{sorted(tables)[:5]}); nothing was changed. Pass a gallery file or a new path")
         # templates are only comparable when made by the same embedder graph (precision included)
         embedder_file = graph_files(matcher.manifest, matcher.precision)["embedder"]
-        fingerprint = matcher.manifest["files"][embedder_file]["sha256"]
+        fingerprint = matcher.manifest.files[embedder_file].sha256
         if not self.read_only:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -208,7 +208,7 @@ class Gallery:
             if self._cache is None:
                 rows = self._db.execute("SELECT t.identity_id, i.name, t.embedding, t.local, t.source FROM templates t "
                                         "JOIN identities i ON i.id = t.identity_id ORDER BY t.id").fetchall()
-                io = self.matcher.manifest["matcher"]["inputs"]
+                io = self.matcher.manifest.matcher.inputs
                 r, d, e = io["query_local"][1], io["query_local"][2], io["query_embedding"][1]
                 names = sorted({row[1] for row in rows})
                 index = {n: i for i, n in enumerate(names)}
@@ -251,7 +251,7 @@ class Gallery:
         if len(emb) == 0:
             raise GalleryError(f"{self.path} has no enrolled identities; enroll some first")
         query = image if isinstance(image, Features) else self.matcher.embed(image)
-        k = min(rerank or self.matcher.manifest.get("rerank_k", 100), len(emb))
+        k = min(rerank or self.matcher.manifest.rerank_k, len(emb))
         top = top_by_cosine(query.embedding[0], emb, k, self._index)
         out = self.matcher.match(query, Features(emb[top], local[top]))
         best: dict[int, Candidate] = {}

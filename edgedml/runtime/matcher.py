@@ -20,7 +20,6 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..bundle import read_manifest
-from ..preprocessing import PreprocessSpec
 from . import explain
 from .backends import create_backend
 from .chunking import Limit, run_in_chunks
@@ -96,16 +95,14 @@ class Matcher:
                  threshold_name: str = "default", precision: str = "fp32"):
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle)  # verifies every checksum
-        self.spec = PreprocessSpec.from_dict(self.manifest["preprocessing"])
+        self.spec = self.manifest.preprocessing
         self.precision = precision
         self.backend = create_backend(self.bundle, self.manifest, backend, precision)
-        calibrated = (self.manifest.get("thresholds") or {}).get(threshold_name)
-        self.threshold = threshold if threshold is not None else (
-            calibrated["threshold"] if isinstance(calibrated, dict) else calibrated)
+        calibrated = self.manifest.thresholds.get(threshold_name)
+        self.threshold = threshold if threshold is not None else (calibrated["threshold"] if calibrated else None)
         if self.threshold is not None:
             self.threshold = check_threshold(self.threshold, self.manifest)
-        regions = self.manifest["matcher"]["inputs"]["query_local"][1]
-        self.grid = int(round(math.sqrt(regions)))
+        self.grid = int(round(math.sqrt(self.manifest.regions)))
 
     def preprocess(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Inputs → network batch (N, 3, S, S) float32 and the decoded RGB images."""

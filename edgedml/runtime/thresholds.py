@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 
+from ..bundle import Manifest
 from ..errors import ConfigError
 
 SCORE_BOUNDS = (-2.0, 2.0)
 
 
-def check_threshold(value, manifest: dict | None = None) -> float:
+def check_threshold(value, manifest: Manifest | None = None) -> float:
     """``value`` as a float, or :class:`ConfigError` saying why it may not decide access."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"the threshold must be a number, got {value!r}")
@@ -26,7 +27,7 @@ def check_threshold(value, manifest: dict | None = None) -> float:
         raise ConfigError(f"the threshold must be finite, got {value}; pass a calibrated value "
                           f"(`edgedml calibrate` writes them into the bundle)")
     low, high = SCORE_BOUNDS
-    calibration = (manifest or {}).get("calibration") or {}
+    calibration = (manifest.calibration if manifest else None) or {}
     impostor_min = calibration.get("impostor_min")
     if isinstance(impostor_min, (int, float)) and value <= impostor_min:
         raise ConfigError(f"the threshold {value:g} would accept every impostor of the calibration set (lowest "

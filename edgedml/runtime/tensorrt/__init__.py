@@ -1,6 +1,6 @@
 """TensorRT engines from a bundle's ONNX graphs, and the backend that runs them.
 
-Precision lives in the ONNX graphs (``manifest["graphs"][precision]``), so every network is
+Precision lives in the ONNX graphs (``manifest.graphs[precision]``), so every network is
 parsed *strongly typed* and built with no precision flag of any kind: the API surface used here
 exists in TensorRT 10.x and in TensorRT 11.x, which removed weak typing. On 10.x the
 ``STRONGLY_TYPED`` creation flag is passed; on 11.x strong typing is always on and the flag is

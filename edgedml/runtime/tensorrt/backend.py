@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...bundle import Manifest
 from ...errors import BundleError, MissingDependencyError
 from ..backends import GRAPHS
 from ..chunking import Limit
@@ -23,9 +24,9 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, bundle: Path, manifest: dict, precision: str = "fp32"):
+    def __init__(self, bundle: Path, manifest: Manifest, precision: str = "fp32"):
         bundle = Path(bundle)
-        recorded = manifest.get("engines") or {}
+        recorded = manifest.engines
         engines = recorded.get(precision) or {}
         if not all(isinstance(engines.get(g), dict) and engines[g].get("file") for g in GRAPHS):
             have = sorted(recorded) if recorded else "none"

@@ -8,7 +8,9 @@ import os
 import time
 from pathlib import Path
 
-from ...bundle import read_manifest, write_manifest
+import dataclasses
+
+from ...bundle import Manifest, read_manifest
 from ...errors import BundleError, EdgeDMLError
 from ..backends import GRAPHS, cache_dir
 from ..chunking import Limit
@@ -94,9 +96,9 @@ def _profile(inputs: dict[str, list], low: int, opt: int, high: int) -> dict[str
     return {name: (fill(shape, low), fill(shape, opt), fill(shape, high)) for name, shape in inputs.items()}
 
 
-def _embedder_limit(manifest: dict, max_batch: int, log) -> Limit:
-    graph = Limit.from_dict((manifest.get("limits") or {}).get("embedder"))
-    first = manifest["embedder"]["inputs"]["images"][0]
+def _embedder_limit(manifest: Manifest, max_batch: int, log) -> Limit:
+    graph = Limit.from_dict(manifest.limits.get("embedder"))
+    first = manifest.embedder.inputs["images"][0]
     if not graph.fixed and isinstance(first, int):  # a static batch without a recorded limit
         graph = Limit(first, True)
     if graph.fixed:
@@ -117,7 +119,7 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
     leaves the manifest untouched."""
     root = Path(bundle)
     manifest = read_manifest(root)
-    graphs = manifest.get("graphs") or {}
+    graphs = manifest.graphs
     gpu_precisions = [p for p in graphs if p not in CPU_ONLY]
     if precision in CPU_ONLY:
         raise EdgeDMLError(f"'{precision}' graphs are for CPUs (ONNX Runtime), not TensorRT; build an engine "
@@ -127,7 +129,7 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
                            f"with that precision or build one of those")
     if max_batch < 1 or max_candidates < 1:
         raise ValueError("max_batch and max_candidates must be at least 1")
-    stored = manifest.get("validation_inputs") or {}
+    stored = manifest.validation_inputs
     if "inputs" not in stored or precision not in (stored.get("outputs") or {}):
         raise BundleError(f"the bundle {root} has no stored validation outputs for {precision}, so its engines "
                           f"cannot be checked; re-export the bundle")
@@ -137,7 +139,7 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
                                 f"target with `edgedml build-engine {root} --engine {precision}`")
 
     embedder = _embedder_limit(manifest, max_batch, log)
-    matcher = Limit.from_dict((manifest.get("limits") or {}).get("matcher"))
+    matcher = Limit.from_dict(manifest.limits.get("matcher"))
     if matcher.fixed:
         raise BundleError("the matcher graph is fixed-size; TensorRT engines need a dynamic K: re-export it")
     if matcher.size is not None and max_candidates > matcher.size:
@@ -145,16 +147,16 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
         max_candidates = matcher.size
     matcher = Limit(max_candidates, False)
     if embedder.fixed:
-        emb_shapes = _profile(manifest["embedder"]["inputs"], embedder.size, embedder.size, embedder.size)
+        emb_shapes = _profile(manifest.embedder.inputs, embedder.size, embedder.size, embedder.size)
     else:
-        emb_shapes = _profile(manifest["embedder"]["inputs"], 1, max(1, embedder.size // 2), embedder.size)
-    match_shapes = _profile(manifest["matcher"]["inputs"], 1, max(1, max_candidates // 2), max_candidates)
+        emb_shapes = _profile(manifest.embedder.inputs, 1, max(1, embedder.size // 2), embedder.size)
+    match_shapes = _profile(manifest.matcher.inputs, 1, max(1, max_candidates // 2), max_candidates)
 
     engines_dir = root / "engines"
     engines_dir.mkdir(exist_ok=True)
     cache = timing_cache_path()
     final = {g: engines_dir / f"{g}.{precision}.engine" for g in GRAPHS}
-    # built under a temporary name (write_manifest skips *.tmp): a failed build or check never
+    # built under a temporary name (checksums skip *.tmp): a failed build or check never
     # replaces or deletes engines that the manifest already records
     staged = {g: p.with_name(p.name + ".tmp") for g, p in final.items()}
     limits = {"embedder": embedder.to_dict(), "matcher": matcher.to_dict()}
@@ -165,9 +167,8 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
             facts[graph] = build_engine(root / graphs[precision][graph], staged[graph], shapes, cache, tf32,
                                         precision=precision)
             facts[graph]["file"] = final[graph].name
-        trial = dict(manifest)
-        trial["engines"] = {precision: {g: {**facts[g], "file": staged[g].name} for g in GRAPHS}
-                            | {"limits": limits}}
+        trial = dataclasses.replace(manifest, engines={
+            precision: {g: {**facts[g], "file": staged[g].name} for g in GRAPHS} | {"limits": limits}})
         log("checking the engines against the stored ONNX Runtime outputs")
         backend = TensorRTBackend(root, trial, precision)
         try:
@@ -183,8 +184,6 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
         for path in staged.values():
             path.unlink(missing_ok=True)
     entry = {"embedder": facts["embedder"], "matcher": facts["matcher"], "check": check, "limits": limits}
-    body = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files")}
-    body["engines"] = {**(manifest.get("engines") or {}), precision: entry}
-    write_manifest(root, body)
+    manifest.update(engines={**manifest.engines, precision: entry})
     log(f"{precision} engines built and checked: {check['embedder']} {check['matcher']}")
     return entry
