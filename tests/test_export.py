@@ -170,3 +170,13 @@ def test_tensorrt_builds_engines_where_available(tiny_bundles):
     engines = build_engines(bundle, "fp32", max_batch=2, max_candidates=8, log=lambda m: None)
     assert engines["embedder"]["strongly_typed"] and engines["check"]
     assert read_manifest(bundle).engines["fp32"]["embedder"]["gpu"]
+
+
+def test_graphs_carry_no_trace_of_the_exporting_machine(tmp_path):
+    import onnx
+
+    graphs.export_matcher(StructuralMatcher(iters=3), tmp_path / "m.onnx", 4, 8, 6)
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert not [p.key for node in model.graph.node for p in node.metadata_props]
+    data = (tmp_path / "m.onnx").read_bytes()
+    assert b"stack_trace" not in data and b"edgedml/models/matcher.py" not in data
