@@ -25,7 +25,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -50,16 +49,6 @@ def previous_export(matcher, path: Path, regions: int, local_dim: int, embed_dim
                           dynamic_axes=axes, do_constant_folding=True)
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(samples), 3)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=50)
@@ -71,6 +60,7 @@ def main() -> None:
     import onnxruntime as ort
     import torch
     from export_latency import interleaved
+    from runtime import median_ms
 
     from edgedml.bundle import read_manifest
     from edgedml.export import graphs
