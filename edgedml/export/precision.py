@@ -16,13 +16,13 @@ strongly typed network (no builder precision flags, no calibrators: TensorRT 11 
   (every zero-point 0), per-channel Conv weights, a dedicated Q/DQ pair per consumer, no bias
   quantization. The matcher stays the fp32 graph.
 - ``int8-cpu``: for ONNX Runtime on CPUs without TensorRT. The graph is first optimised by
-  ``quant_pre_process`` (which folds the explicit Pads of TF-'same' padding into the Convs, so
-  that ORT can fuse each Conv with its Q/DQ), then quantized with uint8 activations and
-  symmetric per-channel int8 weights (U8S8). Measured on this project's CPU for a trained Lite0
-  embedder at batch 8 (``benchmarks/precision.py``, two runs): 0.43–0.47× (1 thread) and
-  0.47–0.48× (2 threads) the fp32 time per image; without the Pad folding it was 0.63×. The
-  TensorRT layout (S8S8, symmetric, dedicated pairs) ran 1.08–1.13× and 1.38–1.44× the fp32 time
-  there: each layout serves its own target.
+  ``quant_pre_process`` (which folds any explicit Pad into the next Conv, so that ORT can fuse
+  each Conv with its Q/DQ; the dynamo exporter's graphs already have none), then quantized with
+  uint8 activations and symmetric per-channel int8 weights (U8S8). Measured on this project's
+  CPU for a trained Lite0 embedder at batch 8 (``benchmarks/precision.py``, three runs):
+  0.43–0.47× (1 thread) and 0.47–0.53× (2 threads) the fp32 time per image; with unfolded Pads
+  it was 0.63×. The TensorRT layout (S8S8, symmetric, dedicated pairs) ran 1.08–1.14× and
+  1.38–1.82× the fp32 time there: each layout serves its own target.
 """
 
 from __future__ import annotations
