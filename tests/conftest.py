@@ -46,3 +46,24 @@ def flowers_dir() -> Path:
 @pytest.fixture
 def yalefaces_dir() -> Path:
     return data_path("yalefaces")
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory):
+    """(model, bundle): the default model (ImageNet Lite0, DIML head seeded with 0) at 96 px,
+    exported once for the whole session; every export costs seconds. Read it, never change it:
+    a test that calibrates or corrupts a bundle copies it first. The teardown proves no test did."""
+    import torch
+
+    from edgedml.bundle import read_manifest
+    from edgedml.export.exporter import ExportOptions, export_bundle
+    from edgedml.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=96)).eval()
+    out = tmp_path_factory.mktemp("small") / "bundle"
+    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    yield model, out
+    read_manifest(out)  # every checksum still holds
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before, "a test wrote into small_bundle"

@@ -7,14 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 from conftest import BLOCK_TORCH, SHIPPED
 
 import edgedml.cli
 from edgedml.cli import main
-from edgedml.export.exporter import ExportOptions, export_bundle
-from edgedml.models import ModelConfig, build_model
 
 SECTIONS = {
     "Training and export (torch):": (["train", "eval", "export"], "edgedml.cli.training"),
@@ -70,12 +67,8 @@ def test_device_side_modules_import_nothing_that_needs_torch(module):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(head="diml", image_size=96)).eval()
-    out = tmp_path_factory.mktemp("cli") / "bundle"
-    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
-    return out
+def bundle(small_bundle):
+    return small_bundle[1]
 
 
 def test_device_commands_run_with_torch_and_onnx_blocked(bundle, tmp_path):

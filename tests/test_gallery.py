@@ -25,12 +25,8 @@ DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMP
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(image_size=96)).eval()
-    out = tmp_path_factory.mktemp("g") / "bundle"
-    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
-    return out
+def bundle(small_bundle):
+    return small_bundle[1]
 
 
 def test_enroll_verify_identify_and_audit(bundle, tmp_path):

@@ -28,6 +28,8 @@ A, B, C = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg
 
 @pytest.fixture(scope="module", params=["diml", "grouping"])
 def exported(request, tmp_path_factory):
+    if request.param == "diml":
+        return request.getfixturevalue("small_bundle")  # the same model, already exported
     torch.manual_seed(0)
     model = build_model(ModelConfig(head=request.param, image_size=96)).eval()  # real ImageNet weights
     bundle = tmp_path_factory.mktemp("rt") / "bundle"
