@@ -108,15 +108,16 @@ class Manifest:
         """R, the regions per image (the matcher's query_local is (1, R, D))."""
         return int(self.matcher.inputs["query_local"][1])
 
-    def graph_files(self, precision: str) -> dict[str, str] | None:
-        """{"embedder": file, "matcher": file} of one precision's graph set, or None."""
-        sets = self.graphs or {"fp32": {"embedder": self.embedder.file, "matcher": self.matcher.file}}
-        return sets.get(precision)
+    @property
+    def graph_sets(self) -> dict[str, dict[str, str]]:
+        """precision → {"embedder": file, "matcher": file}; bundles from before precisions had
+        only the fp32 pair."""
+        return self.graphs or {"fp32": {"embedder": self.embedder.file, "matcher": self.matcher.file}}
 
     def to_dict(self) -> dict:
         """The JSON body, as ``manifest.json`` holds it."""
-        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("extra", "root")}
-        body = json.loads(json.dumps(body, default=_plain))
+        body = dataclasses.asdict(dataclasses.replace(self, root=None))  # nested dataclasses become dicts
+        del body["extra"], body["root"]
         return {**self.extra, **body, "format": FORMAT, "format_version": FORMAT_VERSION}
 
     def write(self, root: str | Path) -> "Manifest":
@@ -173,14 +174,6 @@ class Manifest:
                        root=root)
         except (ConfigError, TypeError, ValueError) as exc:
             raise BundleError(f"{where} is malformed ({exc}); re-export the bundle") from exc
-
-
-def _plain(value):
-    if isinstance(value, Path):
-        return str(value)
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def read_manifest(bundle_dir: str | Path, verify: bool = True) -> Manifest:

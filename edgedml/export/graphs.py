@@ -99,20 +99,12 @@ def _export(module: nn.Module, args: tuple, path: Path, input_names, output_name
     program = torch.onnx.export(module.eval(), args, dynamo=True, opset_version=OPSET, optimize=True,
                                 input_names=list(input_names), output_names=list(output_names),
                                 dynamic_shapes=dynamic_shapes, verbose=False)
+    # drop the per-node metadata the exporter records for debugging (the exporting machine's
+    # source paths and stack traces, the FX node text): it would ship in every bundle, and it is
+    # most of the matcher file (173 KB → 25 KB)
+    for node in program.model.graph:
+        node.metadata_props.clear()
     program.save(str(path), external_data=False)
-    _strip_trace_metadata(path)
-
-
-def _strip_trace_metadata(path: Path) -> None:
-    """Drop the per-node metadata the exporter records for debugging (the exporting machine's
-    source paths and stack traces, the FX node text): it would ship in every bundle, and it is
-    most of the matcher file (173 KB → 25 KB)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for node in model.graph.node:
-        del node.metadata_props[:]
-    onnx.save(model, str(path))
 
 
 def export_embedder(model: EmbeddingModel, path: str | Path, batch: int = 2, fixed_batch: int | None = None) -> dict:

@@ -34,9 +34,9 @@ log = logging.getLogger("edgedml")
 
 def graph_files(manifest: Manifest, precision: str) -> dict[str, str]:
     """{graph: file} of one precision, or a clear error for a precision the bundle lacks."""
-    files = manifest.graph_files(precision)
+    files = manifest.graph_sets.get(precision)
     if files is None:
-        have = ", ".join(sorted(manifest.graphs or ["fp32"]))
+        have = ", ".join(sorted(manifest.graph_sets))
         raise BundleError(f"this bundle has no {precision} graphs (it has {have}); re-export "
                           f"it with `edgedml export --precision {precision} ...` or pick one of those")
     return files

@@ -4,11 +4,10 @@ and recorded in its manifest (:func:`build_engines`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
-
-import dataclasses
 
 from ...bundle import Manifest, read_manifest
 from ...errors import BundleError, EdgeDMLError
