@@ -99,7 +99,7 @@ def main() -> None:
         print("embedder", batch, row, flush=True)
 
     cfg = model.config
-    matcher = StructuralMatcher(cfg.sinkhorn_eps, cfg.sinkhorn_iters, cfg.marginals, "scaling")
+    matcher = StructuralMatcher.for_model(cfg, "scaling")
     for k in (1, 10, 100):
         inputs = matcher_inputs(cfg.regions, cfg.local_dim, cfg.embed_dim, k=k)
         feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, inputs)}

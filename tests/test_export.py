@@ -91,11 +91,14 @@ def test_matcher_graph_forms_agree_with_pytorch_and_each_other(tmp_path, form):
     assert np.allclose(one, sess.run(["multiscale"], feeds)[0][3:4], atol=1e-6)  # batched = one at a time
 
 
-def test_matcher_graph_against_pot(tmp_path):
+@pytest.mark.parametrize("centers", [False, True], ids=["region-mean centres", "embedding centres"])
+def test_matcher_graph_against_pot(tmp_path, centers):
     pytest.importorskip("ot")
-    graphs.export_matcher(StructuralMatcher(iters=100), tmp_path / "m.onnx", 16, 32, 24)
-    report = validate.validate_against_pot(tmp_path / "m.onnx", validate.matcher_inputs(16, 32, 24, k=16),
-                                           0.05, 100, "cross", pairs=8)
+    embed_dim = 32 if centers else 24  # the embedding is the centre only where it lives in the regions' space
+    matcher = StructuralMatcher(iters=100, centers_from_embedding=centers)
+    graphs.export_matcher(matcher, tmp_path / "m.onnx", 16, 32, embed_dim)
+    report = validate.validate_against_pot(tmp_path / "m.onnx", validate.matcher_inputs(16, 32, embed_dim, k=16),
+                                           matcher, pairs=8)
     assert report["pairs"] == 8
     assert report["max_abs_diff_plan_vs_pot"] < 1e-5 and report["max_abs_diff_score_vs_pot"] < 1e-5
     assert report["max_abs_diff_score_vs_converged"] < 1e-2

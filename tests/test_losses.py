@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from edgedml.models import matching as M
-from edgedml.training.losses import StructuralSimilarity, divergence_loss, diversity_loss
+from edgedml.training.losses import StructuralSimilarity, divergence_loss, diversity_loss, flatten_features
 
 
 def loop_diversity(parts):
@@ -23,14 +23,18 @@ def loop_diversity(parts):
     return total / (k - 1)
 
 
-def loop_divergence(parts, margin=1.0):
+def loop_divergence(parts, margin=1.0, reduction="sum"):
+    """The paper's L_div = Σ_images Σ_{i≠j} max(0, m − ‖f_i − f_j‖²) (ordered pairs), or the mean
+    over images and unordered pairs."""
     b, m, _ = parts.shape
     terms = []
+    pairs = itertools.permutations(range(m), 2) if reduction == "sum" else itertools.combinations(range(m), 2)
+    pairs = list(pairs)
     for n in range(b):
-        for i, j in itertools.combinations(range(m), 2):
+        for i, j in pairs:
             sq = sum((p - q) ** 2 for p, q in zip(parts[n, i].tolist(), parts[n, j].tolist()))
             terms.append(max(0.0, margin - sq))
-    return sum(terms) / len(terms)
+    return sum(terms) if reduction == "sum" else sum(terms) / len(terms)
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
@@ -43,14 +47,15 @@ def test_diversity_loss_equals_plain_loop(dtype, tol):
     assert abs(got.item() - ref) <= tol * max(1.0, abs(ref))
 
 
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
-def test_divergence_loss_equals_plain_loop(dtype, tol):
+def test_divergence_loss_equals_plain_loop(dtype, tol, reduction):
     torch.manual_seed(1)
     parts = F.normalize(torch.randn(3, 4, 6, dtype=dtype), dim=-1) * 0.6  # some pairs within the margin
-    got = divergence_loss(parts)
-    ref = loop_divergence(parts.double())
+    got = divergence_loss(parts, reduction=reduction)
+    ref = loop_divergence(parts.double(), reduction=reduction)
     assert ref > 0
-    assert abs(got.item() - ref) <= tol
+    assert abs(got.item() - ref) <= tol * max(1.0, ref)
 
 
 def test_head_losses_of_one_part_are_zero():
@@ -94,5 +99,20 @@ def test_structural_similarity_trains_with_pml_losses_and_no_gradient_through_th
 
 
 def test_structural_similarity_rejects_wrong_flat_size():
-    with pytest.raises(ValueError, match="multiple of regions"):
+    with pytest.raises(ValueError, match="not a multiple of 16 rows"):
         StructuralSimilarity(regions=16)(torch.randn(2, 30))
+
+
+def test_structural_similarity_with_centres_uses_the_global_feature():
+    """With the official raw-mean x̄, the global term and the marginals use the embedding."""
+    torch.manual_seed(5)
+    local = F.normalize(torch.randn(4, 4, 8, dtype=torch.float64), dim=-1)
+    center = F.normalize(torch.randn(4, 8, dtype=torch.float64), dim=-1)
+    dist = StructuralSimilarity(regions=4, iters=50, centers=True)
+    mat = dist(flatten_features(local, center))
+    for i in range(4):
+        for j in range(4):
+            match = M.structural_match(local[i], local[j], iters=50, x_center=center[i], y_center=center[j])
+            assert torch.allclose(mat[i, j], (match.score + center[i] @ center[j]) / 2, atol=1e-10)
+    plain = StructuralSimilarity(regions=4, iters=50)(local.flatten(1))
+    assert (plain - mat).abs().max() > 1e-3

@@ -80,6 +80,37 @@ def test_marginal_orientation_asymmetric_example():
     assert (swapped_u - u).abs().max() > 0.2
 
 
+def official_structural(anchor, anchor_center, candidate, candidate_center, eps=0.05, iters=300):
+    """Plain re-statement of the official evaluation's calc_similarity (stage 1) for one pair:
+    its rows are the candidate's regions, weighed against the anchor's global feature, and its
+    columns the anchor's, weighed against the candidate's; Sinkhorn to convergence, Σ T ⊙ s."""
+    rows, cols = len(candidate), len(anchor)
+    s = np.array([[float(candidate[i] @ anchor[j]) for j in range(cols)] for i in range(rows)])
+    att_u = [max(0.0, float(anchor_center @ candidate[i])) for i in range(rows)]
+    att_v = [max(0.0, float(anchor[j] @ candidate_center)) for j in range(cols)]
+    u = [a / (sum(att_u) + 1e-5) for a in att_u]
+    v = [a / (sum(att_v) + 1e-5) for a in att_v]
+    plan = loop_sinkhorn(s, u, v, eps, iters)
+    return float((plan * s).sum())
+
+
+def test_structural_match_with_centres_equals_the_official_evaluation():
+    """The marginals weigh regions against the given global features (the official x̄: the
+    normalised mean of the raw regions); the problem is the official one transposed, so at
+    convergence the score is the same."""
+    g = torch.Generator().manual_seed(9)
+    raw_x, raw_y = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, 6, generator=g, dtype=torch.float64)
+    raw_y[:2] += raw_x[:2]  # some structure in common
+    x, y = F.normalize(raw_x, dim=-1), F.normalize(raw_y, dim=-1)
+    x_bar, y_bar = F.normalize(raw_x.mean(0), dim=0), F.normalize(raw_y.mean(0), dim=0)
+    ours = M.structural_match(x, y, iters=300, x_center=x_bar, y_center=y_bar).score
+    # the +1e-5 in the marginals' denominators leaves u and v with masses ~1e-5 apart, so the
+    # plan ends on whichever side was scaled last: the two orientations agree to that order
+    assert abs(float(ours) - official_structural(x, x_bar, y, y_bar)) < 1e-5
+    # the mean of the normalised regions is another centre, and another score
+    assert abs(float(M.structural_match(x, y, iters=300).score) - float(ours)) > 1e-4
+
+
 def test_batched_equals_one_at_a_time():
     query, candidates = correlated_features(1, seed=4), correlated_features(7, seed=5)
     batched = M.structural_match(query, candidates)
@@ -135,6 +166,35 @@ def test_log_form_is_finite_in_float16_where_similarities_span_minus_one_to_one(
     plan32 = M.sinkhorn_log(s, u, v)
     assert torch.isfinite(plan16).all()
     assert ((plan16.float() * s).sum((-1, -2)) - (plan32 * s).sum((-1, -2))).abs().max() < 1e-2
+
+
+def official_multiscale(global_sim, structural_top_n, keep):
+    """Plain re-statement of the official evaluation (eval_diml.py) for one query: rank the global
+    top N by structural + global, take the first ``keep`` (trunc_num) of that, then the global
+    order from position ``keep`` on (where a promoted candidate can appear a second time)."""
+    approx_tops = sorted(range(len(global_sim)), key=lambda i: -global_sim[i])
+    top = approx_tops[:len(structural_top_n)]
+    combined = [structural_top_n[n] + global_sim[i] for n, i in enumerate(top)]
+    rank_in_tops = sorted(range(len(top)), key=lambda n: -combined[n])
+    return [top[n] for n in rank_in_tops][:keep] + approx_tops[keep:]
+
+
+@pytest.mark.parametrize("keep", [None, 1, 3, 6])
+def test_multiscale_rerank_follows_the_official_evaluation(keep):
+    g = torch.Generator().manual_seed(7)
+    global_sim = torch.rand(3, 12, generator=g, dtype=torch.float64)
+    structural = torch.rand(3, 6, generator=g, dtype=torch.float64)  # scores of the global top 6
+    order = M.global_order(global_sim)
+    new = M.multiscale_rerank(global_sim, structural, order, keep)
+    for q in range(3):
+        kept = keep or 6
+        official = official_multiscale(global_sim[q].tolist(), structural[q].tolist(), kept)
+        assert new[q].tolist()[:kept] == official[:kept]  # the re-ranked head, as the official code has it
+        # then every other reference once, in global order (the official tail order[keep:] repeats
+        # promoted candidates and drops demoted ones; with keep = N it is exactly this)
+        assert new[q].tolist()[kept:] == [i for i in order[q].tolist() if i not in official[:kept]]
+        if kept == 6:
+            assert new[q].tolist() == official
 
 
 def test_multiscale_rerank_reorders_only_the_top_k():

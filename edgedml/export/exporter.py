@@ -125,7 +125,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     cfg = model.config
     iters = options.iters or cfg.sinkhorn_iters
     model = model.eval().cpu()
-    matcher = StructuralMatcher(cfg.sinkhorn_eps, iters, cfg.marginals, options.matcher_form)
+    matcher = StructuralMatcher.for_model(cfg, options.matcher_form, iters)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
     started = time.perf_counter()
     try:
@@ -157,9 +157,8 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         on_synthetic = validate.validate_matcher(matcher, staging / "matcher.onnx", synthetic)
         on_images = validate.validate_matcher(matcher, staging / "matcher.onnx", real)
         report["matcher"] = {k: max(on_synthetic[k], on_images[k]) for k in on_synthetic}
-        report["pot"] = validate.validate_against_pot(staging / "matcher.onnx", synthetic, cfg.sinkhorn_eps, iters,
-                                                      cfg.marginals)
-        report["fp16"] = validate.fp16_matcher_check(cfg.sinkhorn_eps, iters, cfg.marginals, synthetic)
+        report["pot"] = validate.validate_against_pot(staging / "matcher.onnx", synthetic, matcher)
+        report["fp16"] = validate.fp16_matcher_check(matcher, synthetic)
         report["bounds"] = {"embedding": validate.EMBEDDING_TOL, "scores": validate.SCORE_TOL,
                             "score_vs_pot": validate.POT_TOL, "fp16_scores": validate.FP16_TOL}
         failures = validate.check_bounds(report)
@@ -260,7 +259,7 @@ def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptio
     facts: dict = {"fp32": {"matcher_form": options.matcher_form}}
     if "fp16" in options.precisions:
         log("converting to fp16 (embedder, and the log-form matcher)")
-        log_matcher = StructuralMatcher(cfg.sinkhorn_eps, iters, cfg.marginals, "log")
+        log_matcher = StructuralMatcher.for_model(cfg, "log", iters)
         graphs.export_matcher(log_matcher, staging / "matcher.log.tmp", cfg.regions, cfg.local_dim, cfg.embed_dim)
         files = graph_sets["fp16"] = {g: precision.graph_file(g, "fp16") for g in ("embedder", "matcher")}
         facts["fp16"] = {"embedder": precision.to_fp16(staging / "embedder.onnx", staging / files["embedder"]),

@@ -85,8 +85,17 @@ def validate_matcher(matcher: StructuralMatcher, path: Path, inputs: tuple[torch
     return {f"max_abs_diff_{n}": float(np.abs(g - w.numpy()).max()) for n, g, w in zip(want._fields, got, want)}
 
 
-def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], eps: float, iters: int,
-                         marginals_kind: str, pairs: int = 8) -> dict:
+def _reference_match(matcher: StructuralMatcher, inputs: tuple[torch.Tensor, ...], iters: int, dtype,
+                     form: str = "log"):
+    """:func:`structural_match` on the matcher's settings and normalised inputs, in ``dtype``."""
+    q_local, q_emb, c_local, c_emb = (l2_normalize(t.to(dtype)) for t in inputs)
+    centers = (q_emb, c_emb) if matcher.centers_from_embedding else (None, None)
+    return structural_match(q_local, c_local, matcher.eps, iters, matcher.marginals_kind, form,
+                            x_center=centers[0], y_center=centers[1])
+
+
+def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], matcher: StructuralMatcher,
+                         pairs: int = 8) -> dict:
     """The ONNX matcher against ``ot.sinkhorn(method="sinkhorn_log")`` on the same marginals and
     kernel, for the first ``pairs`` candidates with mass on both sides.
 
@@ -101,8 +110,8 @@ def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], eps: floa
     sess = session(path)
     feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, inputs)}
     plans, scores = sess.run(["plan", "structural"], feeds)
-    q_local, _, c_local, _ = (t.double() for t in inputs)
-    exact = structural_match(q_local, c_local, eps, 2000, marginals_kind, "log")
+    eps, iters = matcher.eps, matcher.iters
+    exact = _reference_match(matcher, inputs, 2000, torch.float64)
     s, u, v = (t.numpy() for t in (exact.similarity, exact.u, exact.v))
     same = {"plan": 0.0, "score": 0.0}
     converged = 0.0
@@ -125,11 +134,10 @@ def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], eps: floa
 
 
 @torch.no_grad()
-def fp16_matcher_check(eps: float, iters: int, marginals_kind: str, inputs: tuple[torch.Tensor, ...]) -> dict:
+def fp16_matcher_check(matcher: StructuralMatcher, inputs: tuple[torch.Tensor, ...]) -> dict:
     """The log form in float16 (emulated on the CPU) against float32: score error, finiteness."""
-    q_local, _, c_local, _ = inputs
-    match16 = structural_match(q_local.half(), c_local.half(), eps, iters, marginals_kind, "log")
-    match32 = structural_match(q_local, c_local, eps, iters, marginals_kind, "log")
+    match16 = _reference_match(matcher, inputs, matcher.iters, torch.float16)
+    match32 = _reference_match(matcher, inputs, matcher.iters, torch.float32)
     return {"similarity_range": [float(match32.similarity.min()), float(match32.similarity.max())],
             "max_abs_diff_score_fp16": float((match16.score.float() - match32.score).abs().max()),
             "finite_fp16": bool(torch.isfinite(match16.plan).all())}

@@ -24,11 +24,11 @@ class ABEHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, dim: int = 512, learners: int = 8, grid: int = 4,
-                 upsample: int = 16):
+                 upsample: int = 16, align_corners: bool = True):
         super().__init__()
         if dim % learners:
             raise ValueError(f"dim ({dim}) must be divisible by learners ({learners})")
-        self.learners, self.grid, self.upsample = learners, grid, upsample
+        self.learners, self.grid, self.upsample, self.align_corners = learners, grid, upsample, align_corners
         self.attention = nn.Conv2d(in_channels, learners, kernel_size=1)
         self.embedding = nn.Conv2d(in_channels, dim, kernel_size=1)  # W_1..W_M stacked
 
@@ -47,5 +47,5 @@ class ABEHead(nn.Module):
         learned = (gated.unsqueeze(2) @ weight).squeeze(2)  # (B, M, 1, C) @ (M, C, D/M) → (B, M, D/M)
         parts = l2_normalize(learned + bias)
         embedding = parts.flatten(1) / math.sqrt(self.learners)
-        local = l2_normalize(grid_regions(self.embedding(features), self.grid, self.upsample))
+        local = l2_normalize(grid_regions(self.embedding(features), self.grid, self.upsample, self.align_corners))
         return HeadOutput(embedding, local, masks, parts)

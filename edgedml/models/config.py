@@ -12,6 +12,11 @@ from ..preprocessing import PreprocessSpec
 
 HEADS = ("diml", "grouping", "abe")
 MARGINALS = ("cross", "uniform")
+# DIML's global feature x̄: "raw_mean" normalises the mean of the raw region features (the
+# official code); "normalised_mean" averages the already normalised regions (edgedml before 0.3)
+GLOBAL_FEATURES = ("raw_mean", "normalised_mean")
+# what a saved config that predates a field meant by it: those models were trained that way
+LEGACY_DEFAULTS = {"align_corners": False, "global_feature": "normalised_mean"}
 # measured (benchmarks/sinkhorn_iterations.py): on flowers17 and cub_birds test features the
 # official DIML early stop (mean |Δr| < 0.1) ends after 12–29 iterations on average, and 30 fixed
 # iterations change multi-scale MAP@R by at most 1e-5 against 100
@@ -53,7 +58,14 @@ class ModelConfig:
     ``grouping`` it is split into ``groups`` groups of ``embed_dim // groups``; for ``abe`` into
     ``learners`` learners. ``grid`` × ``grid`` regions (R = grid²) are the local features used
     by structural matching, made by bilinear upsampling of the feature map to
-    ``upsample`` × ``upsample`` then average pooling (the official DIML recipe, 7→16→4).
+    ``upsample`` × ``upsample`` then average pooling (the official DIML recipe, 7→16→4, with
+    ``align_corners`` as the official code has it).
+
+    DIML only: ``global_feature`` picks x̄ (see ``GLOBAL_FEATURES``); with "raw_mean" the global
+    embedding is also the centre that the cross-correlation marginals weigh regions against, as
+    in the official evaluation. ``projection=False`` drops the 1×1 projection: the regions and
+    the global embedding are the backbone's own features (``embed_dim`` = its channels), the
+    untrained baseline with nothing random in it.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -68,6 +80,9 @@ class ModelConfig:
     marginals: str = "cross"
     image_size: int | None = None
     backbone_weights: str | None = None
+    align_corners: bool = True
+    global_feature: str = "raw_mean"
+    projection: bool = True
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -76,6 +91,17 @@ class ModelConfig:
             raise ConfigError(f"unknown head {self.head!r}; choose one of {list(HEADS)}")
         if self.marginals not in MARGINALS:
             raise ConfigError(f"unknown marginals {self.marginals!r}; choose one of {list(MARGINALS)}")
+        if self.global_feature not in GLOBAL_FEATURES:
+            raise ConfigError(f"unknown global_feature {self.global_feature!r}; choose one of {list(GLOBAL_FEATURES)}")
+        if not self.projection:
+            channels = self.backbone_info.channels
+            if self.head != "diml":
+                raise ConfigError(f"projection=False is a DIML option (regions of the raw backbone features); "
+                                  f"the {self.head} head always projects: drop projection=False")
+            if self.embed_dim not in (None, channels):
+                raise ConfigError(f"without a projection the embedding is the backbone's {channels} channels, "
+                                  f"not embed_dim={self.embed_dim}: leave embed_dim unset")
+            object.__setattr__(self, "embed_dim", channels)
         if self.embed_dim is None:
             object.__setattr__(self, "embed_dim", DEFAULT_EMBED_DIM[self.head])
         for name in ("embed_dim", "grid", "upsample", "groups", "learners", "sinkhorn_iters"):
@@ -118,6 +144,12 @@ class ModelConfig:
         return {"diml": 0, "grouping": self.groups, "abe": self.learners}[self.head]
 
     @property
+    def centers_from_embedding(self) -> bool:
+        """Whether the cross-correlation marginals weigh regions against the global embedding
+        (DIML with the official raw-mean x̄) rather than the mean of the normalised regions."""
+        return self.head == "diml" and self.global_feature == "raw_mean"
+
+    @property
     def local_dim(self) -> int:
         """Size of one local feature: the value size for grouping, embed_dim otherwise."""
         return self.embed_dim // self.groups if self.head == "grouping" else self.embed_dim
@@ -134,18 +166,23 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict, saved: bool = False) -> "ModelConfig":
+        """A config from a dict. ``saved``: the dict describes an existing model (a checkpoint,
+        a run folder, a bundle), so fields it predates take their ``LEGACY_DEFAULTS`` value, the
+        way that model was trained; otherwise missing fields take today's defaults."""
+        if saved and isinstance(data, dict):
+            data = {**LEGACY_DEFAULTS, **data}
         return build_dataclass(cls, data, "model config")
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str, saved: bool = True) -> "ModelConfig":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"model config is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError("model config JSON must be an object")
-        return cls.from_dict(data)
+        return cls.from_dict(data, saved=saved)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n")

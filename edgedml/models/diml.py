@@ -14,18 +14,27 @@ class DIMLHead(nn.Module):
 
     The projection is applied before resizing (both are linear per channel, so the order does not
     change the result, and the 7×7 map is cheaper to project than the 16×16 one).
+    ``projection=False`` keeps the backbone's own C channels (D = C): no weights at all.
+    ``global_feature`` is "raw_mean" (official: x̄ = the normalised mean of the raw regions) or
+    "normalised_mean" (the normalised mean of the normalised regions).
     """
 
-    def __init__(self, in_channels: int, dim: int = 128, grid: int = 4, upsample: int = 16):
+    def __init__(self, in_channels: int, dim: int = 128, grid: int = 4, upsample: int = 16,
+                 align_corners: bool = True, global_feature: str = "raw_mean", projection: bool = True):
         super().__init__()
-        self.grid, self.upsample = grid, upsample
-        self.projection = nn.Conv2d(in_channels, dim, kernel_size=1)
+        if not projection and dim != in_channels:
+            raise ValueError(f"without a projection dim must equal in_channels ({in_channels}), got {dim}")
+        self.grid, self.upsample, self.align_corners = grid, upsample, align_corners
+        self.global_feature = global_feature
+        self.projection = nn.Conv2d(in_channels, dim, kernel_size=1) if projection else nn.Identity()
 
     def forward(self, features: Tensor) -> HeadOutput:
         """features (B, C, h, w) →
-        embedding (B, D): x̄, the L2-normalised mean of the regions;
+        embedding (B, D): x̄ per ``global_feature``;
         local (B, R, D): L2-normalised region features x_i, R = grid²;
         attention None (DIML has no attention maps); parts None.
         """
-        local = l2_normalize(grid_regions(self.projection(features), self.grid, self.upsample))
-        return HeadOutput(mean_feature(local), local, None, None)
+        raw = grid_regions(self.projection(features), self.grid, self.upsample, self.align_corners)
+        local = l2_normalize(raw)
+        center = l2_normalize(raw.mean(dim=-2)) if self.global_feature == "raw_mean" else mean_feature(local)
+        return HeadOutput(center, local, None, None)

@@ -14,9 +14,10 @@ from .head_output import HeadOutput
 
 def create_head(config: ModelConfig, in_channels: int) -> nn.Module:
     """The head named by ``config.head`` for a backbone with ``in_channels`` output channels."""
-    common = dict(grid=config.grid, upsample=config.upsample)
+    common = dict(grid=config.grid, upsample=config.upsample, align_corners=config.align_corners)
     if config.head == "diml":
-        return DIMLHead(in_channels, config.embed_dim, **common)
+        return DIMLHead(in_channels, config.embed_dim, **common, global_feature=config.global_feature,
+                        projection=config.projection)
     if config.head == "grouping":
         return AttentiveGroupingHead(in_channels, config.embed_dim, config.groups, **common)
     return ABEHead(in_channels, config.embed_dim, config.learners, **common)

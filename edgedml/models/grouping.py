@@ -23,12 +23,12 @@ class AttentiveGroupingHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, dim: int = 384, groups: int = 3, grid: int = 4,
-                 upsample: int = 16):
+                 upsample: int = 16, align_corners: bool = True):
         super().__init__()
         if dim % groups:
             raise ValueError(f"dim ({dim}) must be divisible by groups ({groups})")
         key_dim = max(in_channels // 8, 1)
-        self.groups, self.grid, self.upsample = groups, grid, upsample
+        self.groups, self.grid, self.upsample, self.align_corners = groups, grid, upsample, align_corners
         self.keys = nn.Conv2d(in_channels, key_dim, kernel_size=1)
         self.values = nn.Conv2d(in_channels, dim // groups, kernel_size=1)
         # std 1/sqrt(key_dim) keeps the initial attention logits of order one
@@ -49,5 +49,5 @@ class AttentiveGroupingHead(nn.Module):
         attention = torch.softmax(logits, dim=-1)
         parts = l2_normalize(attention @ values.transpose(1, 2))  # (B, k, D/k)
         embedding = parts.flatten(1) / math.sqrt(self.groups)
-        local = l2_normalize(grid_regions(value_map, self.grid, self.upsample))
+        local = l2_normalize(grid_regions(value_map, self.grid, self.upsample, self.align_corners))
         return HeadOutput(embedding, local, attention.view(b, self.groups, h, w), parts)

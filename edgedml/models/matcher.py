@@ -30,15 +30,26 @@ class StructuralMatcher(nn.Module):
 
     ``form`` is "scaling" (fp32, fewest graph nodes) or "log" (explicit max-shift log-sum-exp,
     safe in fp16). Both run ``iters`` fixed iterations with entropic regulariser ``eps``.
+    ``centers_from_embedding``: the cross-correlation marginals weigh regions against the global
+    embeddings (DIML's official raw-mean x̄; ``ModelConfig.centers_from_embedding``) instead of
+    the mean of the normalised regions.
     """
 
-    def __init__(self, eps: float = 0.05, iters: int = SINKHORN_ITERS, marginals_kind: str = "cross", form: str = "scaling"):
+    def __init__(self, eps: float = 0.05, iters: int = SINKHORN_ITERS, marginals_kind: str = "cross",
+                 form: str = "scaling", centers_from_embedding: bool = False):
         super().__init__()
         if form not in SINKHORN_FORMS:
             raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
         if iters < 1 or eps <= 0:
             raise ValueError(f"need iters ≥ 1 and eps > 0, got iters={iters}, eps={eps}")
         self.eps, self.iters, self.marginals_kind, self.form = eps, iters, marginals_kind, form
+        self.centers_from_embedding = centers_from_embedding
+
+    @classmethod
+    def for_model(cls, config, form: str = "scaling", iters: int | None = None) -> "StructuralMatcher":
+        """The matcher a :class:`ModelConfig` describes (its ε, iterations, marginals, centres)."""
+        return cls(config.sinkhorn_eps, iters or config.sinkhorn_iters, config.marginals, form,
+                   config.centers_from_embedding)
 
     def forward(self, query_local: Tensor, query_embedding: Tensor, candidate_local: Tensor,
                 candidate_embedding: Tensor) -> MatcherOutput:
@@ -48,6 +59,8 @@ class StructuralMatcher(nn.Module):
         # or rounding) would push exp((s − 1)/ε) past fp32's range and give inf/NaN scores
         query_local, candidate_local = l2_normalize(query_local), l2_normalize(candidate_local)
         query_embedding, candidate_embedding = l2_normalize(query_embedding), l2_normalize(candidate_embedding)
-        match = structural_match(query_local, candidate_local, self.eps, self.iters, self.marginals_kind, self.form)
+        centers = (query_embedding, candidate_embedding) if self.centers_from_embedding else (None, None)
+        match = structural_match(query_local, candidate_local, self.eps, self.iters, self.marginals_kind, self.form,
+                                 x_center=centers[0], y_center=centers[1])
         cosine = (query_embedding * candidate_embedding).sum(-1)
         return MatcherOutput(match.score, match.score + cosine, match.plan, match.evidence_x, match.evidence_y)

@@ -48,15 +48,19 @@ def region_similarity(x: Tensor, y: Tensor) -> Tensor:
     return x @ y.transpose(-1, -2)
 
 
-def cross_correlation_marginals(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+def cross_correlation_marginals(x: Tensor, y: Tensor, x_center: Tensor | None = None,
+                                y_center: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """DIML's cross-correlation marginals.
 
     u_i = ReLU(x_i·ȳ) / (Σ_i ReLU(x_i·ȳ) + 1e-5),  v_j = ReLU(y_j·x̄) / (Σ_j ReLU(y_j·x̄) + 1e-5).
     u is indexed by x's regions and weighs them by their agreement with y's global feature.
+    The centres x̄, ȳ are the given unit vectors (the official code passes its global features,
+    the normalised means of the raw regions) or, when None, :func:`mean_feature` of the regions.
 
-    x (..., R, D), y (..., R', D) → u (..., R), v (..., R').
+    x (..., R, D), y (..., R', D), x_center, y_center (..., D) → u (..., R), v (..., R').
     """
-    x_bar, y_bar = mean_feature(x), mean_feature(y)
+    x_bar = mean_feature(x) if x_center is None else x_center
+    y_bar = mean_feature(y) if y_center is None else y_center
     u = torch.relu((x * y_bar.unsqueeze(-2)).sum(-1))
     v = torch.relu((y * x_bar.unsqueeze(-2)).sum(-1))
     u = u / (u.sum(-1, keepdim=True) + MARGINAL_EPS)
@@ -74,10 +78,11 @@ def uniform_marginals(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return u, v
 
 
-def marginals(x: Tensor, y: Tensor, kind: str = "cross") -> tuple[Tensor, Tensor]:
+def marginals(x: Tensor, y: Tensor, kind: str = "cross", x_center: Tensor | None = None,
+              y_center: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Dispatch on ``kind`` ("cross" or "uniform"); shapes as the two functions above."""
     if kind == "cross":
-        return cross_correlation_marginals(x, y)
+        return cross_correlation_marginals(x, y, x_center, y_center)
     if kind == "uniform":
         return uniform_marginals(x, y)
     raise ValueError(f"unknown marginals {kind!r}; choose 'cross' or 'uniform'")
@@ -180,35 +185,50 @@ def structural_match(
     marginals_kind: str = "cross",
     form: str = "log",
     detach_plan: bool = False,
+    x_center: Tensor | None = None,
+    y_center: Tensor | None = None,
 ) -> StructuralMatch:
     """DIML's structural similarity of local features x (..., R, D) and y (..., R', D)
     (leading dims broadcast): s = x yᵀ, marginals u, v, plan T = Sinkhorn(s, u, v), score Σ T ⊙ s.
 
     ``detach_plan``: solve for T (and the marginals) without gradient, as the official training
-    code does; gradients then flow through s only."""
+    code does; gradients then flow through s only. ``x_center``, ``y_center`` (..., D): the
+    global features the cross-correlation marginals use (default: the regions' mean feature)."""
     if form not in SINKHORN_FORMS:
         raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
     s = region_similarity(x, y)
     with torch.no_grad() if detach_plan else contextlib.nullcontext():
-        u, v = marginals(x, y, marginals_kind)
+        u, v = marginals(x, y, marginals_kind, x_center, y_center)
         plan = SINKHORN_FORMS[form](s.detach() if detach_plan else s, u, v, eps, iters)
     ex, ey = evidence(plan, s)
     return StructuralMatch(ex.sum(-1), plan, s, ex, ey, u, v)
 
 
-def multiscale_rerank(global_sim: Tensor, structural_top: Tensor, order: Tensor) -> Tensor:
-    """Multi-scale ranking: re-rank the top K of a global ranking by S_struct + global cosine.
+def multiscale_rerank(global_sim: Tensor, structural_top: Tensor, order: Tensor, keep: int | None = None) -> Tensor:
+    """Multi-scale ranking (DIML's evaluation): the global top N, re-ranked by S_struct + global
+    cosine, then the rest in global order.
 
-    ``order`` is the global ranking (indices sorted by ``global_sim``, best first), whose first
-    K entries are the candidates that ``structural_top`` scores; the rest keep global order.
+    ``order`` is the global ranking (indices sorted by ``global_sim``, best first), whose first N
+    entries are the candidates that ``structural_top`` scores. ``keep`` (the official code's
+    ``trunc_num``, default N) takes only the first ``keep`` of the re-ranked candidates, which may
+    come from anywhere in the global top N, and follows them with the global ranking. The
+    official code appends ``order[keep:]`` as it is, so a promoted candidate can appear twice and
+    a demoted one from the global top ``keep`` not at all; here every reference appears once (the
+    global remainder without the promoted ones). With ``keep`` = N the two agree exactly.
 
-    global_sim (Q, N), structural_top (Q, K), order (Q, N) → new order (Q, N).
+    global_sim (Q, M), structural_top (Q, N), order (Q, M) → new order (Q, M).
     """
-    k = structural_top.shape[-1]
-    top = order[..., :k]
+    n_top = structural_top.shape[-1]
+    keep = n_top if keep is None else min(keep, n_top)
+    top = order[..., :n_top]
     combined = structural_top + global_sim.gather(-1, top)
     rerank = torch.argsort(combined, dim=-1, descending=True, stable=True)
-    return torch.cat([top.gather(-1, rerank), order[..., k:]], dim=-1)
+    promoted = top.gather(-1, rerank)[..., :keep]
+    if keep == n_top:
+        return torch.cat([promoted, order[..., n_top:]], dim=-1)
+    placed = torch.zeros(order.shape, dtype=torch.bool, device=order.device).scatter_(-1, promoted, True)
+    rest = order[~placed.gather(-1, order)].view(*order.shape[:-1], order.shape[-1] - keep)
+    return torch.cat([promoted, rest], dim=-1)
 
 
 def global_order(global_sim: Tensor) -> Tensor:

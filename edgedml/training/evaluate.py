@@ -4,8 +4,8 @@ Every test image queries all the others (itself excluded). Three rankings are sc
 - ``global``: cosine of the global embeddings;
 - ``structural``: DIML's structural similarity Σ T ⊙ s over all pairs (costly: by default only
   up to 10,000 images);
-- ``multiscale``: the global ranking with its top K (default 100) re-ranked by
-  S_struct + global cosine (DIML's multi-scale matching).
+- ``multiscale``: the global ranking with its top N (default 1000, the official evaluation's
+  largest ``trunc_num``) re-ranked by S_struct + global cosine (DIML's multi-scale matching).
 Recall@{1,2,4,8}, MAP@R and R-precision for each; NMI of k-means on the global embeddings.
 Similarities are computed in chunks of queries, so memory stays bounded on large test sets.
 """
@@ -26,6 +26,7 @@ from .datasets import ImageDataset, Sample
 from .transforms import EvalTransform
 
 STRUCTURAL_AUTO_LIMIT = 10_000
+RERANK_CANDIDATES = 1000  # the official DIML evaluation scores the global top 1000 structurally
 _CHUNK_BYTES = 256 * 2**20
 
 
@@ -72,15 +73,30 @@ def _score(per_query: list[dict[str, Tensor]]) -> dict[str, float]:
     return {k: metrics.mean_over_queries(torch.cat([p[k] for p in per_query])) for k in keys}
 
 
-def _structural(x: Tensor, y: Tensor, settings: dict) -> Tensor:
-    return structural_match(x, y, **settings).score
+def _structural(data: Embedded, queries: slice, refs, settings: dict, centers: bool) -> Tensor:
+    """Structural scores of the queries against ``refs``: an index (Q, K) of candidates per query,
+    or ``None`` for every image; (Q, K) or (Q, N)."""
+    x, x_bar = data.local[queries].unsqueeze(1), data.embedding[queries].unsqueeze(1)
+    if refs is None:
+        y, y_bar = data.local.unsqueeze(0), data.embedding.unsqueeze(0)
+    else:
+        y, y_bar = data.local[refs], data.embedding[refs]
+    if not centers:
+        x_bar = y_bar = None
+    return structural_match(x, y, **settings, x_center=x_bar, y_center=y_bar).score
 
 
 def evaluate_embeddings(data: Embedded, structural: bool | None = None, multiscale: bool = True,
-                        nmi: bool = True, k: int = 100, eps: float = 0.05, iters: int = SINKHORN_ITERS,
-                        marginals: str = "cross", form: str = "scaling", ks=(1, 2, 4, 8),
+                        nmi: bool = True, k: int = RERANK_CANDIDATES, keep: int | None = None,
+                        eps: float = 0.05, iters: int = SINKHORN_ITERS, marginals: str = "cross",
+                        form: str = "scaling", centers: bool = False, ks=(1, 2, 4, 8),
                         progress: bool = False) -> dict[str, dict[str, float]]:
-    """Score the rankings described in the module doc; returns {ranking: {metric: value}}."""
+    """Score the rankings described in the module doc; returns {ranking: {metric: value}}.
+
+    ``k``: the global top N scored structurally for the multi-scale ranking; ``keep``: how many
+    of the re-ranked ones precede the global remainder (default all, see
+    :func:`multiscale_rerank`). ``centers``: the marginals weigh regions against the global
+    embeddings (``ModelConfig.centers_from_embedding``)."""
     n = data.embedding.shape[0]
     if n < 2:
         raise ValueError("evaluation needs at least 2 images")
@@ -104,8 +120,8 @@ def evaluate_embeddings(data: Embedded, structural: bool | None = None, multisca
         results["global"].append(metrics.retrieval_metrics(order, q_labels, labels, ks, exclude_self=True, reduce=False))
         if multiscale:
             top = order[:, :k]  # (q, K), never the query itself
-            scores = _structural(local[start:stop].unsqueeze(1), local[top], settings)  # (q, K)
-            reranked = multiscale_rerank(global_sim, scores, order)
+            scores = _structural(data, slice(start, stop), top, settings, centers)  # (q, K)
+            reranked = multiscale_rerank(global_sim, scores, order, keep)
             results["multiscale"].append(
                 metrics.retrieval_metrics(reranked, q_labels, labels, ks, exclude_self=True, reduce=False))
         if bar is not None:
@@ -114,7 +130,7 @@ def evaluate_embeddings(data: Embedded, structural: bool | None = None, multisca
         bar.close()
     if structural:
         for start, stop in _chunks(n, n * r * (r + dl) * 16):
-            scores = _structural(local[start:stop].unsqueeze(1), local.unsqueeze(0), settings)  # (q, N)
+            scores = _structural(data, slice(start, stop), None, settings, centers)  # (q, N)
             order = metrics.rank_references(scores, exclude_self=True, query_offset=start)
             results["structural"].append(
                 metrics.retrieval_metrics(order, labels[start:stop], labels, ks, exclude_self=True, reduce=False))
@@ -131,5 +147,6 @@ def evaluate_model(model: EmbeddingModel, samples: list[Sample], device="cpu", b
     options.setdefault("eps", cfg.sinkhorn_eps)
     options.setdefault("iters", cfg.sinkhorn_iters)
     options.setdefault("marginals", cfg.marginals)
+    options.setdefault("centers", cfg.centers_from_embedding)
     data = embed_samples(model, samples, cfg.preprocessing(), device, batch_size, workers, progress)
     return evaluate_embeddings(data, progress=progress, **options)

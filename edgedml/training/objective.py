@@ -5,7 +5,8 @@
 - grouping: the base loss on each group embedding, averaged over groups, plus
   ``diversity_weight`` × the diversity loss (official: λ = 0.01–0.03).
 - abe: the base loss on each learner embedding, averaged over learners, plus
-  ``divergence_weight`` × the divergence loss (m = 1).
+  ``divergence_weight`` × the divergence loss (m = 1; summed as in the paper, or averaged with
+  ``divergence_reduction="mean"``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..models.config import ModelConfig
 from ..models.head_output import HeadOutput
-from .losses import StructuralSimilarity, divergence_loss, diversity_loss
+from .losses import StructuralSimilarity, divergence_loss, diversity_loss, flatten_features
 
 BASE_LOSSES = ("multi_similarity", "margin", "triplet", "proxy_anchor")
 
@@ -42,17 +43,20 @@ class Objective(nn.Module):
 
     def __init__(self, model_config: ModelConfig, loss: str = "multi_similarity", num_classes: int = 0,
                  diversity_weight: float = 0.02, divergence_weight: float = 1.0,
-                 sinkhorn_form: str = "scaling"):
+                 sinkhorn_form: str = "scaling", divergence_reduction: str = "sum"):
         super().__init__()
         if loss == "proxy_anchor" and num_classes < 2:
             raise ConfigError("proxy_anchor needs the number of training classes (at least 2)")
         self.head = model_config.head
         self.diversity_weight, self.divergence_weight = diversity_weight, divergence_weight
+        self.divergence_reduction = divergence_reduction
         self.structural = model_config.head == "diml" and loss != "proxy_anchor"
+        self.centers = model_config.centers_from_embedding
         cosine = distances.CosineSimilarity()
         if self.structural:
             distance = StructuralSimilarity(model_config.regions, model_config.sinkhorn_eps,
-                                            model_config.sinkhorn_iters, model_config.marginals, sinkhorn_form)
+                                            model_config.sinkhorn_iters, model_config.marginals, sinkhorn_form,
+                                            centers=self.centers)
             self.base = nn.ModuleList([make_base_loss(loss, distance, num_classes, 0)])
         elif model_config.head == "diml":
             self.base = nn.ModuleList([make_base_loss(loss, cosine, num_classes, model_config.embed_dim)])
@@ -64,7 +68,10 @@ class Objective(nn.Module):
 
     def forward(self, out: HeadOutput, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         if self.head == "diml":
-            features = out.local.flatten(1) if self.structural else out.embedding
+            if self.structural:
+                features = flatten_features(out.local, out.embedding if self.centers else None)
+            else:
+                features = out.embedding
             metric = self.base[0](features.float(), labels)
             return metric, {"metric": metric.item()}
         parts = out.parts.float()
@@ -73,5 +80,5 @@ class Objective(nn.Module):
         if self.head == "grouping":
             extra = diversity_loss(parts)
             return metric + self.diversity_weight * extra, {"metric": metric.item(), "diversity": extra.item()}
-        extra = divergence_loss(parts)
+        extra = divergence_loss(parts, reduction=self.divergence_reduction)
         return metric + self.divergence_weight * extra, {"metric": metric.item(), "divergence": extra.item()}

@@ -97,7 +97,7 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
 
     model = build_model(cfg.model, pretrained=not resume).to(device)
     objective = Objective(cfg.model, cfg.loss, num_classes, cfg.diversity_weight, cfg.divergence_weight,
-                          cfg.sinkhorn_form).to(device)
+                          cfg.sinkhorn_form, cfg.divergence_reduction).to(device)
     freeze(model, cfg.freeze_stages, cfg.freeze_bn)  # sets requires_grad before the optimizer sees it
     optimizer = build_optimizer(model, objective, cfg)
     counters = {"epoch": 0, "step": 0, "best_map_at_r": -1.0, "best_epoch": -1}
