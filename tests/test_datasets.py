@@ -11,7 +11,7 @@ import torch
 from edgedml.errors import ConfigError, InvalidImageError
 from edgedml.training.datasets import (
     IMAGE_EXTENSIONS, DatasetSplit, ImageDataset, Sample, check_readable, class_folder_split,
-    cars196_split, cub200_split, load_split, read_rgb, sop_split)
+    cars196_split, cub200_split, load_split, load_splits, read_rgb, sop_split)
 
 
 def write_image(path: Path, seed: int = 0, image: np.ndarray | None = None) -> np.ndarray:
@@ -128,6 +128,22 @@ def test_class_folder_explicit_lists(tmp_path):
     split = class_folder_split(tmp_path, train_classes=["a"], test_classes=["c"])
     assert (split.train_classes, split.test_classes) == (["a"], ["c"])
     assert {s.class_name for s in split.train + split.test} == {"a", "c"}
+
+
+def test_several_datasets_make_one_split(tmp_path):
+    """Birds and flowers for one model: each root takes the class names it holds, the others keep
+    their default split; labels run over all roots and names say where a class came from."""
+    make_folders(tmp_path / "birds", {"b1": 1, "b2": 1, "b3": 1, "b4": 1})
+    make_folders(tmp_path / "flowers", {"f1": 2, "f2": 1, "f3": 1})
+    split = load_splits([tmp_path / "birds", tmp_path / "flowers"], train_classes=["f1"])
+    assert split.train_classes == ["birds/b1", "birds/b2", "flowers/f1"]
+    assert split.test_classes == ["birds/b3", "birds/b4", "flowers/f2", "flowers/f3"]
+    assert [(s.class_name, s.label) for s in split.train] == [("birds/b1", 0), ("birds/b2", 1), ("flowers/f1", 2),
+                                                              ("flowers/f1", 2)]
+    assert [s.label for s in split.test] == [0, 1, 2, 3] and split.source == "folders+folders"
+    assert load_splits([tmp_path / "birds"]) == load_split(tmp_path / "birds")  # one root: unchanged
+    with pytest.raises(ConfigError, match=r"\['x9'\] are in none of"):
+        load_splits([tmp_path / "birds", tmp_path / "flowers"], test_classes=["x9"])
 
 
 def test_class_folder_errors_say_how_to_fix(tmp_path):

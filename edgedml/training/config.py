@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError, build_dataclass
 from ..models import ModelConfig
-from .datasets import DatasetSplit, load_split
+from .datasets import DatasetSplit, load_splits
+from .losses import DIVERGENCE_REDUCTIONS
 from .objective import BASE_LOSSES
 
 
@@ -16,7 +17,7 @@ from .objective import BASE_LOSSES
 class TrainConfig:
     """Every setting of a training run; saved as ``train_config.json`` in the run folder."""
 
-    data: str
+    data: str | list[str]  # one dataset root, or several trained on together
     out: str = "runs/edgedml"
     model: ModelConfig = field(default_factory=ModelConfig)
     data_format: str = "auto"
@@ -25,6 +26,7 @@ class TrainConfig:
     loss: str = "multi_similarity"
     diversity_weight: float = 0.02
     divergence_weight: float = 1.0
+    divergence_reduction: str = "sum"  # ABE: "sum" as in the paper, "mean" as edgedml before 0.3
     epochs: int = 10
     batch_size: int = 32
     m_per_class: int = 4
@@ -48,9 +50,12 @@ class TrainConfig:
 
     def __post_init__(self):
         if isinstance(self.model, dict):
-            self.model = ModelConfig.from_dict(self.model)
+            self.model = ModelConfig.from_dict(self.model, saved=True)  # a run folder's own config
         if self.loss not in BASE_LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {list(BASE_LOSSES)}")
+        if self.divergence_reduction not in DIVERGENCE_REDUCTIONS:
+            raise ConfigError(f"unknown divergence_reduction {self.divergence_reduction!r}; "
+                              f"choose one of {list(DIVERGENCE_REDUCTIONS)}")
         if self.epochs < 1 or self.batch_size < 2 or self.m_per_class < 1:
             raise ConfigError("epochs ≥ 1, batch_size ≥ 2 and m_per_class ≥ 1 are required")
         if not 0 <= self.val_fraction < 1:
@@ -68,5 +73,5 @@ class TrainConfig:
 
 def load_cfg_split(cfg: TrainConfig) -> DatasetSplit:
     """The dataset split a training config names (class lists apply to class folders only)."""
-    lists = {k: v for k, v in (("train_classes", cfg.train_classes), ("test_classes", cfg.test_classes)) if v}
-    return load_split(cfg.data, cfg.data_format, **lists)
+    roots = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+    return load_splits(roots, cfg.data_format, cfg.train_classes, cfg.test_classes)
