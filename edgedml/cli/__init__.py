@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import platform
+from pathlib import Path
 
 import click
 
@@ -66,6 +67,8 @@ def collect_info() -> dict:
             ("onnx", "onnx"), ("onnxruntime", "onnxruntime"), ("tensorrt", "tensorrt"),
         ]},
     }
+    shipped = Path(__file__).resolve().parents[1] / "presets"  # the trained presets' files (no torch to list them)
+    info["presets"] = sorted(p.stem for p in shipped.glob("*.safetensors")) + ["imagenet"]
     try:
         import onnxruntime
 
@@ -102,6 +105,7 @@ def info(as_json: bool) -> None:
     click.echo(f"  onnxruntime providers    {', '.join(data['onnxruntime_providers']) or 'none'}")
     click.echo(f"  GPUs                     {', '.join(data['gpus']) or 'none visible to torch'}")
     click.echo(f"  OpenCV CUDA devices      {data['opencv_cuda_devices']}")
+    click.echo(f"  presets (--checkpoint)   {', '.join(data['presets'])}")
 
 
 main.add_section("Training and export (torch)", training.COMMANDS)

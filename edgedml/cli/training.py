@@ -16,8 +16,9 @@ def _class_list(value: str | None) -> list[str] | None:
 
 
 _data_options = [
-    click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
-                 help="Dataset root: class folders, or CUB-200-2011 / Cars196 / SOP as distributed."),
+    click.option("--data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
+                 help="Dataset root: class folders, or CUB-200-2011 / Cars196 / SOP as distributed. "
+                      "Repeat it to use several datasets as one (class names become root/class)."),
     click.option("--format", "data_format", default="auto", show_default=True,
                  type=click.Choice(["auto", "folders", "cub200", "cars196", "sop"])),
     click.option("--train-classes", help="Class folders only: comma-separated training classes."),
@@ -57,6 +58,8 @@ def _with(options):
 @click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA [default: on].")
 @click.option("--diversity-weight", type=float, help="Attentive grouping's diversity loss weight.")
 @click.option("--divergence-weight", type=float, help="ABE's divergence loss weight.")
+@click.option("--divergence-reduction", type=click.Choice(["sum", "mean"]),
+              help="ABE's divergence loss: summed as in the paper, or averaged [default: sum].")
 @click.option("--val-fraction", type=float, help="Training classes held out to pick the best epoch.")
 @click.option("--seed", type=int)
 @click.option("--device", help="auto, cpu, cuda, cuda:1 ...")
@@ -88,14 +91,14 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
         model.pop("embed_dim", None)  # a new head takes its own default embedding size
     model.update({k: v for k, v in model_flags.items() if v is not None})
     base.update({k: v for k, v in flags.items() if v is not None})
-    base.update(data=data, out=out, data_format=data_format, model=model)
+    base.update(data=data[0] if len(data) == 1 else list(data), out=out, data_format=data_format, model=model)
     if _class_list(train_classes):
         base["train_classes"] = _class_list(train_classes)
     if _class_list(test_classes):
         base["test_classes"] = _class_list(test_classes)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     try:
-        cfg = TrainConfig.from_dict({**base, "model": ModelConfig.from_dict(base["model"])})
+        cfg = TrainConfig.from_dict({**base, "model": ModelConfig.from_dict(base["model"], saved=resume)})
         if world > 1:
             import torch
             import torch.distributed as dist
@@ -132,14 +135,12 @@ def _table(results: dict) -> str:
 
 @click.command(name="eval")
 @_with(_data_options)
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
-              help="A .safetensors checkpoint; without it, the ImageNet-pretrained default model (untrained head).")
-@click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), default="diml", show_default=True,
-              help="Head of the untrained model (ignored with --checkpoint).")
-@click.option("--image-size", type=int, help="Input size of the untrained model (ignored with --checkpoint).")
+@click.option("--checkpoint", default="objects", show_default=True, metavar="PRESET|PATH",
+              help="A shipped preset (objects, faces, imagenet = the untrained backbone) or a .safetensors checkpoint.")
 @click.option("--split", "which", type=click.Choice(["test", "train", "all"]), default="test", show_default=True,
               help="all: every class of the dataset (a shipped or pretrained model on your own folder).")
-@click.option("--k", "rerank_k", default=100, show_default=True, help="Candidates re-ranked by multi-scale matching.")
+@click.option("--k", "rerank_k", default=1000, show_default=True,
+              help="Global top N re-ranked by multi-scale matching (the official DIML evaluation: 1000).")
 @click.option("--structural/--no-structural", default=None,
               help="Rank all pairs by structural similarity [default: on up to 10,000 images].")
 @click.option("--nmi/--no-nmi", default=True, show_default=True)
@@ -147,44 +148,35 @@ def _table(results: dict) -> str:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--workers", default=2, show_default=True)
-@click.option("--seed", default=0, show_default=True, help="Seeds the untrained head.")
-def evaluate(data, data_format, train_classes, test_classes, checkpoint, head, image_size, which, rerank_k,
-             structural, nmi, json_out, device, batch_size, workers, seed):
+def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, rerank_k,
+             structural, nmi, json_out, device, batch_size, workers):
     """Recall@{1,2,4,8}, MAP@R, R-precision (and NMI) for global, structural and multi-scale ranking."""
     try:
-        import torch
-
-        from ..models import ModelConfig, build_model, load_checkpoint
-        from ..training.datasets import check_readable, load_split
+        from ..models import load_checkpoint
+        from ..training.datasets import check_readable, load_splits
         from ..training.evaluate import evaluate_model
         from ..training.trainer import resolve_device
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml eval", "train"))
     try:
-        lists = {k: v for k, v in (("train_classes", _class_list(train_classes)),
-                                   ("test_classes", _class_list(test_classes))) if v}
-        split = load_split(data, data_format, **lists)
+        split = load_splits(list(data), data_format, _class_list(train_classes), _class_list(test_classes))
         samples = {"test": split.test, "train": split.train, "all": _all_classes(split)}[which]
         samples, unreadable = check_readable(samples, progress=False)
         for path in unreadable:  # listed before the progress bars, and left out of every count
             click.echo(f"skipped unreadable image: {path}", err=True)
         if len({s.label for s in samples}) < 2:
-            raise ConfigError(f"{data} has fewer than 2 classes with readable images in the {which} split")
+            raise ConfigError(f"{' + '.join(data)} has fewer than 2 classes with readable images in the {which} split")
         dev = resolve_device(device)
-        if checkpoint:
-            model = load_checkpoint(checkpoint, device=str(dev))
-        else:
-            torch.manual_seed(seed)
-            model = build_model(ModelConfig(head=head, image_size=image_size)).to(dev)
+        model = load_checkpoint(checkpoint, device=str(dev))
         results = evaluate_model(model, samples, device=dev, batch_size=batch_size, workers=workers,
                                  progress=True, k=rerank_k, structural=structural, nmi=nmi)
     except EdgeDMLError as exc:
         _fail(exc)
-    click.echo(f"{len(samples)} images, {len({s.label for s in samples})} classes ({which} split of {data})"
+    click.echo(f"{len(samples)} images, {len({s.label for s in samples})} classes ({which} split of {' + '.join(data)})"
                + (f"; {len(unreadable)} unreadable images skipped" if unreadable else ""))
     click.echo(_table(results))
     if json_out:
-        Path(json_out).write_text(json.dumps({"data": str(data), "split": which, "checkpoint": checkpoint,
+        Path(json_out).write_text(json.dumps({"data": list(data), "split": which, "checkpoint": checkpoint,
                                               "images": len(samples), "results": results}, indent=2) + "\n")
 
 
@@ -197,8 +189,8 @@ def _all_classes(split):
 
 
 @click.command(name="export")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
-              help="A .safetensors checkpoint; without it, the ImageNet-pretrained default model.")
+@click.option("--checkpoint", default="objects", show_default=True, metavar="PRESET|PATH",
+              help="A shipped preset (objects, faces, imagenet = the untrained backbone) or a .safetensors checkpoint.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
 @click.option("--precision", "precisions", default="fp32", show_default=True,
               help="Graph sets to write, comma-separated: fp32, fp16, int8 (TensorRT QDQ), int8-cpu (ONNX Runtime "
@@ -220,18 +212,15 @@ def _all_classes(split):
 @click.option("--iters", type=int, help="Sinkhorn iterations unrolled in matcher.onnx [default: the model's].")
 @click.option("--matcher-form", type=click.Choice(["scaling", "log"]), default="scaling", show_default=True,
               help="fp32 matcher: scaling (fastest) or log. The fp16 matcher is always the log form.")
-@click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), default="diml", show_default=True,
-              help="Head of the pretrained default (ignored with --checkpoint).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
 def export_command(checkpoint, out, precisions, engine, calib, calib_images, calib_method, validate_with,
-                   validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, head, overwrite):
+                   validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, overwrite):
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
-        import torch
-
         from ..export.exporter import ExportOptions, export_bundle
-        from ..models import ModelConfig, build_model, load_checkpoint
+        from ..models import load_checkpoint
+        from ..models.presets import PRESETS
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml export", "export"))
     try:
@@ -239,11 +228,8 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
                                 max_batch=max_batch, max_candidates=max_candidates, fixed_batch=fixed_batch,
                                 calib=calib, calib_images=calib_images, calib_method=calib_method,
                                 validate_with=validate_with, validate_data=validate_data, overwrite=overwrite)
-        if checkpoint:
-            model, source = load_checkpoint(checkpoint), f"checkpoint {checkpoint}"
-        else:
-            torch.manual_seed(0)  # the untrained head of the default model is reproducible
-            model, source = build_model(ModelConfig(head=head)), "ImageNet-pretrained default (untrained head, seed 0)"
+        model = load_checkpoint(checkpoint)
+        source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
         manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
     except EdgeDMLError as exc:
         _fail(exc)

@@ -1,0 +1,1 @@
+"""The trained presets' weight files (see edgedml.models.presets)."""
