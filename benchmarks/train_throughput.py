@@ -3,8 +3,9 @@
     python benchmarks/train_throughput.py                 # CPU, every head
     python benchmarks/train_throughput.py --device cuda   # on a GPU (mixed precision)
 
-Each head trains for --steps steps on real flowers17 images (../shared/data) with the settings of
-benchmarks/retrieval.py; the first --warmup steps are not timed. Peak memory is the process's
+Each head trains for --steps steps on real flowers17 images (../shared/data), by default at
+160 px with 4 stages frozen (`--image-size 224 --freeze-stages 7` are the presets' settings, see
+scripts/train_presets.py); the first --warmup steps are not timed. Peak memory is the process's
 maximum resident set (CPU) or torch's peak allocated CUDA memory. Results go to
 benchmarks/results/train_throughput_<device>.json.
 """

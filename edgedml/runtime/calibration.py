@@ -109,20 +109,31 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, 
     return float((far[best] + frr[best]) / 2), float(candidates[best])
 
 
-def draw_roc(genuine: np.ndarray, impostor: np.ndarray, size: int = 480):
-    """ROC on a log FAR axis (1e-4 … 1) as a BGR image."""
+ROC_COLOURS = ((200, 80, 0), (0, 140, 255), (60, 160, 60), (160, 60, 160))  # BGR
+
+
+def draw_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], size: int = 480):
+    """ROC curves on a log FAR axis (1e-4 … 1) as a BGR image: {label: (genuine, impostor)};
+    labels are written as a legend (an empty label draws none)."""
     import cv2
 
     img = np.full((size, size, 3), 255, np.uint8)
     margin = 50
     span = size - 2 * margin
-    thresholds = np.unique(np.concatenate([genuine, impostor]))
-    points = []
-    for t in thresholds[:: max(1, len(thresholds) // 400)]:
-        far, tar = far_tar(genuine, impostor, t)
-        x = margin + span * (np.log10(max(far, 1e-4)) + 4) / 4
-        y = margin + span * (1 - tar)
-        points.append((int(x), int(y)))
+    for n, (label, (genuine, impostor)) in enumerate(curves.items()):
+        colour = ROC_COLOURS[n % len(ROC_COLOURS)]
+        thresholds = np.unique(np.concatenate([genuine, impostor]))
+        points = []
+        for t in thresholds[:: max(1, len(thresholds) // 400)]:
+            far, tar = far_tar(genuine, impostor, t)
+            x = margin + span * (np.log10(max(far, 1e-4)) + 4) / 4
+            y = margin + span * (1 - tar)
+            points.append((int(x), int(y)))
+        cv2.polylines(img, [np.array(sorted(points), np.int32)], False, colour, 2, cv2.LINE_AA)
+        if label:
+            y = margin + span - 12 - 18 * (len(curves) - 1 - n)
+            cv2.line(img, (margin + span - 190, y - 4), (margin + span - 170, y - 4), colour, 2, cv2.LINE_AA)
+            cv2.putText(img, label, (margin + span - 164, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.rectangle(img, (margin, margin), (margin + span, margin + span), (0, 0, 0), 1)
     for exponent in range(-4, 1):
         x = int(margin + span * (exponent + 4) / 4)
@@ -130,7 +141,6 @@ def draw_roc(genuine: np.ndarray, impostor: np.ndarray, size: int = 480):
     for tar in (0.0, 0.5, 1.0):
         y = int(margin + span * (1 - tar))
         cv2.putText(img, f"{tar:.1f}", (margin - 28, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.polylines(img, [np.array(sorted(points), np.int32)], False, (200, 80, 0), 2, cv2.LINE_AA)
     cv2.putText(img, "ROC curve", (margin, margin - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "false accept rate (impostors let in), log scale", (margin, size - 8),
                 cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
@@ -206,7 +216,7 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     thresholds["default"] = {**thresholds[default], "from": default}
     root = Path(bundle)
     manifest = read_manifest(root)  # verified before anything is written: a broken bundle stays as it was
-    cv2.imwrite(str(root / "calibration_roc.png"), draw_roc(genuine, impostor))  # reports, not checksummed
+    cv2.imwrite(str(root / "calibration_roc.png"), draw_roc({"": (genuine, impostor)}))  # reports, not checksummed
     cv2.imwrite(str(root / "calibration_scores.png"), draw_histograms(
         genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
     calibration = {"data": str(data), "precision": precision, "images": len(paths),
