@@ -72,6 +72,9 @@ class SinkhornSettings:
     iters: int
     marginals: str
     form: str
+    # the marginals' centres are the global embeddings (DIML's official x̄); bundles written
+    # before the field existed centred them on the mean of the normalised regions
+    centers_from_embedding: bool = False
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,8 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             graphs=graph_sets,
             precisions=precision_facts,
             limits={graph: limit.to_dict() for graph, limit in limits.items()},
-            sinkhorn=SinkhornSettings(cfg.sinkhorn_eps, iters, cfg.marginals, options.matcher_form),
+            sinkhorn=SinkhornSettings(cfg.sinkhorn_eps, iters, cfg.marginals, options.matcher_form,
+                                      cfg.centers_from_embedding),
             rerank_k=options.max_candidates,
             validation=report,
             validation_inputs=stored,
@@ -354,7 +355,8 @@ def _labelled_map_at_r(folder: str, embedders: dict, cfg, iters: int, k: int, lo
             out = run({"images": batch})
             features[name][0].append(out["embedding"])
             features[name][1].append(out["local"])
-    sinkhorn = {"eps": cfg.sinkhorn_eps, "iters": iters, "marginals": cfg.marginals}
+    sinkhorn = {"eps": cfg.sinkhorn_eps, "iters": iters, "marginals": cfg.marginals,
+                "centers": cfg.centers_from_embedding}
     return {name: precision_report.map_at_r(np.concatenate(e), np.concatenate(l), labels, k, sinkhorn)
             for name, (e, l) in features.items()}
 

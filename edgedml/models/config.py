@@ -13,7 +13,7 @@ from ..preprocessing import PreprocessSpec
 HEADS = ("diml", "grouping", "abe")
 MARGINALS = ("cross", "uniform")
 # DIML's global feature x̄: "raw_mean" normalises the mean of the raw region features (the
-# official code); "normalised_mean" averages the already normalised regions (edgedml before 0.3)
+# official code); "normalised_mean" averages the already normalised regions (earlier edgedml)
 GLOBAL_FEATURES = ("raw_mean", "normalised_mean")
 # what a saved config that predates a field meant by it: those models were trained that way
 LEGACY_DEFAULTS = {"align_corners": False, "global_feature": "normalised_mean"}

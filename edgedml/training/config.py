@@ -26,7 +26,7 @@ class TrainConfig:
     loss: str = "multi_similarity"
     diversity_weight: float = 0.02
     divergence_weight: float = 1.0
-    divergence_reduction: str = "sum"  # ABE: "sum" as in the paper, "mean" as edgedml before 0.3
+    divergence_reduction: str = "sum"  # ABE: "sum" as in the paper, "mean" as earlier edgedml did
     epochs: int = 10
     batch_size: int = 32
     m_per_class: int = 4

@@ -93,9 +93,9 @@ DIVERGENCE_REDUCTIONS = ("sum", "mean")
 def divergence_loss(parts: Tensor, margin: float = 1.0, reduction: str = "sum") -> Tensor:
     """ABE's divergence loss over the M learner embeddings of each image.
 
-    "sum" (the paper, Kim et al. ECCV 2018, eq. 9): L_div = Σ_images Σ_{i≠j} max(0, m − ‖f_i − f_j‖²),
-    over ordered learner pairs; "mean": the mean over images and unordered pairs (edgedml before
-    0.3, smaller by a factor B·M(M−1)). parts (B, M, d) → scalar. One learner gives 0.
+    "sum" (the paper, Kim et al. ECCV 2018): L_div = Σ_images Σ_{i≠j} max(0, m − ‖f_i − f_j‖²),
+    over ordered learner pairs; "mean": the mean over images and unordered pairs (what earlier
+    edgedml did; smaller by a factor B·M(M−1)). parts (B, M, d) → scalar. One learner gives 0.
     """
     if reduction not in DIVERGENCE_REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; choose one of {list(DIVERGENCE_REDUCTIONS)}")
