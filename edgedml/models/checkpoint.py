@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CheckpointError, ConfigError
 from ..filemodes import as_created
 from .config import ModelConfig
 from .embedder import EmbeddingModel, build_model
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "edgedml-checkpoint"
 FORMAT_VERSION = "1"
