@@ -93,7 +93,7 @@ def main() -> int:
         if not (DATA / dataset).is_dir():
             sys.exit(f"{DATA / dataset} not found: this benchmark needs ../shared/data")
     from edgedml.models import load_checkpoint
-    from edgedml.training.evaluate import embed_samples, evaluate_embeddings
+    from edgedml.training.evaluate import embed_samples, evaluate_embeddings, matching_options
 
     if "abe" in parts and not all(run.is_file() for run in ABE_RUNS.values()):
         sys.exit(f"the abe part needs {[str(r) for r in ABE_RUNS.values()]}: python scripts/train_presets.py "
@@ -116,10 +116,8 @@ def main() -> int:
                 key = json.dumps(config_changes, sort_keys=True)
                 if key not in embedded:  # the re-ranking depth needs no new embeddings
                     embedded[key] = embed_samples(model, samples, model.config.preprocessing(), workers=2)
-                cfg = model.config
-                metrics = evaluate_embeddings(embedded[key], structural=False, nmi=False, eps=cfg.sinkhorn_eps,
-                                              iters=cfg.sinkhorn_iters, marginals=cfg.marginals,
-                                              centers=cfg.centers_from_embedding, **eval_changes)
+                metrics = evaluate_embeddings(embedded[key], structural=False, nmi=False,
+                                              **matching_options(model.config), **eval_changes)
                 rows[setting] = summary(metrics)
                 print(dataset, model_name, setting, json.dumps(rows[setting]), flush=True)
         if "abe" in parts:
@@ -129,8 +127,7 @@ def main() -> int:
                 cfg = model.config
                 embedded = embed_samples(model, samples, cfg.preprocessing(), workers=2)
                 rows[setting] = summary(evaluate_embeddings(embedded, structural=False, nmi=False,
-                                                            eps=cfg.sinkhorn_eps, iters=cfg.sinkhorn_iters,
-                                                            marginals=cfg.marginals))
+                                                            **matching_options(cfg)))
                 print(dataset, "abe", setting, json.dumps(rows[setting]), flush=True)
         path.write_text(json.dumps(report, indent=2) + "\n")  # after every dataset: nothing lost on a crash
     (results / "fidelity.md").write_text(markdown(report))

@@ -140,13 +140,16 @@ def evaluate_embeddings(data: Embedded, structural: bool | None = None, multisca
     return out
 
 
+def matching_options(cfg) -> dict:
+    """The structural-matching settings of a ModelConfig, as :func:`evaluate_embeddings` takes them."""
+    return {"eps": cfg.sinkhorn_eps, "iters": cfg.sinkhorn_iters, "marginals": cfg.marginals,
+            "centers": cfg.centers_from_embedding}
+
+
 def evaluate_model(model: EmbeddingModel, samples: list[Sample], device="cpu", batch_size: int = 64,
                    workers: int = 2, progress: bool = False, **options) -> dict[str, dict[str, float]]:
     """Embed ``samples`` and score them; matching settings default to the model's config."""
     cfg = model.config
-    options.setdefault("eps", cfg.sinkhorn_eps)
-    options.setdefault("iters", cfg.sinkhorn_iters)
-    options.setdefault("marginals", cfg.marginals)
-    options.setdefault("centers", cfg.centers_from_embedding)
+    options = {**matching_options(cfg), **options}
     data = embed_samples(model, samples, cfg.preprocessing(), device, batch_size, workers, progress)
     return evaluate_embeddings(data, progress=progress, **options)

@@ -48,7 +48,7 @@ class StructuralSimilarity(BaseDistance):
     def _similarity(self, x: tuple[Tensor, Tensor], y: tuple[Tensor, Tensor]) -> Tensor:
         (x, x_bar), (y, y_bar) = x, y
         match = structural_match(x, y, self.eps, self.iters, self.marginals_kind, self.form, detach_plan=True,
-                                 x_center=x_bar if self.centers else None, y_center=y_bar if self.centers else None)
+                                 x_center=x_bar, y_center=y_bar)
         global_term = (x_bar * y_bar).sum(-1)
         return (match.score + global_term) / 2
 
