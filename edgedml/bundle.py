@@ -3,7 +3,8 @@
 A bundle is a folder with ONNX graphs, optional TensorRT engines and ``manifest.json``. The
 manifest is read into a typed :class:`Manifest`: the model config, the preprocessing spec, both
 graphs' inputs and outputs, the graph sets per precision, the Sinkhorn settings, thresholds,
-engines, the sha256 of every contract file, and the export's reports. The runtime refuses a
+engines, the face detector and its settings, the sha256 of every contract file, and the export's
+reports. The runtime refuses a
 bundle whose checksums differ. A manifest changes only through :meth:`Manifest.update`, which
 rewrites the file and every checksum at once (a temporary file renamed over the old one).
 
@@ -90,6 +91,7 @@ class Manifest:
     graphs: dict[str, dict[str, str]] = field(default_factory=dict)  # precision → {graph: file}
     limits: dict[str, dict] = field(default_factory=dict)  # graph → batch limit (runtime.chunking.Limit)
     rerank_k: int = 100
+    detector: dict | None = None  # {"kind", "file", "source", "sha256", "settings"} (runtime.detection.install)
     thresholds: dict[str, dict] = field(default_factory=dict)  # name → {"threshold": float, ...}
     calibration: dict | None = None
     engines: dict[str, dict] = field(default_factory=dict)  # precision → {graph: engine facts}

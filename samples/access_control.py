@@ -2,11 +2,15 @@
 stream, and log every decision with a picture of its evidence.
 
     python samples/access_control.py --model bundle --gallery door.db --enroll staff/ \\
-        --claim alice --source 0 --evidence-dir decisions/ --threshold 1.6
+        --claim alice --source 0 --evidence-dir decisions/ --threshold 1.6 \\
+        --detector yunet:face_detection_yunet.onnx
 
 --enroll takes a folder with one sub-folder of photos per person (optional once enrolled).
-Each decision is written to the gallery's audit log with its score, threshold, time and the path
-of the side-by-side evidence picture (the frame against the enrolled photo that matched best).
+With a detector (--detector, or a bundle exported with --detector) each frame's largest face is
+verified, and a frame without a face is denied ("no face found"), never matched.
+Each decision is written to the gallery's audit log with its score, threshold, time, face box and
+the path of the side-by-side evidence picture (the frame, with the detected face, against the
+enrolled photo that matched best). --annotated writes the stream with the box and the verdict.
 """
 
 import argparse
@@ -21,7 +25,7 @@ from edgedml.runtime import Matcher
 from edgedml.runtime.gallery import Gallery
 from edgedml.runtime.image import image_extensions
 
-from camera_app import frames, open_source
+from camera_app import draw_face, frames, open_source
 
 
 def enroll_folder(gallery: Gallery, folder: Path) -> None:
@@ -34,10 +38,12 @@ def enroll_folder(gallery: Gallery, folder: Path) -> None:
             print(f"enrolled {person.name}: {len(new)} new photos ({len(photos) - len(new)} already enrolled)")
 
 
-def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path, max_frames=None, every: int = 1):
+def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path, max_frames=None, every: int = 1,
+                  annotated: str | None = None):
     evidence_dir.mkdir(parents=True, exist_ok=True)
     capture = open_source(source)
-    counts = {"accepted": 0, "rejected": 0, "skipped": 0}
+    counts = {"accepted": 0, "rejected": 0, "no_face": 0, "skipped": 0}
+    writer = None
     for number, frame in enumerate(frames(capture, max_frames)):
         if frame is None or number % every:
             counts["skipped"] += frame is None
@@ -50,13 +56,31 @@ def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path,
             continue
         picture = None
         best = decision.candidates[0].source if decision.candidates else None
-        if best:
+        if best or decision.reason:  # the explanation, or the frame in which no face was found
             picture = str(evidence_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{number:05d}.jpg")
-            cv2.imwrite(picture, gallery.matcher.compare(frame, best, threshold=decision.threshold).render())
+            cv2.imwrite(picture, gallery.matcher.compare(frame, best, threshold=decision.threshold).render()
+                        if best else frame)
         gallery.log_decision("verify", decision, claimed=claim, evidence=picture, details={"frame": number})
-        counts["accepted" if decision.accepted else "rejected"] += 1
-        print(f"frame {number}: {'OPEN' if decision.accepted else 'DENIED'} {claim} score {decision.score:.3f}")
+        verdict = "OPEN" if decision.accepted else "DENIED"
+        if decision.score is None:
+            counts["no_face"] += 1
+            print(f"frame {number}: {verdict} ({decision.reason})")
+        else:
+            counts["accepted" if decision.accepted else "rejected"] += 1
+            print(f"frame {number}: {verdict} {claim} score {decision.score:.3f}")
+        if annotated:
+            colour = (0, 200, 0) if decision.accepted else (0, 0, 230)
+            if decision.face is not None:
+                draw_face(frame, decision.face, colour, f"{verdict} {claim} {decision.score:.2f}")
+            else:
+                cv2.putText(frame, f"{verdict}: {decision.reason or claim}", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
+                            colour, 2, cv2.LINE_AA)
+            if writer is None:
+                writer = cv2.VideoWriter(annotated, cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+            writer.write(frame)
     capture.release()
+    if writer is not None:
+        writer.release()
     return counts
 
 
@@ -73,17 +97,28 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--every", type=int, default=1, help="verify every n-th frame")
     parser.add_argument("--max-frames", type=int)
+    parser.add_argument("--detector", metavar="yunet:PATH|none",
+                        help="verify the largest detected face [default: the bundle's detector, if any]")
+    parser.add_argument("--annotated", metavar="OUT.avi", help="also write the stream with the face box and verdict")
     args = parser.parse_args(argv)
-    with Gallery(args.gallery, Matcher(args.model, precision=args.precision), threshold=args.threshold) as gallery:
+    try:
+        matcher = Matcher(args.model, precision=args.precision, detector=args.detector)
+    except EdgeDMLError as exc:
+        raise SystemExit(str(exc))
+    with Gallery(args.gallery, matcher, threshold=args.threshold) as gallery:
         if args.enroll:
-            enroll_folder(gallery, args.enroll)
+            try:
+                enroll_folder(gallery, args.enroll)
+            except EdgeDMLError as exc:  # an unreadable photo, or one without a face: nobody half-enrolled
+                raise SystemExit(str(exc))
         if gallery.threshold is None:
             raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
         if args.claim not in gallery.identities():
             raise SystemExit(f"{args.claim!r} is not enrolled in {args.gallery}; enroll them first (--enroll)")
-        counts = verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every)
+        counts = verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every,
+                               args.annotated)
         print(counts)
-    if counts["accepted"] + counts["rejected"] == 0:
+    if counts["accepted"] + counts["rejected"] + counts["no_face"] == 0:
         print("no frame could be decided", file=sys.stderr)
         return 1
     return 0

@@ -6,9 +6,13 @@
     python samples/camera_app.py --model bundle --gallery people.db --source \\
       "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink"
 
+    # faces: detect, align and identify every face of the frame, each box drawn with its name
+    python samples/camera_app.py --model bundle --gallery people.db --detector yunet:face_detection_yunet.onnx
+
 --source takes a camera index, a video file, an RTSP/HTTP URL or a GStreamer pipeline (any string
-with "!"). The whole frame is the query (put a detector in front for crowded scenes). A frame that
-cannot be read or matched is counted and skipped; the loop goes on.
+with "!"). Without a detector the whole frame is the query; with one (--detector, or a bundle
+exported with --detector) every face is identified and boxed. A frame that cannot be read or
+matched is counted and skipped; the loop goes on.
 """
 
 import argparse
@@ -53,12 +57,39 @@ def frames(capture: cv2.VideoCapture, max_frames: int | None = None):
         yield frame
 
 
+def label(decision) -> str:
+    if decision.score is None:
+        return decision.reason
+    return f"{decision.name} {decision.score:.3f}" if decision.accepted else f"unknown ({decision.name} {decision.score:.3f})"
+
+
+def colour_of(decision) -> tuple[int, int, int]:
+    return (0, 200, 0) if decision.accepted else (0, 0, 230)
+
+
+def draw_face(frame, face, colour, text: str | None = None) -> None:
+    """The detected box, its five landmarks and a label above it, on a BGR frame."""
+    x, y, w, h = (int(round(v)) for v in face.box)
+    cv2.rectangle(frame, (x, y), (x + w, y + h), colour, 2)
+    for px, py in face.landmarks:
+        cv2.circle(frame, (int(round(px)), int(round(py))), 2, colour, -1, cv2.LINE_AA)
+    if text:
+        cv2.putText(frame, text, (x, max(14, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 2, cv2.LINE_AA)
+
+
 def annotate(frame, gallery: Gallery, fps: float):
-    """Identify one frame and draw the result; a bad frame gets an error banner instead."""
+    """Identify one frame (every face, with a detector) and draw the result; a bad frame gets an
+    error banner instead."""
     try:
-        decision = gallery.identify(frame, top_k=1)
-        text = f"{decision.name} {decision.score:.3f}" if decision.accepted else f"unknown ({decision.name} {decision.score:.3f})"
-        colour = (0, 200, 0) if decision.accepted else (0, 0, 230)
+        if gallery.matcher.detector is None:
+            decision = gallery.identify(frame, top_k=1)
+            text, colour = label(decision), colour_of(decision)
+        else:
+            decisions = gallery.identify_faces(frame, top_k=1)
+            for decision in decisions:
+                draw_face(frame, decision.face, colour_of(decision), label(decision))
+            text = ", ".join(label(d) for d in decisions) if decisions else "no face"
+            colour = colour_of(decisions[0]) if decisions else (200, 200, 200)
         error = None
     except EdgeDMLError as exc:
         text, colour, error = f"frame skipped: {exc}"[:70], (0, 165, 255), str(exc)
@@ -103,10 +134,16 @@ def main(argv=None) -> int:
     parser.add_argument("--gallery", required=True, help="gallery file made with `edgedml enroll`")
     parser.add_argument("--source", default="0")
     parser.add_argument("--threshold", type=float, help="decision threshold [default: the bundle's calibrated one]")
+    parser.add_argument("--detector", metavar="yunet:PATH|none",
+                        help="detect and identify faces [default: the bundle's detector, if any]")
     parser.add_argument("--headless", metavar="OUT.avi", help="write an annotated video instead of showing a window")
     parser.add_argument("--max-frames", type=int)
     args = parser.parse_args(argv)
-    with Gallery(args.gallery, Matcher(args.model, precision=args.precision), threshold=args.threshold) as gallery:
+    try:
+        matcher = Matcher(args.model, precision=args.precision, detector=args.detector)
+    except EdgeDMLError as exc:
+        raise SystemExit(str(exc))
+    with Gallery(args.gallery, matcher, threshold=args.threshold) as gallery:
         if gallery.threshold is None:  # every frame would be skipped
             raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
         result = run(args.source, gallery, args.headless, args.max_frames)

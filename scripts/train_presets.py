@@ -39,12 +39,36 @@ RECIPES = {
     # orl_faces (s01–s20) and yalefaces (subject01–08): their default splits are the protocol
     "faces": dict(data=["orl_faces", "yalefaces"], train_classes=None, head="diml", preset=True,
                   train=dict(epochs=8, batches_per_epoch=40)),
+    # the same people, as the door's embedder sees them: YuNet's aligned face crops (margin 0.2),
+    # written by `edgedml crop-faces` into runs/face_crops first
+    "faces_crops": dict(data=["orl_faces", "yalefaces"], train_classes=None, head="diml", preset=False,
+                        crop_faces=True, train=dict(epochs=8, batches_per_epoch=40)),
     "cub_grouping": dict(data=["cub_birds"], train_classes=None, head="grouping", preset=False),
     "cub_abe": dict(data=["cub_birds"], train_classes=None, head="abe", preset=False),
     # the divergence loss averaged, as edgedml did before following the paper's sum
     "cub_abe_mean": dict(data=["cub_birds"], train_classes=None, head="abe", preset=False,
                          train=dict(divergence_reduction="mean")),
 }
+
+
+YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+FACE_MARGIN = 0.2
+
+
+def crop_faces(folders: list[Path]) -> list[Path]:
+    """Each class-per-folder set → runs/face_crops/<set>, YuNet's aligned crops (made once)."""
+    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.face_crops import crop_dataset
+
+    detector = YuNetDetector(YUNET, DetectorSettings(margin=FACE_MARGIN))
+    out = []
+    for folder in folders:
+        target = ROOT / "runs" / "face_crops" / folder.name
+        if not target.is_dir():
+            report = crop_dataset(folder, target, detector)
+            print(f"{folder.name}: {report.written} crops, no face in {report.without_face}")
+        out.append(target)
+    return out
 
 
 def main() -> int:
@@ -59,7 +83,10 @@ def main() -> int:
     from edgedml.training.trainer import TrainConfig, train
 
     recipe = RECIPES[args.recipe]
-    cfg = TrainConfig(data=[str(DATA / d) for d in recipe["data"]], out=str(ROOT / "runs" / args.recipe),
+    folders = [DATA / d for d in recipe["data"]]
+    if recipe.get("crop_faces"):
+        folders = crop_faces(folders)
+    cfg = TrainConfig(data=[str(f) for f in folders], out=str(ROOT / "runs" / args.recipe),
                       model=ModelConfig(head=recipe["head"], image_size=224), train_classes=recipe["train_classes"],
                       device=args.device, **{**COMMON, **recipe.get("train", {})})
     started = time.perf_counter()

@@ -97,6 +97,14 @@ def _text_file(world, tmp):
     return tmp / "g.txt"
 
 
+def _yunet(world, tmp):
+    """The YuNet model file (the test's target, so it must come through unchanged)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+    if not path.is_file():
+        pytest.skip(f"the YuNet model is not at {path}")
+    return path
+
+
 def _user_folder(world, tmp):
     (tmp / "mine").mkdir()
     (tmp / "mine" / "thesis.txt").write_text("years of work")
@@ -156,6 +164,23 @@ CASES = [
                                                        "{world}/never"], None, 1, "or a preset (objects, faces"),
     ("changed-only checkpoint without its head", ["export", "--checkpoint", "{target}", "--out", "{world}/never"],
      lambda w, t: _headless_checkpoint(t), 1, "missing head weights"),
+    ("detector of an unknown kind", ["compare", IMG, IMG, "--model", "{world}/bundle", "--detector", "haar:face.xml"],
+     None, 1, "use yunet:PATH"),
+    ("detector file missing", ["compare", IMG, IMG, "--model", "{world}/bundle", "--detector",
+                               "yunet:{world}/yunet.onnx"], None, 1, "does not exist"),
+    ("detector that is a picture", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle",
+                                    "--threshold", "0.5", "--detector", "yunet:{world}/3.png"], None, 1,
+     "is not a YuNet face detector"),
+    ("export with a detector that is a picture", ["export", "--checkpoint", "{world}/model.safetensors", "--out",
+                                                  "{world}/never", "--detector", "yunet:{world}/3.png"], None, 1,
+     "is not a YuNet face detector"),
+    ("detector on a gallery enrolled without one", ["enroll", "{world}/door.db", "cat", IMG, "--model",
+                                                    "{world}/bundle", "--detector", "yunet:{target}"], _yunet, 1,
+     "enrolled with detector 'none'"),
+    ("enroll a photo without a face", ["enroll", "{world}/faces.db", "cat", IMG, "--model", "{world}/bundle",
+                                       "--detector", "yunet:{target}"], _yunet, 1, "no face found in image"),
+    ("every face without a detector", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle", "--threshold",
+                                       "0.5", "--all-faces"], None, 2, "--all-faces needs a detector"),
     ("class named in none of the datasets", ["eval", "--data", "{target}/a", "--data", "{target}/b",
                                              "--checkpoint", "{world}/model.safetensors", "--test-classes", "c9"],
      lambda w, t: _two_datasets(t), 1, "are in none of"),

@@ -172,5 +172,6 @@ def test_the_explanation_dims_what_the_model_does_not_see():
     from edgedml.runtime.explain import _dim_outside
 
     panel = np.full((100, 160, 3), 200, np.uint8)
-    out = _dim_outside(panel, (0, 30, 100, 100), scale=1.0)  # a centred square crop of a wide image
+    outline = np.array([[30, 0], [130, 0], [130, 100], [30, 100]], np.float64)  # a centred square crop of a wide image
+    out = _dim_outside(panel, outline, scale=1.0)
     assert (out[:, 30:130] == 200).all() and (out[:, :30] == 70).all() and (out[:, 130:] == 70).all()

@@ -151,3 +151,79 @@ def test_access_control_enrolls_new_photos_of_people_already_enrolled(setup, tmp
     assert "enrolled subject02: 1 new photos (2 already enrolled)" in out and "enrolled subject01" not in out
     with Gallery(tmp_path / "door.db", Matcher(root / "bundle")) as g:
         assert g.identities()["subject02"] == 3
+
+
+@pytest.fixture(scope="module")
+def door_video(tmp_path_factory):
+    """A door camera's view: ORL faces pasted into 640×480 photos, and one frame with nobody."""
+    from conftest import data_path
+    from edgedml.composites import composite, fill_frame
+    from edgedml.runtime.image import load_image
+
+    yunet = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+    if not yunet.is_file():
+        pytest.skip(f"the YuNet model is not at {yunet}")
+    orl = data_path("orl_faces")
+    root = tmp_path_factory.mktemp("door")
+    people = root / "people"
+    for subject in ("s21", "s22"):
+        (people / subject).mkdir(parents=True)
+        for photo in ("1.pgm", "3.pgm"):
+            shutil.copy(orl / subject / photo, people / subject / photo)
+    scene = load_image(SAMPLES / "images" / "daisy_2.jpg")
+    rng = np.random.default_rng(0)
+    frames = [composite(load_image(orl / s / p), scene, rng)[0] for s, p in
+              [("s21", "5.pgm"), ("s21", "7.pgm"), ("s22", "5.pgm")]] + [fill_frame(scene)]
+    video = root / "door.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
+    for frame in frames:
+        writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+    writer.release()
+    return root, people, video, f"yunet:{yunet}"
+
+
+def _read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def _box_pixels(annotated, source):
+    """Pixels below the banner that the sample changed to the green (accepted) or red (denied)
+    it draws boxes with."""
+    b, g, r = (annotated[60:, :, i].astype(int) for i in range(3))
+    changed = np.abs(annotated[60:].astype(int) - source[60:].astype(int)).sum(axis=2) > 150
+    return int((changed & (((g > 150) & (r < 90) & (b < 90)) | ((r > 170) & (g < 90) & (b < 90)))).sum())
+
+
+def test_access_control_with_a_detector_boxes_faces_and_denies_an_empty_frame(door_video, small_bundle):
+    root, people, video, detector = door_video
+    out = run("access_control.py", "--model", small_bundle[1], "--gallery", root / "door.db", "--enroll", people,
+              "--claim", "s21", "--source", video, "--evidence-dir", root / "evidence", "--threshold", "1.0",
+              "--detector", detector, "--annotated", root / "annotated.avi", cwd=root)
+    assert out.count("frame ") == 4 and "frame 3: DENIED (no face found)" in out, out
+    with Gallery(root / "door.db", Matcher(small_bundle[1], detector=detector)) as g:
+        logged = g.decisions()
+    assert len(logged) == 4 and all(Path(d["evidence"]).is_file() for d in logged)
+    assert sum('"face"' in d["details"] for d in logged) == 3 and '"reason": "no face found"' in logged[0]["details"]
+    written, source = _read_video(root / "annotated.avi"), _read_video(video)
+    boxes = [_box_pixels(a, s) for a, s in zip(written, source)]
+    assert len(written) == 4 and min(boxes[:3]) > 100 and boxes[3] < 20, boxes
+
+
+def test_camera_app_with_a_detector_boxes_every_face(door_video, small_bundle):
+    root, people, video, detector = door_video
+    db = root / "cam.db"
+    with Gallery(db, Matcher(small_bundle[1], detector=detector)) as g:
+        for person in sorted(people.iterdir()):
+            g.enroll(person.name, sorted(str(p) for p in person.iterdir()))
+    out = run("camera_app.py", "--model", small_bundle[1], "--gallery", db, "--source", video, "--detector", detector,
+              "--headless", root / "out.avi", "--threshold", "1.0", cwd=root)
+    assert "'frames': 4" in out and "'skipped': 0" in out, out
+    written, source = _read_video(root / "out.avi"), _read_video(video)
+    boxes = [_box_pixels(a, s) for a, s in zip(written, source)]
+    assert len(written) == 4 and min(boxes[:3]) > 100 and boxes[3] < 20, boxes  # no face: no box

@@ -15,6 +15,10 @@ from .common import EXIT_REJECTED, _build_engines_or_explain, _fail
 
 EXPLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _PRECISION_CHOICE = click.Choice(["fp32", "fp16", "int8", "int8-cpu"])
+_detector_option = click.option(
+    "--detector", metavar="yunet:PATH|none",
+    help="Detect faces first and embed the largest one's aligned crop (a YuNet ONNX file), or none for whole "
+         "images [default: the bundle's detector, if it was exported with one].")
 
 
 @click.command()
@@ -30,7 +34,8 @@ _PRECISION_CHOICE = click.Choice(["fp32", "fp16", "int8", "int8-cpu"])
 @click.option("--explain", "explain_path", type=click.Path(dir_okay=False),
               help="Write the side-by-side explanation picture (PNG/JPEG) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def compare(image_a, image_b, bundle, backend, threshold, precision, explain_path, as_json):
+@_detector_option
+def compare(image_a, image_b, bundle, backend, threshold, precision, explain_path, as_json, detector):
     """Compare two images: score, decision, and (with --explain) a picture of why."""
     if explain_path and (Path(explain_path).suffix.lower() not in EXPLAIN_SUFFIXES
                          or not Path(explain_path).resolve().parent.is_dir()):
@@ -39,7 +44,7 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
     try:
         from ..runtime.matcher import Matcher
 
-        matcher = Matcher(bundle, backend=backend, threshold=threshold, precision=precision)
+        matcher = Matcher(bundle, backend=backend, threshold=threshold, precision=precision, detector=detector)
         result = matcher.compare(image_a, image_b)
         if explain_path:
             import cv2
@@ -53,11 +58,19 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
         click.echo(json.dumps({"a": image_a, "b": image_b, "backend": matcher.backend.describe(),
                                **result.to_dict()}, indent=2))
         return
-    decision = ("uncalibrated: run `edgedml calibrate` or pass --threshold" if result.is_match is None
-                else ("MATCH" if result.is_match else "NO MATCH") + f" at threshold {result.threshold:.4f}")
-    click.echo(f"score {result.score:.4f} (structural {result.structural:.4f} + global "
-               f"{result.global_similarity:.4f}) via {matcher.backend.describe()}")
-    click.echo(f"decision: {decision}")
+    if result.reason:
+        click.echo(f"no score via {matcher.backend.describe()}, detector {matcher.detector.describe()}")
+        click.echo(f"decision: NO MATCH ({result.reason})")
+    else:
+        decision = ("uncalibrated: run `edgedml calibrate` or pass --threshold" if result.is_match is None
+                    else ("MATCH" if result.is_match else "NO MATCH") + f" at threshold {result.threshold:.4f}")
+        click.echo(f"score {result.score:.4f} (structural {result.structural:.4f} + global "
+                   f"{result.global_similarity:.4f}) via {matcher.backend.describe()}")
+        for name, face in (("a", result.face_a), ("b", result.face_b)):
+            if face is not None:
+                x, y, w, h = face.box
+                click.echo(f"face in {name}: {w:.0f}×{h:.0f} px at ({x:.0f}, {y:.0f}), detector score {face.score:.2f}")
+        click.echo(f"decision: {decision}")
     if explain_path:
         click.echo(f"explanation: {explain_path}")
 
@@ -70,11 +83,11 @@ _precision_option = click.option("--precision", type=_PRECISION_CHOICE, default=
                                  help="Which of the bundle's graph sets to run (a gallery keeps to one).")
 
 
-def _open_gallery(gallery, bundle, threshold, precision="fp32"):
+def _open_gallery(gallery, bundle, threshold, precision="fp32", detector=None):
     from ..runtime.gallery import Gallery
     from ..runtime.matcher import Matcher
 
-    return Gallery(gallery, Matcher(bundle, precision=precision), threshold=threshold)
+    return Gallery(gallery, Matcher(bundle, precision=precision, detector=detector), threshold=threshold)
 
 
 @click.command()
@@ -84,19 +97,20 @@ def _open_gallery(gallery, bundle, threshold, precision="fp32"):
 @click.option("--per-class", type=int, help="Use at most this many images of each class.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
 @_precision_option
-def calibrate(bundle, data, per_class, backend, precision):
+@_detector_option
+def calibrate(bundle, data, per_class, backend, precision, detector):
     """Score all genuine and impostor pairs of --data; write EER, TAR at FAR 1e-2/1e-3/1e-4 and
     their thresholds into the bundle, with a ROC curve and score histograms (PNG)."""
     from ..runtime.calibration import calibrate as run
 
     try:
-        report = run(bundle, data, per_class, backend, progress=True, precision=precision)
+        report = run(bundle, data, per_class, backend, progress=True, precision=precision, detector=detector)
     except EdgeDMLError as exc:
         _fail(exc)
     click.echo(f"{report['images']} images, {report['genuine_pairs']} genuine and {report['impostor_pairs']} "
                f"impostor pairs; EER {report['eer']:.4f}")
     if report.get("skipped"):
-        click.echo(f"skipped {len(report['skipped'])} unreadable images (listed above, and in the manifest)")
+        click.echo(f"skipped {len(report['skipped'])} images: unreadable, or without a face (listed above, and in the manifest)")
     for name, entry in report["thresholds"].items():
         click.echo(f"  {name:<10} threshold {entry['threshold']:.4f}  FAR {entry['far']:.2e}  TAR {entry['tar']:.4f}")
     click.echo(f"written to {bundle}/manifest.json, calibration_roc.png, calibration_scores.png")
@@ -108,10 +122,12 @@ def calibrate(bundle, data, per_class, backend, precision):
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @_model_option
 @_precision_option
-def enroll(gallery, name, images, bundle, precision):
-    """Enroll NAME into the GALLERY file (SQLite) from one or more images, all or nothing."""
+@_detector_option
+def enroll(gallery, name, images, bundle, precision, detector):
+    """Enroll NAME into the GALLERY file (SQLite) from one or more images, all or nothing (with a
+    detector, each image's largest face; an image without one stops the enrollment)."""
     try:
-        with _open_gallery(gallery, bundle, None, precision) as g:
+        with _open_gallery(gallery, bundle, None, precision, detector) as g:
             count = g.enroll(name, list(images))
             total = g.identities()[name]
     except EdgeDMLError as exc:
@@ -119,17 +135,31 @@ def enroll(gallery, name, images, bundle, precision):
     click.echo(f"enrolled {name!r}: {count} new templates ({total} in all) in {gallery}")
 
 
-def _report(decision, as_json, kind):
+def _line(decision) -> str:
+    verdict = "ACCEPTED" if decision.accepted else "REJECTED"
+    if decision.score is None:
+        return f"{verdict}: {decision.reason}"
+    where = ""
+    if decision.face is not None:
+        x, y, w, h = decision.face.box
+        where = f" (face {w:.0f}×{h:.0f} px at {x:.0f}, {y:.0f})"
+    return f"{verdict}: {decision.name} score {decision.score:.4f} (threshold {decision.threshold:.4f}){where}"
+
+
+def _report(decisions, as_json, kind, every_face=False):
+    """Print one decision (or one per face); exit 4 unless one was accepted."""
     if as_json:
-        click.echo(json.dumps({"kind": kind, "accepted": decision.accepted, "name": decision.name,
-                               "score": decision.score, "threshold": decision.threshold,
-                               "candidates": [c.__dict__ for c in decision.candidates]}, indent=2))
+        body = ({"kind": kind, "faces": [d.to_dict() for d in decisions]} if every_face
+                else {"kind": kind, **decisions[0].to_dict()})
+        click.echo(json.dumps(body, indent=2))
+    elif every_face and not decisions:
+        click.echo("REJECTED: no face found")
     else:
-        verdict = "ACCEPTED" if decision.accepted else "REJECTED"
-        click.echo(f"{verdict}: {decision.name} score {decision.score:.4f} (threshold {decision.threshold:.4f})")
-        for c in decision.candidates[1:]:
-            click.echo(f"  then {c.name} {c.score:.4f}")
-    if not decision.accepted:
+        for number, decision in enumerate(decisions, 1):
+            click.echo((f"face {number}: " if every_face else "") + _line(decision))
+            for c in decision.candidates[1:]:
+                click.echo(f"  then {c.name} {c.score:.4f}")
+    if not any(d.accepted for d in decisions):
         raise SystemExit(EXIT_REJECTED)
 
 
@@ -142,16 +172,18 @@ def _report(decision, as_json, kind):
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
 @_precision_option
-def verify(gallery, image, name, bundle, threshold, as_json, log, precision):
-    """1:1 — is IMAGE the enrolled NAME? Exit 0 accepted, 4 rejected, 1 on error."""
+@_detector_option
+def verify(gallery, image, name, bundle, threshold, as_json, log, precision, detector):
+    """1:1 — is IMAGE the enrolled NAME? (With a detector: its largest face; no face is a
+    rejection.) Exit 0 accepted, 4 rejected, 1 on error."""
     try:
-        with _open_gallery(gallery, bundle, threshold, precision) as g:
+        with _open_gallery(gallery, bundle, threshold, precision, detector) as g:
             decision = g.verify(image, name)
             if log:
                 g.log_decision("verify", decision, claimed=name, details={"image": image})
     except EdgeDMLError as exc:
         _fail(exc)
-    _report(decision, as_json, "verify")
+    _report([decision], as_json, "verify")
 
 
 @click.command()
@@ -164,16 +196,53 @@ def verify(gallery, image, name, bundle, threshold, as_json, log, precision):
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
 @_precision_option
-def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision):
-    """1:N — who in GALLERY is IMAGE? Exit 0 when the best is above the threshold, 4 otherwise."""
+@_detector_option
+@click.option("--all-faces", is_flag=True,
+              help="With a detector: identify every face in IMAGE (largest first), not only the largest.")
+def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, detector, all_faces):
+    """1:N — who in GALLERY is IMAGE? Exit 0 when the best (with --all-faces: any face) is above
+    the threshold, 4 otherwise."""
     try:
-        with _open_gallery(gallery, bundle, threshold, precision) as g:
-            decision = g.identify(image, top_k=top_k)
+        with _open_gallery(gallery, bundle, threshold, precision, detector) as g:
+            if all_faces and g.matcher.detector is None:
+                raise click.UsageError("--all-faces needs a detector: pass --detector yunet:PATH or use a bundle "
+                                       "exported with one")
+            decisions = g.identify_faces(image, top_k=top_k) if all_faces else [g.identify(image, top_k=top_k)]
             if log:
-                g.log_decision("identify", decision, details={"image": image})
+                for decision in decisions or [g.identify(image, top_k=top_k)]:  # no face: one "no face found" row
+                    g.log_decision("identify", decision, details={"image": image})
     except EdgeDMLError as exc:
         _fail(exc)
-    _report(decision, as_json, "identify")
+    _report(decisions, as_json, "identify", every_face=all_faces)
+
+
+@click.command(name="crop-faces")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--detector", "spec", required=True, metavar="yunet:PATH", help="The face detector (a YuNet ONNX file).")
+@click.option("--margin", type=float, help="Crop margin around the face box [default: the detector's default].")
+@click.option("--align/--no-align", default=True, show_default=True, help="Level the eyes.")
+def crop_faces(source, out, spec, margin, align):
+    """Write the largest face of every photo of a class-per-folder SOURCE to OUT (same classes),
+    cut as a detector bundle cuts it: train and calibrate on what the door sees."""
+    import dataclasses
+
+    from ..runtime.detection import DetectorSettings, load_detector
+    from ..runtime.face_crops import crop_dataset
+
+    try:
+        settings = DetectorSettings(align=align, **({"margin": margin} if margin is not None else {}))
+        detector = load_detector(spec, settings)
+        if detector is None:
+            raise click.UsageError("crop-faces needs a detector: --detector yunet:PATH")
+        report = crop_dataset(source, out, detector, progress=lambda m: click.echo(m, err=True))
+    except EdgeDMLError as exc:
+        _fail(exc)
+    for photo in report.without_face:
+        click.echo(f"no face found: {photo}", err=True)
+    click.echo(f"{report.written} face crops of {report.classes} classes in {out} "
+               f"({len(report.without_face)} photos without a face left out); "
+               f"settings {dataclasses.asdict(settings)}")
 
 
 @click.command(name="build-engine")
@@ -192,4 +261,4 @@ def build_engine_command(bundle, engine, max_batch, max_candidates):
         _fail(exc)
 
 
-COMMANDS = [compare, calibrate, enroll, verify, identify, build_engine_command]  # in `edgedml --help` order
+COMMANDS = [compare, calibrate, enroll, verify, identify, crop_faces, build_engine_command]  # in `edgedml --help` order

@@ -212,9 +212,15 @@ def _all_classes(split):
 @click.option("--iters", type=int, help="Sinkhorn iterations unrolled in matcher.onnx [default: the model's].")
 @click.option("--matcher-form", type=click.Choice(["scaling", "log"]), default="scaling", show_default=True,
               help="fp32 matcher: scaling (fastest) or log. The fp16 matcher is always the log form.")
+@click.option("--detector", default="none", show_default=True, metavar="yunet:PATH|none",
+              help="Copy this face detector (a YuNet ONNX file) into the bundle: the device then detects, aligns "
+                   "and crops faces before embedding.")
+@click.option("--face-score", type=float, help="The detector's score threshold [default: 0.7].")
+@click.option("--min-face", type=int, help="Ignore faces narrower than this many pixels [default: 32].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
 def export_command(checkpoint, out, precisions, engine, calib, calib_images, calib_method, validate_with,
-                   validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, overwrite):
+                   validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, detector, face_score,
+                   min_face, overwrite):
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
@@ -227,7 +233,10 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
         options = ExportOptions(precisions=precisions, engine=engine, matcher_form=matcher_form, iters=iters,
                                 max_batch=max_batch, max_candidates=max_candidates, fixed_batch=fixed_batch,
                                 calib=calib, calib_images=calib_images, calib_method=calib_method,
-                                validate_with=validate_with, validate_data=validate_data, overwrite=overwrite)
+                                validate_with=validate_with, validate_data=validate_data, overwrite=overwrite,
+                                detector=detector, detector_settings={
+                                    k: v for k, v in (("score_threshold", face_score), ("min_size", min_face))
+                                    if v is not None} or None)
         model = load_checkpoint(checkpoint)
         source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
         manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
@@ -235,6 +244,10 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
         _fail(exc)
     report = manifest.validation
     click.echo(f"bundle: {out}")
+    if manifest.detector:
+        settings = manifest.detector["settings"]
+        click.echo(f"  face detector: {manifest.detector['file']} (score ≥ {settings['score_threshold']:g}, faces ≥ "
+                   f"{settings['min_size']} px, margin {settings['margin']:g}, align {settings['align']})")
     click.echo(f"  fp32: embedder vs PyTorch max |Δ| {report['embedder']['max_abs_diff_embedding']:.1e}; "
                f"matcher vs PyTorch: {report['matcher']['max_abs_diff_multiscale']:.1e}; "
                f"vs POT: {report['pot']['max_abs_diff_score_vs_pot']:.1e}")

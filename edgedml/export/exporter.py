@@ -51,6 +51,8 @@ class ExportOptions:
     validate_data: str | None = None  # a labelled class-per-folder set: MAP@R per precision
     validation_images: int = 8
     overwrite: bool = False
+    detector: str = "none"  # "yunet:PATH": copy that face detector into the bundle (runtime.detection)
+    detector_settings: dict | None = None  # DetectorSettings fields; None: the defaults
 
     def __post_init__(self):
         self.precisions = precision.parse_precisions(self.precisions)
@@ -72,6 +74,11 @@ class ExportOptions:
         if self.max_batch < 1 or self.max_candidates < 1 or (self.iters is not None and self.iters < 1) \
                 or self.calib_images < 1 or (self.fixed_batch is not None and self.fixed_batch < 1):
             raise ConfigError("max_batch, max_candidates, iters, calib_images and fixed_batch must be positive")
+        from ..runtime.detection import DetectorSettings, parse_spec
+
+        parse_spec(self.detector)
+        if self.detector_settings is not None:
+            DetectorSettings.from_dict(self.detector_settings)
 
 
 def image_files(folder: str | Path, limit: int, exclude: tuple[Path, ...] | list[Path] = ()) -> list[Path]:
@@ -118,9 +125,13 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     nothing) if a bound breaks. Engines are not built here (see
     :func:`edgedml.runtime.tensorrt.build_engines`); the caller builds them afterwards.
     """
+    from ..runtime import detection
+
     options = options or ExportOptions()
     out = Path(out)
     check_output_folder(out, options.overwrite)
+    face_settings = detection.DetectorSettings.from_dict(options.detector_settings or {})
+    detection.load_detector(options.detector, face_settings)  # a bad detector file fails before the slow work
     out.parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     cfg = model.config
     iters = options.iters or cfg.sinkhorn_iters
@@ -188,6 +199,9 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         for name, problems in readiness.items():
             for problem in problems:
                 log(f"warning: {name} may not build with TensorRT: {problem}")
+        face_detector = detection.install(options.detector, staging, face_settings)
+        if face_detector:
+            log(f"face detector: {face_detector['file']} (sha256 {face_detector['sha256'][:12]}…)")
         Manifest(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             source=source,
@@ -202,6 +216,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             sinkhorn=SinkhornSettings(cfg.sinkhorn_eps, iters, cfg.marginals, options.matcher_form,
                                       cfg.centers_from_embedding),
             rerank_k=options.max_candidates,
+            detector=face_detector,
             validation=report,
             validation_inputs=stored,
             tensorrt_readiness=readiness,

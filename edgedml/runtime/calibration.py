@@ -44,9 +44,11 @@ def labelled_images(root: str | Path, per_class: int | None = None) -> tuple[lis
 
 
 def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16) -> tuple[Features, list[int], list[str]]:
-    """Embed ``paths`` in batches; a batch with an unreadable image is embedded one image at a
-    time and the bad ones are left out. Returns (features, indices kept, "path: reason" skipped)."""
+    """Embed ``paths`` in batches; a batch with an unreadable image (or, with a detector, one
+    without a face) is embedded one image at a time and the bad ones are left out. Returns
+    (features, indices kept, skipped: "unreadable image PATH: reason" or "image without a face PATH: reason")."""
     from ..errors import InvalidImageError
+    from .detection import NoFaceFound
 
     parts, kept, skipped = [], [], []
     for start in range(0, len(paths), batch):
@@ -54,13 +56,15 @@ def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16) -> tupl
         try:
             parts.append(matcher.embed([paths[i] for i in chunk]))
             kept += chunk
-        except InvalidImageError:
+        except (InvalidImageError, NoFaceFound):
             for i in chunk:
                 try:
                     parts.append(matcher.embed(paths[i]))
                     kept.append(i)
                 except InvalidImageError as exc:
-                    skipped.append(f"{paths[i]}: {exc}")
+                    skipped.append(f"unreadable image {paths[i]}: {exc}")
+                except NoFaceFound as exc:
+                    skipped.append(f"image without a face {paths[i]}: {exc}")
     if not parts:
         raise EdgeDMLError("no image could be read; " + (skipped[0] if skipped else "the folder has none"))
     feats = Features(np.concatenate([p.embedding for p in parts]), np.concatenate([p.local for p in parts]))
@@ -190,16 +194,17 @@ def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict,
 
 
 def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None, backend: str = "auto",
-              progress: bool = False, precision: str = "fp32") -> dict:
-    """Score all pairs of ``data``, write thresholds, ROC and histograms into ``bundle``."""
+              progress: bool = False, precision: str = "fp32", detector: str | None = None) -> dict:
+    """Score all pairs of ``data``, write thresholds, ROC and histograms into ``bundle``.
+    ``detector``: as :class:`Matcher`'s (default: the bundle's); calibrate the way the door runs."""
     import cv2
 
     started = time.perf_counter()
-    matcher = Matcher(bundle, backend=backend, precision=precision)
+    matcher = Matcher(bundle, backend=backend, precision=precision, detector=detector)
     paths, labels, names = labelled_images(data, per_class)
     features, kept, skipped = embed_readable(matcher, paths)
     for line in skipped:  # listed, and left out of every count
-        log.warning("edgedml: skipped unreadable image %s", line)
+        log.warning("edgedml: skipped %s", line)
     paths, labels = [paths[i] for i in kept], labels[kept]
     genuine, impostor = pair_scores(matcher, features, labels, progress=progress)
     if len(genuine) == 0:

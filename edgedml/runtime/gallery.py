@@ -7,6 +7,10 @@
 - ``identify(image, top_k)`` (1:N): global cosine over every enrolled template (numpy, or FAISS
   when installed and the gallery holds 10,000 templates or more), then the matcher re-ranks the best K templates; identities ranked by their
   best multi-scale score.
+- With a detector (the matcher's): enrollment photos must show a face (the largest is enrolled);
+  ``verify`` and ``identify`` decide on the largest face of the frame, and a frame without a face
+  is rejected with ``reason="no face found"`` and no score; ``identify_faces`` decides on every
+  face of the frame, largest first.
 - ``log_decision`` records a decision with its score, threshold, time and evidence picture, so
   every access decision can be explained afterwards.
 
@@ -30,6 +34,7 @@ import numpy as np
 
 from ..errors import EdgeDMLError
 from .backends import graph_files
+from .detection import Face
 from .image import ImageInput
 from .matcher import Features, Matcher
 from .thresholds import check_threshold
@@ -84,9 +89,17 @@ class Decision:
 
     accepted: bool
     name: str | None  # the identity verified, or the best identified one
-    score: float
+    score: float | None  # None when there was nothing to score (no face found)
     threshold: float
     candidates: tuple[Candidate, ...] = ()
+    reason: str | None = None  # why a decision was made without a score ("no face found")
+    face: Face | None = None  # the face decided on, in frame pixels (with a detector)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the decision, its candidates and the face box."""
+        return {"accepted": self.accepted, "name": self.name, "score": self.score, "threshold": self.threshold,
+                "reason": self.reason, "face": self.face and self.face.to_dict(),
+                "candidates": [c.__dict__ for c in self.candidates]}
 
 
 class Gallery:
@@ -147,6 +160,19 @@ class Gallery:
             raise GalleryError(f"{self.path} was enrolled with another model (embedder sha256 "
                                f"{(row or ['?'])[0][:12]}…); use the bundle it was made with, or enroll into a new "
                                f"gallery file")
+        # and only when cut from the frames the same way: whole images, or one detector's face crops
+        cropping = matcher.detector.fingerprint() if matcher.detector is not None else "none"
+        row = self._db.execute("SELECT value FROM meta WHERE key='detector'").fetchone()
+        if row is None and not self.read_only:  # a gallery from before detectors holds whole-image templates
+            empty = self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('detector', ?)", (cropping if empty else "none",))
+            row = self._db.execute("SELECT value FROM meta WHERE key='detector'").fetchone()
+        enrolled = row[0] if row else "none"
+        if enrolled != cropping:
+            raise GalleryError(f"{self.path} was enrolled with detector {enrolled.split(':')[0]!r} ({enrolled}) and this "
+                               f"matcher uses {cropping.split(':')[0]!r} ({cropping}): templates and queries would be cut "
+                               f"differently. Use the same detector and settings (Matcher(..., detector=...), "
+                               f"--detector), or enroll into a new gallery file")
 
     # --- enrollment -------------------------------------------------------------------------
 
@@ -226,31 +252,62 @@ class Gallery:
             raise GalleryError("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass one")
         return threshold
 
+    def _query(self, image: ImageInput | Features) -> tuple[Features | None, Face | None]:
+        """The features to decide on (the largest face's, with a detector) and that face;
+        (None, None) when the detector finds no face."""
+        if isinstance(image, Features):
+            return image, None
+        if self.matcher.detector is None:
+            return self.matcher.embed(image), None
+        features, views = self.matcher.embed_faces(image)
+        return (features[0], views[0].face) if views else (None, None)
+
     def verify(self, image: ImageInput | Features, name: str, threshold: float | None = None) -> Decision:
-        """1:1: is ``image`` the enrolled ``name``?"""
+        """1:1: is ``image`` the enrolled ``name``? (Rejected with a reason when no face is found.)"""
         threshold = self._require_threshold(threshold)
         emb, local, owner, names = self._templates()
         if name not in names:
             raise GalleryError(f"{name!r} is not enrolled in {self.path}; enrolled: {len(names)} identities")
         rows = np.flatnonzero(owner == names.index(name))
-        query = image if isinstance(image, Features) else self.matcher.embed(image)
+        query, face = self._query(image)
+        if query is None:
+            return Decision(False, name, None, threshold, (), reason="no face found")
         out = self.matcher.match(query, Features(emb[rows], local[rows]))
         best = int(np.argmax(out["multiscale"]))
         score = float(out["multiscale"][best])
         candidate = Candidate(name, score, score - float(out["structural"][best]), self._sources[rows[best]])
-        return Decision(score >= threshold, name, score, threshold, (candidate,))
+        return Decision(score >= threshold, name, score, threshold, (candidate,), face=face)
 
     def identify(self, image: ImageInput | Features, top_k: int = 5, rerank: int | None = None,
                  threshold: float | None = None) -> Decision:
-        """1:N: the enrolled identities most like ``image``, best first; accepted when the best
-        scores at least the threshold."""
+        """1:N: the enrolled identities most like ``image`` (its largest face, with a detector),
+        best first; accepted when the best scores at least the threshold. No face: rejected with
+        ``reason="no face found"``."""
+        threshold = self._identify_checks(top_k, threshold)
+        query, face = self._query(image)
+        if query is None:
+            return Decision(False, None, None, threshold, (), reason="no face found")
+        return self._identify(query, face, top_k, rerank, threshold)
+
+    def identify_faces(self, image: ImageInput, top_k: int = 5, rerank: int | None = None,
+                       threshold: float | None = None) -> list[Decision]:
+        """1:N for every face the matcher's detector finds in the frame, largest first (an empty
+        list when there is none); without a detector, one decision on the whole frame."""
+        threshold = self._identify_checks(top_k, threshold)
+        features, views = self.matcher.embed_faces(image)
+        return [self._identify(features[i], views[i].face, top_k, rerank, threshold) for i in range(len(views))]
+
+    def _identify_checks(self, top_k, threshold) -> float:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise GalleryError(f"top_k must be a whole number ≥ 1, got {top_k!r}")
         threshold = self._require_threshold(threshold)
-        emb, local, owner, names = self._templates()
-        if len(emb) == 0:
+        if len(self._templates()[0]) == 0:
             raise GalleryError(f"{self.path} has no enrolled identities; enroll some first")
-        query = image if isinstance(image, Features) else self.matcher.embed(image)
+        return threshold
+
+    def _identify(self, query: Features, face: Face | None, top_k: int, rerank: int | None,
+                  threshold: float) -> Decision:
+        emb, local, owner, names = self._templates()
         k = min(rerank or self.matcher.manifest.rerank_k, len(emb))
         top = top_by_cosine(query.embedding[0], emb, k, self._index)
         out = self.matcher.match(query, Features(emb[top], local[top]))
@@ -261,7 +318,7 @@ class Gallery:
             if who not in best or score > best[who].score:
                 best[who] = Candidate(names[who], score, score - float(out["structural"][j]), self._sources[t])
         ranked = tuple(sorted(best.values(), key=lambda c: -c.score)[:top_k])
-        return Decision(ranked[0].score >= threshold, ranked[0].name, ranked[0].score, threshold, ranked)
+        return Decision(ranked[0].score >= threshold, ranked[0].name, ranked[0].score, threshold, ranked, face=face)
 
     # --- audit ------------------------------------------------------------------------------
 
@@ -280,7 +337,7 @@ class Gallery:
                     "INSERT INTO decisions (time, kind, claimed, decided, score, threshold, accepted, evidence, "
                     "details) VALUES (?,?,?,?,?,?,?,?,?)",
                     (time.time(), kind, claimed, decision.name, decision.score, decision.threshold,
-                     int(decision.accepted), evidence, json.dumps(details or {})))
+                     int(decision.accepted), evidence, json.dumps(_details(decision, details))))
         except sqlite3.DatabaseError as exc:  # read-only, locked past the timeout, disk full
             log.warning("edgedml: the %s decision was not logged in %s (%s)", kind, self.path, exc)
             return None
@@ -300,6 +357,16 @@ class Gallery:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _details(decision: Decision, details: dict | None) -> dict:
+    """The audit row's details: the caller's, plus the face box and the reason when there is one."""
+    out = dict(details or {})
+    if decision.face is not None:
+        out["face"] = decision.face.to_dict()
+    if decision.reason:
+        out["reason"] = decision.reason
+    return out
 
 
 FAISS_MIN_TEMPLATES = 10_000  # below this a numpy matrix product is as fast as an index

@@ -7,6 +7,13 @@
     result.score, result.is_match                # multi-scale score, decision at the threshold
     cv2.imwrite("why.png", result.render())      # what made the match
 
+Faces: ``Matcher(bundle, detector="yunet:face_detection_yunet.onnx")`` (or a bundle exported with
+``--detector``, whose detector is then the default) detects the faces of every image, embeds the
+largest one's square, eye-levelled crop (:mod:`.roi`) and draws the explanation on the original
+frame with the box and landmarks. An image without a face is a decision, never a match:
+``compare`` returns ``is_match=False`` with ``reason="no face found in image b"``; ``embed`` (used
+to enroll) raises :class:`~.detection.NoFaceFound`. ``detector="none"`` embeds whole images.
+
 Thread-safe: several camera threads may share one Matcher.
 """
 
@@ -23,8 +30,10 @@ from ..bundle import read_manifest
 from . import explain
 from .backends import create_backend
 from .chunking import Limit, run_in_chunks
+from .detection import DetectorSettings, Face, NoFaceFound, YuNetDetector, bundle_detector, load_detector
 from .image import ImageInput, load_image
-from .preprocess import crop_box, to_network_input
+from .preprocess import to_network_input
+from .roi import View, face_view, whole_view
 from .structural import flow as region_flow
 from .thresholds import check_threshold
 
@@ -58,11 +67,14 @@ class Features:
 
 @dataclass
 class MatchResult:
-    """Why two images match: scores, decision and evidence in each image's own pixels."""
+    """Why two images match: scores, decision and evidence in each image's own (frame) pixels.
 
-    score: float  # multi-scale: structural + global
-    structural: float  # Σ T ⊙ s
-    global_similarity: float  # cosine of the global embeddings
+    With a detector and no face in an image: ``score`` is None, ``is_match`` False and
+    ``reason`` says which image had none; the maps are zero and ``matches`` empty."""
+
+    score: float | None  # multi-scale: structural + global
+    structural: float | None  # Σ T ⊙ s
+    global_similarity: float | None  # cosine of the global embeddings
     threshold: float | None
     is_match: bool | None  # None when no threshold is calibrated or given
     evidence_a: np.ndarray  # (H_a, W_a) per-pixel share of the structural score
@@ -71,19 +83,23 @@ class MatchResult:
     matches: list[RegionMatch]  # strongest flows first
     attention_a: np.ndarray | None  # (P, H_a, W_a) group / learner attention, or None (DIML)
     attention_b: np.ndarray | None
-    image_a: np.ndarray = field(repr=False)  # RGB uint8
+    image_a: np.ndarray = field(repr=False)  # RGB uint8, the whole frame
     image_b: np.ndarray = field(repr=False)
-    crop_a: tuple[int, int, int, int] | None = None  # (top, left, height, width) the model sees of image a
-    crop_b: tuple[int, int, int, int] | None = None
+    outline_a: np.ndarray | None = None  # (4, 2) frame pixels: the corners of what the model sees of image a
+    outline_b: np.ndarray | None = None
+    face_a: Face | None = None  # the detected face the model saw (with a detector)
+    face_b: Face | None = None
+    reason: str | None = None  # why there is no score ("no face found in image b")
 
     def render(self, height: int = 360) -> np.ndarray:
-        """Side-by-side picture (BGR uint8): heatmaps, match lines, score and decision."""
+        """Side-by-side picture (BGR uint8): heatmaps, match lines, faces, score and decision."""
         return explain.side_by_side(self, height)
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no images or maps)."""
         return {"score": self.score, "structural": self.structural, "global": self.global_similarity,
-                "threshold": self.threshold, "is_match": self.is_match,
+                "threshold": self.threshold, "is_match": self.is_match, "reason": self.reason,
+                "face_a": self.face_a and self.face_a.to_dict(), "face_b": self.face_b and self.face_b.to_dict(),
                 "matches": [{"region_a": m.region_a, "region_b": m.region_b, "flow": m.flow,
                              "point_a": list(m.point_a), "point_b": list(m.point_b)} for m in self.matches]}
 
@@ -92,7 +108,11 @@ class Matcher:
     """Embeds and compares images with an exported bundle (see the module doc)."""
 
     def __init__(self, bundle: str | Path, backend: str = "auto", threshold: float | None = None,
-                 threshold_name: str = "default", precision: str = "fp32"):
+                 threshold_name: str = "default", precision: str = "fp32",
+                 detector: str | YuNetDetector | None = None, detector_settings: DetectorSettings | None = None):
+        """``detector``: None uses the bundle's (none if it has none), "none" turns detection
+        off, "yunet:PATH" loads that file, or pass a detector object. ``detector_settings``
+        replace the bundle's recorded ones (score threshold, minimum face size, margin, align)."""
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle)  # verifies every checksum
         self.spec = self.manifest.preprocessing
@@ -103,18 +123,52 @@ class Matcher:
         if self.threshold is not None:
             self.threshold = check_threshold(self.threshold, self.manifest)
         self.grid = int(round(math.sqrt(self.manifest.regions)))
+        if detector is None:
+            self.detector = bundle_detector(self.manifest, detector_settings)
+        elif isinstance(detector, str):
+            self.detector = load_detector(detector, detector_settings)
+        else:
+            self.detector = detector
+
+    def views(self, image: ImageInput) -> tuple[np.ndarray, list[View]]:
+        """An input → its RGB frame and what the embedder is to see of it: the whole frame
+        without a detector; with one, a crop per detected face, largest first (maybe none)."""
+        rgb = load_image(image)
+        if self.detector is None:
+            return rgb, [whole_view(rgb)]
+        settings = self.detector.settings
+        return rgb, [face_view(rgb, face, settings.margin, settings.align) for face in self.detector.detect(rgb)]
+
+    def _main_view(self, image: ImageInput, what: str) -> tuple[np.ndarray, View]:
+        rgb, views = self.views(image)
+        if not views:
+            raise NoFaceFound(f"no face found in {what} by {self.detector.describe()}: use a photo where the "
+                              f"face is visible and at least {self.detector.settings.min_size} px wide")
+        return rgb, views[0]
 
     def preprocess(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Inputs → network batch (N, 3, S, S) float32 and the decoded RGB images."""
-        rgbs = [load_image(image) for image in images]
-        return np.stack([to_network_input(rgb, self.spec) for rgb in rgbs]), rgbs
+        """Inputs → network batch (N, 3, S, S) float32 and the RGB images the embedder sees
+        (whole images, or the largest face's crop with a detector: :class:`NoFaceFound` if none)."""
+        views = [self._main_view(image, _describe(image))[1] for image in images]
+        return np.stack([to_network_input(v.pixels, self.spec) for v in views]), [v.pixels for v in views]
 
     def embed(self, images: ImageInput | Sequence[ImageInput]) -> Features:
-        """One image or a list → :class:`Features` (N rows)."""
+        """One image or a list → :class:`Features` (N rows). With a detector, each image's
+        largest face; an image without one raises :class:`NoFaceFound` naming it."""
         if isinstance(images, (str, Path, bytes, bytearray, memoryview, np.ndarray)):
             images = [images]
         batch, _ = self.preprocess(list(images))
         return self._embed_batch(batch)
+
+    def embed_faces(self, image: ImageInput) -> tuple[Features, list[View]]:
+        """Every face of one frame (largest first) → their :class:`Features` and views; without
+        a detector, the whole frame. No face: zero rows."""
+        _, views = self.views(image)
+        if not views:
+            return Features(np.zeros((0, self.manifest.matcher.inputs["query_embedding"][1]), np.float32),
+                            np.zeros((0, self.manifest.regions, self.manifest.matcher.inputs["query_local"][2]),
+                                     np.float32)), []
+        return self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in views])), views
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray], chunked: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Run a graph within its limit (a TensorRT profile, a fixed export batch): larger
@@ -140,34 +194,56 @@ class Matcher:
 
     def compare(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
                 top_matches: int = 5) -> MatchResult:
-        """Score two images and explain the score (see :class:`MatchResult`)."""
-        batch, (rgb_a, rgb_b) = self.preprocess([image_a, image_b])
-        features = self._embed_batch(batch)
+        """Score two images and explain the score on their frames (see :class:`MatchResult`)."""
+        threshold = self.threshold if threshold is None else check_threshold(threshold, self.manifest)
+        (rgb_a, views_a), (rgb_b, views_b) = self.views(image_a), self.views(image_b)
+        if not views_a or not views_b:
+            return self._no_face(rgb_a, rgb_b, views_a, views_b, threshold)
+        va, vb = views_a[0], views_b[0]
+        features = self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in (va, vb)]))
         out = self.match(features[0], features[1])
         plan = out["plan"][0]
         structural, score = float(out["structural"][0]), float(out["multiscale"][0])
-        threshold = self.threshold if threshold is None else check_threshold(threshold, self.manifest)
-        (ha, wa), (hb, wb) = rgb_a.shape[:2], rgb_b.shape[:2]
         g = self.grid
         flow = region_flow(plan, features.local[0], features.local[1])  # T ⊙ s, (R, R)
         order = np.argsort(-flow, axis=None)[:top_matches]
-        matches = [RegionMatch(int(i), int(j), float(flow[i, j]),
-                               explain.region_centre(int(i), g, ha, wa, self.spec),
-                               explain.region_centre(int(j), g, hb, wb, self.spec))
+        matches = [RegionMatch(int(i), int(j), float(flow[i, j]), explain.region_centre(int(i), g, va, self.spec),
+                               explain.region_centre(int(j), g, vb, self.spec))
                    for i, j in (divmod(int(k), flow.shape[1]) for k in order) if flow[i, j] > 0]
         attention = features.attention
+
+        def on_frame(region_map, view, rgb):
+            return explain.to_image(region_map, view, rgb.shape, self.spec)
+
         return MatchResult(
             score=score, structural=structural, global_similarity=score - structural, threshold=threshold,
             is_match=None if threshold is None else bool(score >= threshold),
-            evidence_a=explain.to_image(out["query_evidence"][0].reshape(g, g), ha, wa, self.spec),
-            evidence_b=explain.to_image(out["candidate_evidence"][0].reshape(g, g), hb, wb, self.spec),
+            evidence_a=on_frame(out["query_evidence"][0].reshape(g, g), va, rgb_a),
+            evidence_b=on_frame(out["candidate_evidence"][0].reshape(g, g), vb, rgb_b),
             plan=plan, matches=matches,
-            attention_a=None if attention is None else np.stack(
-                [explain.to_image(m, ha, wa, self.spec) for m in attention[0]]),
-            attention_b=None if attention is None else np.stack(
-                [explain.to_image(m, hb, wb, self.spec) for m in attention[1]]),
-            image_a=rgb_a, image_b=rgb_b, crop_a=crop_box(ha, wa, self.spec), crop_b=crop_box(hb, wb, self.spec))
+            attention_a=None if attention is None else np.stack([on_frame(m, va, rgb_a) for m in attention[0]]),
+            attention_b=None if attention is None else np.stack([on_frame(m, vb, rgb_b) for m in attention[1]]),
+            image_a=rgb_a, image_b=rgb_b, outline_a=explain.seen_outline(va, self.spec),
+            outline_b=explain.seen_outline(vb, self.spec), face_a=va.face, face_b=vb.face)
+
+    def _no_face(self, rgb_a, rgb_b, views_a, views_b, threshold) -> MatchResult:
+        missing = " and ".join(name for name, views in (("image a", views_a), ("image b", views_b)) if not views)
+        r = self.manifest.regions
+        return MatchResult(
+            score=None, structural=None, global_similarity=None, threshold=threshold, is_match=False,
+            evidence_a=np.zeros(rgb_a.shape[:2], np.float32), evidence_b=np.zeros(rgb_b.shape[:2], np.float32),
+            plan=np.zeros((r, r), np.float32), matches=[], attention_a=None, attention_b=None,
+            image_a=rgb_a, image_b=rgb_b, face_a=views_a[0].face if views_a else None,
+            face_b=views_b[0].face if views_b else None, reason=f"no face found in {missing}")
 
     def __repr__(self) -> str:
+        detector = self.detector.describe() if self.detector else "none"
         return (f"Matcher({str(self.bundle)!r}, precision={self.precision!r}, backend={self.backend.describe()!r}, "
-                f"threshold={self.threshold})")
+                f"threshold={self.threshold}, detector={detector!r})")
+
+
+def _describe(image: ImageInput) -> str:
+    """How an error names an input: its path, or its kind."""
+    if isinstance(image, (str, Path)):
+        return f"image {image}"
+    return "the image array" if isinstance(image, np.ndarray) else "the image bytes"
