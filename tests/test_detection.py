@@ -286,6 +286,18 @@ def test_the_cli_exports_a_detector_and_decides_on_faces(yunet, faces, scene, tm
     assert every.exit_code in (0, 4) and '"faces": [' in every.output and '"box"' in every.output, every.output
     whole = runner.invoke(main, ["identify", db, str(DAISY), *model, "--threshold", "0.5", "--detector", "none"])
     assert whole.exit_code == 1 and "enrolled with detector 'yunet'" in whole.output
+    people = tmp_path / "people"
+    for person, photos in faces:
+        (people / person).mkdir(parents=True)
+        for k, photo in enumerate(photos):
+            cv2.imwrite(str(people / person / f"{k}.png"), photo[:, :, ::-1])
+    shutil.copy(DAISY, people / "s22" / "daisy.jpg")
+    calibrated = runner.invoke(main, ["calibrate", str(tmp_path / "bundle"), "--data", str(people)])
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "6 images" in calibrated.output and "skipped 1 images: unreadable, or without a face" in calibrated.output
+    calibration = read_manifest(tmp_path / "bundle").calibration
+    assert calibration["skipped"][0].startswith("image without a face") and "daisy.jpg" in calibration["skipped"][0]
+    assert calibration["detector"].startswith("yunet:")
 
 
 def test_crop_faces_writes_the_crops_a_detector_bundle_embeds(yunet, tmp_path):

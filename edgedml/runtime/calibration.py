@@ -225,6 +225,7 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     cv2.imwrite(str(root / "calibration_scores.png"), draw_histograms(
         genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
     calibration = {"data": str(data), "precision": precision, "images": len(paths),
+                   "detector": matcher.detector.fingerprint() if matcher.detector is not None else "none",
                    "skipped": skipped, "classes": len(names),
                    "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
                    "eer": eer, "impostor_min": float(impostor.min()) if len(impostor) else None,

@@ -55,7 +55,7 @@ class DetectorSettings:
     score_threshold: float = 0.7
     nms_threshold: float = 0.3
     min_size: int = 32
-    margin: float = 0.2
+    margin: float = 0.05
     align: bool = True
     detect_side: int = 640
 

@@ -57,3 +57,19 @@ def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, p
         if progress:
             progress(f"{folder.name}: {report.written} crops so far")
     return report
+
+
+def cropped_copy(source: str | Path, out: str | Path, detector: YuNetDetector) -> Path:
+    """``out``, filled with :func:`crop_dataset` of ``source`` unless it already exists (how the
+    training recipes and benchmarks keep one cropped copy of a data set)."""
+    out = Path(out)
+    if not out.is_dir():
+        staging = out.with_name(out.name + ".partial")
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging)
+        report = crop_dataset(source, staging, detector)
+        staging.rename(out)  # only a finished copy is ever used
+        print(f"{Path(source).name}: {report.written} crops in {out}; no face in {report.without_face or 'none'}")
+    return out

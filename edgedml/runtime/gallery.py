@@ -140,6 +140,7 @@ class Gallery:
         # templates are only comparable when made by the same embedder graph (precision included)
         embedder_file = graph_files(matcher.manifest, matcher.precision)["embedder"]
         fingerprint = matcher.manifest.files[embedder_file].sha256
+        cropping = matcher.detector.fingerprint() if matcher.detector is not None else "none"
         if not self.read_only:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -151,6 +152,9 @@ class Gallery:
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('embedder_sha256', ?)", (fingerprint,))
+                # a gallery from before detectors (templates, no row) holds whole-image templates
+                empty = self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('detector', ?)", (cropping if empty else "none",))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -161,12 +165,7 @@ class Gallery:
                                f"{(row or ['?'])[0][:12]}…); use the bundle it was made with, or enroll into a new "
                                f"gallery file")
         # and only when cut from the frames the same way: whole images, or one detector's face crops
-        cropping = matcher.detector.fingerprint() if matcher.detector is not None else "none"
         row = self._db.execute("SELECT value FROM meta WHERE key='detector'").fetchone()
-        if row is None and not self.read_only:  # a gallery from before detectors holds whole-image templates
-            empty = self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('detector', ?)", (cropping if empty else "none",))
-            row = self._db.execute("SELECT value FROM meta WHERE key='detector'").fetchone()
         enrolled = row[0] if row else "none"
         if enrolled != cropping:
             raise GalleryError(f"{self.path} was enrolled with detector {enrolled.split(':')[0]!r} ({enrolled}) and this "
