@@ -21,6 +21,10 @@ never saw):
 - the detector's misses (no face, or the largest face outside the paste box) on the composites,
   and its false detections on face-free photos (other flowers17 and cub_birds test photos,
   filled to 640×480).
+
+A pasted photo ends in a straight seam, which a real frame does not have: a crop wider than
+the pasted photo (a large margin, or a turned, eye-levelled crop of a tight ORL photo) sees the
+seam and the scene beyond it. Read the margin and alignment rows with that in mind.
 """
 
 from __future__ import annotations
