@@ -76,6 +76,7 @@ class SinkhornSettings:
     # the marginals' centres are the global embeddings (DIML's official x̄); bundles written
     # before the field existed centred them on the mean of the normalised regions
     centers_from_embedding: bool = False
+    partial_mass: float | None = None  # partial transport (dummy bins); None: full transport
 
 
 @dataclass(frozen=True)

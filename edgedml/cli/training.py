@@ -45,6 +45,8 @@ def _with(options):
               help="Local ImageNet state dict for resnet50 / googlenet (never downloaded).")
 @click.option("--embed-dim", type=int, help="Global embedding size [default: the head's].")
 @click.option("--image-size", type=int, help="Input size [default: the backbone's].")
+@click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Partial transport: match only this share of each image's regions (DIML) [default: all].")
 @click.option("--loss", type=click.Choice(["multi_similarity", "margin", "triplet", "proxy_anchor"]),
               help="Base metric loss [default: multi_similarity].")
 @click.option("--epochs", type=int)
@@ -86,7 +88,8 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
     if config_file:
         base = json.loads(Path(config_file).read_text())
     model = dict(base.get("model", {}))
-    model_flags = {k: flags.pop(k) for k in ("head", "backbone", "backbone_weights", "embed_dim", "image_size")}
+    model_flags = {k: flags.pop(k) for k in ("head", "backbone", "backbone_weights", "embed_dim", "image_size",
+                                             "partial_mass")}
     if model_flags["head"] not in (None, model.get("head")) and model_flags["embed_dim"] is None:
         model.pop("embed_dim", None)  # a new head takes its own default embedding size
     model.update({k: v for k, v in model_flags.items() if v is not None})
@@ -144,12 +147,14 @@ def _table(results: dict) -> str:
 @click.option("--structural/--no-structural", default=None,
               help="Rank all pairs by structural similarity [default: on up to 10,000 images].")
 @click.option("--nmi/--no-nmi", default=True, show_default=True)
+@click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Score with partial transport at this mass [default: the model's].")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--workers", default=2, show_default=True)
 def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, rerank_k,
-             structural, nmi, json_out, device, batch_size, workers):
+             structural, nmi, partial_mass, json_out, device, batch_size, workers):
     """Recall@{1,2,4,8}, MAP@R, R-precision (and NMI) for global, structural and multi-scale ranking."""
     try:
         from ..models import load_checkpoint
@@ -167,7 +172,7 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, 
         if len({s.label for s in samples}) < 2:
             raise ConfigError(f"{' + '.join(data)} has fewer than 2 classes with readable images in the {which} split")
         dev = resolve_device(device)
-        model = load_checkpoint(checkpoint, device=str(dev))
+        model = with_partial_mass(load_checkpoint(checkpoint, device=str(dev)), partial_mass)
         results = evaluate_model(model, samples, device=dev, batch_size=batch_size, workers=workers,
                                  progress=True, k=rerank_k, structural=structural, nmi=nmi)
     except EdgeDMLError as exc:
@@ -217,10 +222,12 @@ def _all_classes(split):
                    "and crops faces before embedding.")
 @click.option("--face-score", type=float, help="The detector's score threshold [default: 0.7].")
 @click.option("--min-face", type=int, help="Ignore faces narrower than this many pixels [default: 32].")
+@click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Match with partial transport at this mass (dummy bins in matcher.onnx) [default: the model's].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
 def export_command(checkpoint, out, precisions, engine, calib, calib_images, calib_method, validate_with,
                    validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, detector, face_score,
-                   min_face, overwrite):
+                   min_face, partial_mass, overwrite):
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
@@ -237,7 +244,7 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
                                 detector=detector, detector_settings={
                                     k: v for k, v in (("score_threshold", face_score), ("min_size", min_face))
                                     if v is not None} or None)
-        model = load_checkpoint(checkpoint)
+        model = with_partial_mass(load_checkpoint(checkpoint), partial_mass)
         source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
         manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
     except EdgeDMLError as exc:
@@ -261,6 +268,16 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
         click.echo(line)
     if engine != "none":
         _build_engines_or_explain(out, engine, max_batch, max_candidates)
+
+
+def with_partial_mass(model, mass: float | None):
+    """``model`` matching with partial transport at ``mass`` (a matching setting, no weights)."""
+    if mass is None:
+        return model
+    import dataclasses
+
+    model.config = dataclasses.replace(model.config, partial_mass=mass)
+    return model
 
 
 COMMANDS = [train, evaluate, export_command]  # in the order `edgedml --help` lists them

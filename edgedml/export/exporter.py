@@ -171,7 +171,8 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         report["pot"] = validate.validate_against_pot(staging / "matcher.onnx", synthetic, matcher)
         report["fp16"] = validate.fp16_matcher_check(matcher, synthetic)
         report["bounds"] = {"embedding": validate.EMBEDDING_TOL, "scores": validate.SCORE_TOL,
-                            "score_vs_pot": validate.POT_TOL, "fp16_scores": validate.FP16_TOL}
+                            "score_vs_pot": validate.POT_TOL, "fp16_scores": validate.FP16_TOL,
+                            "score_vs_pot_partial": validate.POT_PARTIAL_TOL}
         failures = validate.check_bounds(report)
         if failures:
             raise validate.ValidationError(report, failures)
@@ -214,7 +215,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             precisions=precision_facts,
             limits={graph: limit.to_dict() for graph, limit in limits.items()},
             sinkhorn=SinkhornSettings(cfg.sinkhorn_eps, iters, cfg.marginals, options.matcher_form,
-                                      cfg.centers_from_embedding),
+                                      cfg.centers_from_embedding, cfg.partial_mass),
             rerank_k=options.max_candidates,
             detector=face_detector,
             validation=report,

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.embedder import EmbeddingModel
-from ..models.matcher import MATCHER_INPUTS, MATCHER_OUTPUTS, StructuralMatcher
+from ..models.matcher import MATCHER_INPUTS, StructuralMatcher
 
 OPSET = 18
 EMBEDDER_INPUT = "images"
@@ -139,8 +139,10 @@ def export_matcher(matcher: StructuralMatcher, path: str | Path, regions: int, l
               "candidate_local": {0: torch.export.Dim("K", min=1)},
               "candidate_embedding": {0: torch.export.Dim.DYNAMIC}}
     with torch.no_grad():
-        _export(matcher, example, path, MATCHER_INPUTS, MATCHER_OUTPUTS, shapes)
+        _export(matcher, example, path, MATCHER_INPUTS, matcher.output_names, shapes)
+    outputs = {"structural": ["K"], "multiscale": ["K"], "plan": ["K", regions, regions],
+               "query_evidence": ["K", regions], "candidate_evidence": ["K", regions],
+               "query_unmatched": ["K", regions], "candidate_unmatched": ["K", regions]}
     return {"inputs": {"query_local": [1, regions, local_dim], "query_embedding": [1, embed_dim],
                        "candidate_local": ["K", regions, local_dim], "candidate_embedding": ["K", embed_dim]},
-            "outputs": {"structural": ["K"], "multiscale": ["K"], "plan": ["K", regions, regions],
-                        "query_evidence": ["K", regions], "candidate_evidence": ["K", regions]}}
+            "outputs": {name: outputs[name] for name in matcher.output_names}}

@@ -25,6 +25,7 @@ from ..models.matching import l2_normalize, structural_match
 EMBEDDING_TOL = 1e-4
 SCORE_TOL = 1e-4
 POT_TOL = 1e-5  # plans and scores against POT run for the same iterations
+POT_PARTIAL_TOL = 2e-2  # a partial matcher's converged score against ot.partial.entropic_partial_wasserstein
 FP16_TOL = 1e-2
 
 
@@ -91,7 +92,7 @@ def _reference_match(matcher: StructuralMatcher, inputs: tuple[torch.Tensor, ...
     q_local, q_emb, c_local, c_emb = (l2_normalize(t.to(dtype)) for t in inputs)
     centers = (q_emb, c_emb) if matcher.centers_from_embedding else (None, None)
     return structural_match(q_local, c_local, matcher.eps, iters, matcher.marginals_kind, form,
-                            x_center=centers[0], y_center=centers[1])
+                            x_center=centers[0], y_center=centers[1], mass=matcher.mass)
 
 
 def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], matcher: StructuralMatcher,
@@ -104,33 +105,53 @@ def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], matcher: 
     transposed problem, whose iterates are exactly ours), and the converged solution (float64,
     2000 iterations; reported, not bounded: it measures what ``iters`` leaves unconverged,
     largest on near-duplicate pairs whose kernel is sharply peaked). POT to convergence is
-    checked against the same float64 solution in the test suite."""
+    checked against the same float64 solution in the test suite.
+
+    A partial-transport matcher (``matcher.mass``) is checked the same way on its augmented
+    problem (dummy row and column, the dummy-to-dummy cell forbidden), and its converged score
+    against POT's own partial solver, ``ot.partial.entropic_partial_wasserstein``, on the real
+    problem (reported as ``max_abs_diff_score_vs_pot_partial``; the two use different entropy
+    terms, so they agree to about 1e-2 at ε = 0.05, not to rounding)."""
     import ot
 
     sess = session(path)
     feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, inputs)}
     plans, scores = sess.run(["plan", "structural"], feeds)
-    eps, iters = matcher.eps, matcher.iters
+    eps, iters, mass = matcher.eps, matcher.iters, matcher.mass
     exact = _reference_match(matcher, inputs, 2000, torch.float64)
     s, u, v = (t.numpy() for t in (exact.similarity, exact.u, exact.v))
     same = {"plan": 0.0, "score": 0.0}
-    converged = 0.0
+    converged, partial = 0.0, 0.0
     compared = 0
     for k in range(plans.shape[0]):
         if u[k].sum() < 0.5 or v[k].sum() < 0.5:  # (near) zero mass: no transport problem to compare
             continue
+        cost, a, b = 1 - s[k], u[k], v[k]
+        if mass is not None:  # the augmented problem the graph solves
+            cost = np.pad(cost, ((0, 1), (0, 1)))
+            cost[-1, -1] = 1e4
+            a, b = np.append(a, 1 - mass), np.append(b, 1 - mass)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # POT warns on log(0) and on not converging in `iters`
-            fixed = ot.sinkhorn(v[k], u[k], (1 - s[k]).T, eps, method="sinkhorn_log",
-                                numItermax=iters, stopThr=0.0).T
+            fixed = ot.sinkhorn(b, a, cost.T, eps, method="sinkhorn_log", numItermax=iters, stopThr=0.0).T
+            if mass is not None:
+                fixed = fixed[:-1, :-1]
+                positive = (u[k] > 0, v[k] > 0)  # POT's partial solver divides by the marginals
+                pot_partial = ot.partial.entropic_partial_wasserstein(
+                    u[k][positive[0]], v[k][positive[1]], (1 - s[k])[np.ix_(*positive)], eps, m=mass,
+                    numItermax=5000, stopThr=1e-12)
+                partial = max(partial, float(abs(exact.score[k] - (pot_partial * s[k][np.ix_(*positive)]).sum())))
         same["plan"] = max(same["plan"], float(np.abs(plans[k] - fixed).max()))
         same["score"] = max(same["score"], float(abs(scores[k] - (fixed * s[k]).sum())))
         converged = max(converged, float(abs(scores[k] - exact.score[k])))
         compared += 1
         if compared == pairs:
             break
-    return {"pairs": compared, "max_abs_diff_plan_vs_pot": same["plan"], "max_abs_diff_score_vs_pot": same["score"],
-            "max_abs_diff_score_vs_converged": converged}
+    report = {"pairs": compared, "max_abs_diff_plan_vs_pot": same["plan"], "max_abs_diff_score_vs_pot": same["score"],
+              "max_abs_diff_score_vs_converged": converged}
+    if mass is not None:
+        report["max_abs_diff_score_vs_pot_partial"] = partial
+    return report
 
 
 @torch.no_grad()
@@ -157,6 +178,9 @@ def check_bounds(report: dict) -> list[str]:
         value = report.get("pot", {}).get(key, 0.0)
         if value > POT_TOL:
             failures.append(f"matcher {key} = {value:.2e} > {POT_TOL}")
+    value = report.get("pot", {}).get("max_abs_diff_score_vs_pot_partial", 0.0)
+    if value > POT_PARTIAL_TOL:
+        failures.append(f"partial matcher vs POT's partial solver: {value:.2e} > {POT_PARTIAL_TOL}")
     fp16 = report.get("fp16", {})
     if fp16 and (not fp16["finite_fp16"] or fp16["max_abs_diff_score_fp16"] > FP16_TOL):
         failures.append(f"fp16 matcher: finite={fp16['finite_fp16']}, score error "

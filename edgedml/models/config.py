@@ -66,6 +66,10 @@ class ModelConfig:
     in the official evaluation. ``projection=False`` drops the 1×1 projection: the regions and
     the global embedding are the backbone's own features (``embed_dim`` = its channels), the
     untrained baseline with nothing random in it.
+
+    ``partial_mass`` m < 1: partial transport (``matching.partial_plan``): only m of each image's
+    mass is matched between real regions, the rest goes to a dummy bin, so that an occluded part
+    need not be matched. None: full transport (DIML).
     """
 
     backbone: str = "efficientnet_lite0"
@@ -83,6 +87,7 @@ class ModelConfig:
     align_corners: bool = True
     global_feature: str = "raw_mean"
     projection: bool = True
+    partial_mass: float | None = None
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -125,6 +130,10 @@ class ModelConfig:
             )
         if not self.sinkhorn_eps > 0:
             raise ConfigError(f"sinkhorn_eps must be positive, got {self.sinkhorn_eps}")
+        if self.partial_mass is not None and not (isinstance(self.partial_mass, (int, float))
+                                                  and 0 < self.partial_mass < 1):
+            raise ConfigError(f"partial_mass must lie in (0, 1) (the share of mass matched between real regions), "
+                              f"or be None for full transport; got {self.partial_mass!r}")
         if self.image_size is not None and self.image_size < 32:
             raise ConfigError(f"image_size must be at least 32, got {self.image_size}")
 

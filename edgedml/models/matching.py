@@ -156,6 +156,42 @@ def sinkhorn_scaling(s: Tensor, u: Tensor, v: Tensor, eps: float = 0.05, iters: 
 SINKHORN_FORMS = {"log": sinkhorn_log, "scaling": sinkhorn_scaling}
 
 
+def partial_plan(s: Tensor, u: Tensor, v: Tensor, mass: float, eps: float = 0.05, iters: int = SINKHORN_ITERS,
+                 form: str = "log") -> Tensor:
+    """Partial transport by dummy bins: only ``mass`` m < 1 moves between real regions.
+
+    Each side gets one dummy bin holding 1 − m (u and v sum to 1): ũ = [u, 1 − m], ṽ = [v, 1 − m].
+    A real region trades with the other side's dummy at similarity 1 (cost 0); the two dummies
+    cannot trade (kernel 0). So the dummies absorb exactly 1 − m from each side, the real block
+    carries m, and the regions with the worst matches (an occluder, a scarf) send their mass to
+    the dummy instead of being forced onto the other image. The balanced Sinkhorn of ``form`` is
+    run on the augmented problem; the dummy similarity is immaterial (the dummies' total flow is
+    fixed). It approximates POT's ``ot.partial.entropic_partial_wasserstein`` (same cost, mass
+    and ε, a different entropy term: tests bound the gap).
+
+    s (..., R, R'), u (..., R), v (..., R') → T (..., R, R'), the real block.
+    """
+    if not 0 < mass < 1:
+        raise ValueError(f"partial transport needs a mass in (0, 1), got {mass}")
+    rows, cols = s.shape[-2], s.shape[-1]
+    s_aug = torch.nn.functional.pad(s, (0, 1, 0, 1), value=1.0)  # dummy row and column
+    u_aug = torch.nn.functional.pad(u, (0, 1), value=1.0 - mass)
+    v_aug = torch.nn.functional.pad(v, (0, 1), value=1.0 - mass)
+    # the dummy-to-dummy cell: similarity low enough that its kernel underflows to 0 in both forms
+    blocked = torch.zeros(rows + 1, cols + 1, dtype=s.dtype, device=s.device)
+    blocked[rows, cols] = -1e4 * eps if form == "log" else -1e3
+    plan = SINKHORN_FORMS[form](s_aug + blocked, u_aug, v_aug, eps, iters)
+    return plan[..., :rows, :cols]
+
+
+def unmatched(plan: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """The mass each region did not send to a real region of the other image (partial transport:
+    what went to the dummy): u − Σ_j T_ij and v − Σ_i T_ij, clamped at 0.
+
+    plan (..., R, R'), u (..., R), v (..., R') → (..., R), (..., R')."""
+    return (u - plan.sum(-1)).clamp_min(0), (v - plan.sum(-2)).clamp_min(0)
+
+
 def evidence(plan: Tensor, s: Tensor) -> tuple[Tensor, Tensor]:
     """Per-region evidence: e_i = Σ_j T_ij s_ij (x's side) and Σ_i T_ij s_ij (y's side).
 
@@ -187,19 +223,23 @@ def structural_match(
     detach_plan: bool = False,
     x_center: Tensor | None = None,
     y_center: Tensor | None = None,
+    mass: float | None = None,
 ) -> StructuralMatch:
     """DIML's structural similarity of local features x (..., R, D) and y (..., R', D)
     (leading dims broadcast): s = x yᵀ, marginals u, v, plan T = Sinkhorn(s, u, v), score Σ T ⊙ s.
 
     ``detach_plan``: solve for T (and the marginals) without gradient, as the official training
     code does; gradients then flow through s only. ``x_center``, ``y_center`` (..., D): the
-    global features the cross-correlation marginals use (default: the regions' mean feature)."""
+    global features the cross-correlation marginals use (default: the regions' mean feature).
+    ``mass`` m < 1: partial transport (:func:`partial_plan`); the score sums the real block only."""
     if form not in SINKHORN_FORMS:
         raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
     s = region_similarity(x, y)
     with torch.no_grad() if detach_plan else contextlib.nullcontext():
         u, v = marginals(x, y, marginals_kind, x_center, y_center)
-        plan = SINKHORN_FORMS[form](s.detach() if detach_plan else s, u, v, eps, iters)
+        solve = s.detach() if detach_plan else s
+        plan = (SINKHORN_FORMS[form](solve, u, v, eps, iters) if mass is None
+                else partial_plan(solve, u, v, mass, eps, iters, form))
     ex, ey = evidence(plan, s)
     return StructuralMatch(ex.sum(-1), plan, s, ex, ey, u, v)
 

@@ -98,6 +98,20 @@ def _dim_outside(panel: np.ndarray, outline: np.ndarray | None, scale: float) ->
     return dimmed
 
 
+def _hatch_unmatched(panel: np.ndarray, share: np.ndarray | None, scale: float) -> None:
+    """Grey diagonal hatching over the regions that left most of their mass unmatched (partial
+    transport sent it to the dummy: an occluder, a part the other image does not show)."""
+    import cv2
+
+    if share is None:
+        return
+    h, w = panel.shape[:2]
+    mask = cv2.resize(share.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST) > 0.5
+    rows, cols = np.indices((h, w))
+    mask &= (rows + cols) % 10 < 3
+    panel[mask] = (160, 160, 160)
+
+
 def _draw_face(panel: np.ndarray, face, outline: np.ndarray | None, scale: float) -> None:
     """The detector's box (green), its five landmarks and the crop the model saw (white)."""
     import cv2
@@ -123,12 +137,14 @@ def side_by_side(result, height: int = 360) -> np.ndarray:
     import cv2
 
     panels, scales = [], []
-    for rgb, heat, outline, face in ((result.image_a, result.evidence_a, result.outline_a, result.face_a),
-                                     (result.image_b, result.evidence_b, result.outline_b, result.face_b)):
+    for rgb, heat, outline, face, share in (
+            (result.image_a, result.evidence_a, result.outline_a, result.face_a, result.unmatched_a),
+            (result.image_b, result.evidence_b, result.outline_b, result.face_b, result.unmatched_b)):
         scale = height / rgb.shape[0]
         panel = cv2.resize(overlay(rgb, np.clip(heat, 0, None)), (max(1, int(round(rgb.shape[1] * scale))), height),
                            interpolation=cv2.INTER_AREA)
         panel = _dim_outside(panel, outline, scale)
+        _hatch_unmatched(panel, share, scale)
         _draw_face(panel, face, outline, scale)
         panels.append(panel)
         scales.append(scale)
@@ -176,4 +192,7 @@ def side_by_side(result, height: int = 360) -> np.ndarray:
     cv2.putText(canvas, "made the match", (118, y + 66), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, "lines: strongest region matches, 1 = strongest; dimmed: outside what the model sees",
                 (180, y + 49), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    if result.unmatched_a is not None:
+        cv2.putText(canvas, "hatched: regions left mostly unmatched (partial transport)", (180, y + 66),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas

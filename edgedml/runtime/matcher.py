@@ -90,6 +90,10 @@ class MatchResult:
     face_a: Face | None = None  # the detected face the model saw (with a detector)
     face_b: Face | None = None
     reason: str | None = None  # why there is no score ("no face found in image b")
+    unmatched_a: np.ndarray | None = None  # (H_a, W_a) share of each region's mass left unmatched (partial transport)
+    unmatched_b: np.ndarray | None = None
+    unmatched_regions_a: np.ndarray | None = None  # (R,) those shares per region of image a
+    unmatched_regions_b: np.ndarray | None = None
 
     def render(self, height: int = 360) -> np.ndarray:
         """Side-by-side picture (BGR uint8): heatmaps, match lines, faces, score and decision."""
@@ -100,6 +104,8 @@ class MatchResult:
         return {"score": self.score, "structural": self.structural, "global": self.global_similarity,
                 "threshold": self.threshold, "is_match": self.is_match, "reason": self.reason,
                 "face_a": self.face_a and self.face_a.to_dict(), "face_b": self.face_b and self.face_b.to_dict(),
+                "unmatched_a": None if self.unmatched_regions_a is None else self.unmatched_regions_a.round(4).tolist(),
+                "unmatched_b": None if self.unmatched_regions_b is None else self.unmatched_regions_b.round(4).tolist(),
                 "matches": [{"region_a": m.region_a, "region_b": m.region_b, "flow": m.flow,
                              "point_a": list(m.point_a), "point_b": list(m.point_b)} for m in self.matches]}
 
@@ -215,6 +221,11 @@ class Matcher:
         def on_frame(region_map, view, rgb):
             return explain.to_image(region_map, view, rgb.shape, self.spec)
 
+        shares = (None, None)
+        if "query_unmatched" in out:  # partial transport: what each region sent to the dummy
+            left = (out["query_unmatched"][0], out["candidate_unmatched"][0])
+            shares = tuple(rest / np.maximum(rest + kept, 1e-12) for rest, kept in zip(left, (plan.sum(1), plan.sum(0))))
+
         return MatchResult(
             score=score, structural=structural, global_similarity=score - structural, threshold=threshold,
             is_match=None if threshold is None else bool(score >= threshold),
@@ -224,7 +235,10 @@ class Matcher:
             attention_a=None if attention is None else np.stack([on_frame(m, va, rgb_a) for m in attention[0]]),
             attention_b=None if attention is None else np.stack([on_frame(m, vb, rgb_b) for m in attention[1]]),
             image_a=rgb_a, image_b=rgb_b, outline_a=explain.seen_outline(va, self.spec),
-            outline_b=explain.seen_outline(vb, self.spec), face_a=va.face, face_b=vb.face)
+            outline_b=explain.seen_outline(vb, self.spec), face_a=va.face, face_b=vb.face,
+            unmatched_a=None if shares[0] is None else on_frame(shares[0].reshape(g, g), va, rgb_a),
+            unmatched_b=None if shares[1] is None else on_frame(shares[1].reshape(g, g), vb, rgb_b),
+            unmatched_regions_a=shares[0], unmatched_regions_b=shares[1])
 
     def _no_face(self, rgb_a, rgb_b, views_a, views_b, threshold) -> MatchResult:
         missing = " and ".join(name for name, views in (("image a", views_a), ("image b", views_b)) if not views)

@@ -90,18 +90,19 @@ def evaluate_embeddings(data: Embedded, structural: bool | None = None, multisca
                         nmi: bool = True, k: int = RERANK_CANDIDATES, keep: int | None = None,
                         eps: float = 0.05, iters: int = SINKHORN_ITERS, marginals: str = "cross",
                         form: str = "scaling", centers: bool = False, ks=(1, 2, 4, 8),
-                        progress: bool = False) -> dict[str, dict[str, float]]:
+                        progress: bool = False, mass: float | None = None) -> dict[str, dict[str, float]]:
     """Score the rankings described in the module doc; returns {ranking: {metric: value}}.
 
     ``k``: the global top N scored structurally for the multi-scale ranking; ``keep``: how many
     of the re-ranked ones precede the global remainder (default all, see
     :func:`multiscale_rerank`). ``centers``: the marginals weigh regions against the global
-    embeddings (``ModelConfig.centers_from_embedding``)."""
+    embeddings (``ModelConfig.centers_from_embedding``). ``mass``: partial transport
+    (``ModelConfig.partial_mass``)."""
     n = data.embedding.shape[0]
     if n < 2:
         raise ValueError("evaluation needs at least 2 images")
     labels, emb, local = data.labels, data.embedding, data.local
-    settings = dict(eps=eps, iters=iters, marginals_kind=marginals, form=form)
+    settings = dict(eps=eps, iters=iters, marginals_kind=marginals, form=form, mass=mass)
     structural = n <= STRUCTURAL_AUTO_LIMIT if structural is None else structural
     k = min(k, n - 1)
     ks = tuple(r for r in ks if r <= n - 1)  # Recall@8 needs at least 9 images
@@ -143,7 +144,7 @@ def evaluate_embeddings(data: Embedded, structural: bool | None = None, multisca
 def matching_options(cfg) -> dict:
     """The structural-matching settings of a ModelConfig, as :func:`evaluate_embeddings` takes them."""
     return {"eps": cfg.sinkhorn_eps, "iters": cfg.sinkhorn_iters, "marginals": cfg.marginals,
-            "centers": cfg.centers_from_embedding}
+            "centers": cfg.centers_from_embedding, "mass": cfg.partial_mass}
 
 
 def evaluate_model(model: EmbeddingModel, samples: list[Sample], device="cpu", batch_size: int = 64,

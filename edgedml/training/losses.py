@@ -26,12 +26,14 @@ class StructuralSimilarity(BaseDistance):
     """
 
     def __init__(self, regions: int, eps: float = 0.05, iters: int = SINKHORN_ITERS,
-                 marginals_kind: str = "cross", form: str = "log", centers: bool = False, **kwargs):
+                 marginals_kind: str = "cross", form: str = "log", centers: bool = False,
+                 mass: float | None = None, **kwargs):
         super().__init__(normalize_embeddings=False, is_inverted=True, **kwargs)
         if form not in SINKHORN_FORMS:
             raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
         self.regions, self.eps, self.iters = regions, eps, iters
         self.marginals_kind, self.form, self.centers = marginals_kind, form, centers
+        self.mass = mass  # partial transport (ModelConfig.partial_mass), or None
 
     def _unflatten(self, emb: Tensor) -> tuple[Tensor, Tensor]:
         """(N, rows·D) → regions (N, R, D) and their centres (N, D)."""
@@ -48,7 +50,7 @@ class StructuralSimilarity(BaseDistance):
     def _similarity(self, x: tuple[Tensor, Tensor], y: tuple[Tensor, Tensor]) -> Tensor:
         (x, x_bar), (y, y_bar) = x, y
         match = structural_match(x, y, self.eps, self.iters, self.marginals_kind, self.form, detach_plan=True,
-                                 x_center=x_bar, y_center=y_bar)
+                                 x_center=x_bar, y_center=y_bar, mass=self.mass)
         global_term = (x_bar * y_bar).sum(-1)
         return (match.score + global_term) / 2
 

@@ -56,7 +56,7 @@ class Objective(nn.Module):
         if self.structural:
             distance = StructuralSimilarity(model_config.regions, model_config.sinkhorn_eps,
                                             model_config.sinkhorn_iters, model_config.marginals, sinkhorn_form,
-                                            centers=self.centers)
+                                            centers=self.centers, mass=model_config.partial_mass)
             self.base = nn.ModuleList([make_base_loss(loss, distance, num_classes, 0)])
         elif model_config.head == "diml":
             self.base = nn.ModuleList([make_base_loss(loss, cosine, num_classes, model_config.embed_dim)])
