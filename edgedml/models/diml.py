@@ -28,13 +28,18 @@ class DIMLHead(nn.Module):
         self.global_feature = global_feature
         self.projection = nn.Conv2d(in_channels, dim, kernel_size=1) if projection else nn.Identity()
 
-    def forward(self, features: Tensor) -> HeadOutput:
-        """features (B, C, h, w) →
-        embedding (B, D): x̄ per ``global_feature``;
+    def forward(self, features: Tensor, cls: Tensor | None = None) -> HeadOutput:
+        """features (B, C, h, w) [, cls (B, C): a ViT's CLS token] →
+        embedding (B, D): x̄ per ``global_feature``, or the projected, normalised CLS token;
         local (B, R, D): L2-normalised region features x_i, R = grid²;
         attention None (DIML has no attention maps); parts None.
         """
         raw = grid_regions(self.projection(features), self.grid, self.upsample, self.align_corners)
         local = l2_normalize(raw)
-        center = l2_normalize(raw.mean(dim=-2)) if self.global_feature == "raw_mean" else mean_feature(local)
+        if cls is not None:
+            center = l2_normalize(self.projection(cls[:, :, None, None])[:, :, 0, 0])
+        elif self.global_feature == "raw_mean":
+            center = l2_normalize(raw.mean(dim=-2))
+        else:
+            center = mean_feature(local)
         return HeadOutput(center, local, None, None)

@@ -10,6 +10,7 @@ from .config import ModelConfig
 from .diml import DIMLHead
 from .grouping import AttentiveGroupingHead
 from .head_output import HeadOutput
+from .vit import TokenFeatures
 
 
 def create_head(config: ModelConfig, in_channels: int) -> nn.Module:
@@ -37,7 +38,12 @@ class EmbeddingModel(nn.Module):
         attention (B, P, h, w) or None, parts (B, P, D/P) or None)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
-        return self.head(self.backbone(images))
+        features = self.backbone(images)
+        if isinstance(features, TokenFeatures):  # a ViT: patch tokens as the map; DIML's x̄ from CLS
+            if isinstance(self.head, DIMLHead):
+                return self.head(features.map, cls=features.cls)
+            return self.head(features.map)
+        return self.head(features)
 
 
 def build_model(config: ModelConfig | None = None, pretrained: bool = True) -> EmbeddingModel:
