@@ -109,3 +109,49 @@ def test_a_deit_tiny_diml_model_trains_a_step_exports_and_compares(tmp_path):
     assert matcher.manifest.validation["embedder"]["max_abs_diff_embedding"] < 1e-4
     result = matcher.compare(SHIPPED / "daisy_1.jpg", SHIPPED / "pansy.jpg")
     assert np.isfinite(result.score) and result.unmatched_regions_a is not None
+
+
+def test_rollout_marginals_flow_from_the_embedder_through_the_matcher_graph_to_the_gallery(tmp_path):
+    from edgedml.export.exporter import ExportOptions, export_bundle
+    from edgedml.models.matcher import StructuralMatcher
+    from edgedml.models.matching import structural_match
+    from edgedml.runtime.gallery import Gallery
+    from edgedml.runtime.matcher import Matcher
+    from edgedml.training.evaluate import Embedded, evaluate_embeddings
+    from edgedml.training.objective import Objective
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(**DEIT, marginals="rollout", rollout_blocks=3, rollout_discard=0.5)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 3, 224, 224))
+    assert out.marginal.shape == (3, 16) and torch.allclose(out.marginal.sum(-1), torch.ones(3))
+    matcher = StructuralMatcher.for_model(cfg)
+    got = matcher(out.local[:1], out.embedding[:1], out.local, out.embedding, out.marginal[:1], out.marginal)
+    want = structural_match(out.local[:1], out.local, iters=cfg.sinkhorn_iters, form="scaling",
+                            given=(out.marginal[:1], out.marginal))
+    assert torch.allclose(got.structural, want.score, atol=1e-6)
+    with pytest.raises(ValueError, match="query_marginal"):
+        matcher(out.local[:1], out.embedding[:1], out.local, out.embedding)
+
+    manifest = export_bundle(model, tmp_path / "b", ExportOptions(validation_images=2), log=lambda m: None)
+    assert "marginal" in manifest.embedder.outputs and "candidate_marginal" in manifest.matcher.inputs
+    assert manifest.validation["embedder"]["max_abs_diff_marginal"] < 1e-5
+    assert manifest.tensorrt_readiness == {"embedder.onnx": [], "matcher.onnx": []}
+    runtime = Matcher(tmp_path / "b")
+    features = runtime.embed([SHIPPED / "daisy_1.jpg", SHIPPED / "pansy.jpg"])
+    assert features.marginal.shape == (2, 16)
+    scores = runtime.match(features[0], features)
+    assert np.isfinite(scores["multiscale"]).all()
+    with Gallery(tmp_path / "g.db", runtime, threshold=0.5) as gallery:  # templates keep their marginals
+        gallery.enroll("daisy", [SHIPPED / "daisy_1.jpg"])
+        gallery.enroll("pansy", [SHIPPED / "pansy.jpg"])
+        decision = gallery.verify(SHIPPED / "daisy_1.jpg", "daisy")
+    assert decision.score == pytest.approx(float(scores["multiscale"][0]), abs=1e-5)
+
+    data = Embedded(out.embedding, out.local, torch.tensor([0, 0, 1]), out.marginal)
+    assert evaluate_embeddings(data, structural=True, nmi=False, marginals="rollout")["structural"]
+    with pytest.raises(ConfigError, match="train with marginals='cross'"):
+        Objective(cfg)
+    with pytest.raises(ConfigError, match="Vision Transformer"):
+        ModelConfig(marginals="rollout")

@@ -149,12 +149,14 @@ def _table(results: dict) -> str:
 @click.option("--nmi/--no-nmi", default=True, show_default=True)
 @click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Score with partial transport at this mass [default: the model's].")
+@click.option("--marginals", type=click.Choice(["cross", "uniform", "rollout"]),
+              help="Score with these transport marginals [default: the model's].")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--workers", default=2, show_default=True)
 def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, rerank_k,
-             structural, nmi, partial_mass, json_out, device, batch_size, workers):
+             structural, nmi, partial_mass, marginals, json_out, device, batch_size, workers):
     """Recall@{1,2,4,8}, MAP@R, R-precision (and NMI) for global, structural and multi-scale ranking."""
     try:
         from ..models import load_checkpoint
@@ -172,7 +174,7 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, 
         if len({s.label for s in samples}) < 2:
             raise ConfigError(f"{' + '.join(data)} has fewer than 2 classes with readable images in the {which} split")
         dev = resolve_device(device)
-        model = with_partial_mass(load_checkpoint(checkpoint, device=str(dev)), partial_mass)
+        model = with_matching(load_checkpoint(checkpoint, device=str(dev)), partial_mass, marginals)
         results = evaluate_model(model, samples, device=dev, batch_size=batch_size, workers=workers,
                                  progress=True, k=rerank_k, structural=structural, nmi=nmi)
     except EdgeDMLError as exc:
@@ -228,10 +230,12 @@ def _all_classes(split):
               help="Export a new model on this backbone (an untrained DIML head, seed 0) instead of --checkpoint, "
                    "e.g. deit_tiny_patch16_224.")
 @click.option("--backbone-weights", help="With --backbone: a local weights file, or random.")
+@click.option("--marginals", type=click.Choice(["cross", "uniform", "rollout"]),
+              help="The transport marginals [default: the model's]; rollout: a ViT's truncated attention rollout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
 def export_command(checkpoint, out, precisions, engine, calib, calib_images, calib_method, validate_with,
                    validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, detector, face_score,
-                   min_face, partial_mass, new_backbone, backbone_weights, overwrite):
+                   min_face, partial_mass, new_backbone, backbone_weights, marginals, overwrite):
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
@@ -261,7 +265,7 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
         else:
             model = load_checkpoint(checkpoint)
             source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
-        model = with_partial_mass(model, partial_mass)
+        model = with_matching(model, partial_mass, marginals)
         manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
     except EdgeDMLError as exc:
         _fail(exc)
@@ -286,13 +290,14 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
         _build_engines_or_explain(out, engine, max_batch, max_candidates)
 
 
-def with_partial_mass(model, mass: float | None):
-    """``model`` matching with partial transport at ``mass`` (a matching setting, no weights)."""
-    if mass is None:
-        return model
-    import dataclasses
+def with_matching(model, partial_mass: float | None = None, marginals: str | None = None):
+    """``model`` with other matching settings (partial transport's mass, the marginals): they
+    change how features are compared, not the weights."""
+    changes = {k: v for k, v in (("partial_mass", partial_mass), ("marginals", marginals)) if v is not None}
+    if changes:
+        import dataclasses
 
-    model.config = dataclasses.replace(model.config, partial_mass=mass)
+        model.config = dataclasses.replace(model.config, **changes)  # validated again: rollout needs a ViT
     return model
 
 

@@ -161,10 +161,13 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         fp32_embedder = precision_report.embedder_runner(staging / "embedder.onnx", limits["embedder"])
         report = {"images": image_source,
                   "embedder": validate.validate_embedder(model, fp32_embedder, images)}
-        synthetic = validate.matcher_inputs(cfg.regions, cfg.local_dim, cfg.embed_dim, k=64)
+        rollout = cfg.marginals == "rollout"
+        synthetic = validate.matcher_inputs(cfg.regions, cfg.local_dim, cfg.embed_dim, k=64, marginals=rollout)
         with torch.no_grad():
             out_t = model(images)
         real = (out_t.local[:1], out_t.embedding[:1], out_t.local, out_t.embedding)
+        if rollout:
+            real += (out_t.marginal[:1], out_t.marginal)
         on_synthetic = validate.validate_matcher(matcher, staging / "matcher.onnx", synthetic)
         on_images = validate.validate_matcher(matcher, staging / "matcher.onnx", real)
         report["matcher"] = {k: max(on_synthetic[k], on_images[k]) for k in on_synthetic}
@@ -321,7 +324,7 @@ def _store_validation_inputs(staging: Path, images, runners: dict) -> dict:
     folder = staging / "validation"
     folder.mkdir()
     fp32 = runners["fp32"][0]({"images": images})
-    feeds = precision_report.matcher_feeds(fp32["embedding"], fp32["local"])
+    feeds = precision_report.matcher_feeds(fp32["embedding"], fp32["local"], fp32.get("marginal"))
     np.savez(folder / "inputs.npz", images=images, **feeds)
     outputs = {}
     for name, (embedder, matcher) in runners.items():
@@ -336,7 +339,7 @@ def _store_validation_inputs(staging: Path, images, runners: dict) -> dict:
 def _validate_precisions(runners: dict, images, options: ExportOptions, cfg, iters: int, log) -> tuple[dict, list[str]]:
     """Run every non-fp32 graph set against fp32 (see :mod:`precision_report`)."""
     ref = runners["fp32"][0]({"images": images})
-    feeds = precision_report.matcher_feeds(ref["embedding"], ref["local"])
+    feeds = precision_report.matcher_feeds(ref["embedding"], ref["local"], ref.get("marginal"))
     ref_match = runners["fp32"][1](feeds)
     reports = {name: {"embedder": precision_report.compare_outputs(embedder({"images": images}), ref),
                       "matcher": precision_report.compare_matchers(matcher(feeds), ref_match)}

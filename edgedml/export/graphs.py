@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.embedder import EmbeddingModel
-from ..models.matcher import MATCHER_INPUTS, StructuralMatcher
+from ..models.matcher import StructuralMatcher
 
 OPSET = 18
 EMBEDDER_INPUT = "images"
@@ -35,9 +35,8 @@ class EmbedderGraph(nn.Module):
 
     def forward(self, images: Tensor):
         out = self.model(images)
-        if out.attention is None:
-            return out.embedding, out.local
-        return out.embedding, out.local, out.attention
+        extra = tuple(t for t in (out.attention, out.marginal) if t is not None)
+        return (out.embedding, out.local) + extra
 
 
 class _StaticSameConv(nn.Module):
@@ -91,7 +90,8 @@ def static_same_padding(model: EmbeddingModel) -> EmbeddingModel:
 
 
 def embedder_output_names(model: EmbeddingModel) -> list[str]:
-    return ["embedding", "local"] + (["attention"] if model.config.parts else [])
+    return (["embedding", "local"] + (["attention"] if model.config.parts else [])
+            + (["marginal"] if model.config.marginals == "rollout" else []))
 
 
 def _export(module: nn.Module, args: tuple, path: Path, input_names, output_names, dynamic_shapes: dict) -> None:
@@ -133,16 +133,22 @@ def export_matcher(matcher: StructuralMatcher, path: str | Path, regions: int, l
     example = (torch.randn(1, regions, local_dim), torch.randn(1, embed_dim),
                torch.randn(candidates, regions, local_dim), torch.randn(candidates, embed_dim))
     example = tuple(nn.functional.normalize(t, dim=-1) for t in example)
+    if matcher.marginals_kind == "rollout":
+        example += tuple(w / w.sum(-1, keepdim=True) for w in (torch.rand(1, regions), torch.rand(candidates, regions)))
     # one named Dim for the candidates; the second input's K is the same symbol to torch.export,
     # so it gets an unnamed hint (naming it too only makes the exporter warn that the name is unused)
     shapes = {"query_local": None, "query_embedding": None,
               "candidate_local": {0: torch.export.Dim("K", min=1)},
               "candidate_embedding": {0: torch.export.Dim.DYNAMIC}}
+    if matcher.marginals_kind == "rollout":
+        shapes.update(query_marginal=None, candidate_marginal={0: torch.export.Dim.DYNAMIC})
     with torch.no_grad():
-        _export(matcher, example, path, MATCHER_INPUTS, matcher.output_names, shapes)
+        _export(matcher, example, path, matcher.input_names, matcher.output_names, shapes)
     outputs = {"structural": ["K"], "multiscale": ["K"], "plan": ["K", regions, regions],
                "query_evidence": ["K", regions], "candidate_evidence": ["K", regions],
                "query_unmatched": ["K", regions], "candidate_unmatched": ["K", regions]}
-    return {"inputs": {"query_local": [1, regions, local_dim], "query_embedding": [1, embed_dim],
-                       "candidate_local": ["K", regions, local_dim], "candidate_embedding": ["K", embed_dim]},
+    inputs = {"query_local": [1, regions, local_dim], "query_embedding": [1, embed_dim],
+              "candidate_local": ["K", regions, local_dim], "candidate_embedding": ["K", embed_dim],
+              "query_marginal": [1, regions], "candidate_marginal": ["K", regions]}
+    return {"inputs": {name: inputs[name] for name in matcher.input_names},
             "outputs": {name: outputs[name] for name in matcher.output_names}}

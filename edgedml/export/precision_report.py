@@ -53,13 +53,17 @@ def embedder_runner(path, limit: Limit = Limit()) -> GraphRunner:
 
 
 def matcher_runner(path) -> GraphRunner:
-    return GraphRunner(path, ("candidate_local", "candidate_embedding"))
+    return GraphRunner(path, ("candidate_local", "candidate_embedding", "candidate_marginal"))
 
 
-def matcher_feeds(embedding: np.ndarray, local: np.ndarray) -> dict[str, np.ndarray]:
-    """The first image as the query against all of them: real feature pairs, self pair included."""
-    return {"query_local": local[:1], "query_embedding": embedding[:1],
-            "candidate_local": local, "candidate_embedding": embedding}
+def matcher_feeds(embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The first image as the query against all of them: real feature pairs, self pair included
+    (with their region marginals, for a rollout matcher)."""
+    feeds = {"query_local": local[:1], "query_embedding": embedding[:1],
+             "candidate_local": local, "candidate_embedding": embedding}
+    if marginal is not None:
+        feeds.update(query_marginal=marginal[:1], candidate_marginal=marginal)
+    return feeds
 
 
 def compare_outputs(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict:

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import EdgeDMLError
 from ..models.embedder import EmbeddingModel
-from ..models.matcher import MATCHER_INPUTS, StructuralMatcher
+from ..models.matcher import StructuralMatcher
 from ..models.matching import l2_normalize, structural_match
 
 EMBEDDING_TOL = 1e-4
@@ -59,13 +59,16 @@ def validate_embedder(model: EmbeddingModel, graph, images: torch.Tensor) -> dic
     got = graph({"images": images.numpy()})
     with torch.no_grad():
         out = model.eval()(images)
-    want = {"embedding": out.embedding, "local": out.local, "attention": out.attention}
+    want = {"embedding": out.embedding, "local": out.local, "attention": out.attention, "marginal": out.marginal}
     return {f"max_abs_diff_{n}": float(np.abs(g - want[n].numpy()).max()) for n, g in got.items()}
 
 
-def matcher_inputs(regions: int, local_dim: int, embed_dim: int, k: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def matcher_inputs(regions: int, local_dim: int, embed_dim: int, k: int, seed: int = 0,
+                   marginals: bool = False) -> tuple[torch.Tensor, ...]:
     """Unit-norm query and K candidates whose region similarities span [−1, 1]: candidate k is the
-    query plus noise growing from 0 to 2× with k, and every other candidate is negated."""
+    query plus noise growing from 0 to 2× with k, and every other candidate is negated. With
+    ``marginals`` (a rollout matcher), also positive region marginals (1, R) and (K, R), each
+    summing to 1."""
     g = torch.Generator().manual_seed(seed)
     q_local = l2_normalize(torch.randn(1, regions, local_dim, generator=g))
     q_emb = l2_normalize(torch.randn(1, embed_dim, generator=g))
@@ -74,13 +77,16 @@ def matcher_inputs(regions: int, local_dim: int, embed_dim: int, k: int, seed: i
     sign = torch.where(torch.arange(k) % 2 == 0, 1.0, -1.0)
     c_local = c_local * sign.view(k, 1, 1)
     c_emb = l2_normalize(q_emb + spread[:, :, 0] * torch.randn(k, embed_dim, generator=g)) * sign.view(k, 1)
-    return q_local, q_emb, c_local, c_emb
+    if not marginals:
+        return q_local, q_emb, c_local, c_emb
+    q_m, c_m = (torch.rand(n, regions, generator=g) + 0.05 for n in (1, k))
+    return q_local, q_emb, c_local, c_emb, q_m / q_m.sum(-1, keepdim=True), c_m / c_m.sum(-1, keepdim=True)
 
 
 def validate_matcher(matcher: StructuralMatcher, path: Path, inputs: tuple[torch.Tensor, ...]) -> dict:
     """ONNX Runtime vs PyTorch on the same inputs: max abs difference of each output."""
     sess = session(path)
-    got = sess.run(None, {name: t.numpy() for name, t in zip(MATCHER_INPUTS, inputs)})
+    got = sess.run(None, {name: t.numpy() for name, t in zip(matcher.input_names, inputs)})
     with torch.no_grad():
         want = matcher(*inputs)
     return {f"max_abs_diff_{n}": float(np.abs(g - w.numpy()).max()) for n, g, w in zip(want._fields, got, want)}
@@ -89,10 +95,11 @@ def validate_matcher(matcher: StructuralMatcher, path: Path, inputs: tuple[torch
 def _reference_match(matcher: StructuralMatcher, inputs: tuple[torch.Tensor, ...], iters: int, dtype,
                      form: str = "log"):
     """:func:`structural_match` on the matcher's settings and normalised inputs, in ``dtype``."""
-    q_local, q_emb, c_local, c_emb = (l2_normalize(t.to(dtype)) for t in inputs)
+    q_local, q_emb, c_local, c_emb = (l2_normalize(t.to(dtype)) for t in inputs[:4])
     centers = (q_emb, c_emb) if matcher.centers_from_embedding else (None, None)
+    given = tuple(t.to(dtype) for t in inputs[4:6]) if len(inputs) == 6 else None
     return structural_match(q_local, c_local, matcher.eps, iters, matcher.marginals_kind, form,
-                            x_center=centers[0], y_center=centers[1], mass=matcher.mass)
+                            x_center=centers[0], y_center=centers[1], mass=matcher.mass, given=given)
 
 
 def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], matcher: StructuralMatcher,
@@ -115,7 +122,7 @@ def validate_against_pot(path: Path, inputs: tuple[torch.Tensor, ...], matcher: 
     import ot
 
     sess = session(path)
-    feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, inputs)}
+    feeds = {n: t.numpy() for n, t in zip(matcher.input_names, inputs)}
     plans, scores = sess.run(["plan", "structural"], feeds)
     eps, iters, mass = matcher.eps, matcher.iters, matcher.mass
     exact = _reference_match(matcher, inputs, 2000, torch.float64)

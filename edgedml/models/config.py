@@ -11,7 +11,7 @@ from ..errors import ConfigError, build_dataclass
 from ..preprocessing import PreprocessSpec
 
 HEADS = ("diml", "grouping", "abe")
-MARGINALS = ("cross", "uniform")
+MARGINALS = ("cross", "uniform", "rollout")
 # DIML's global feature x̄: "raw_mean" normalises the mean of the raw region features (the
 # official code); "normalised_mean" averages the already normalised regions (earlier edgedml)
 GLOBAL_FEATURES = ("raw_mean", "normalised_mean")
@@ -78,6 +78,11 @@ class ModelConfig:
     ``partial_mass`` m < 1: partial transport (``matching.partial_plan``): only m of each image's
     mass is matched between real regions, the rest goes to a dummy bin, so that an occluded part
     need not be matched. None: full transport (DIML).
+
+    ``marginals="rollout"`` (ViT backbones): the marginals are each image's truncated attention
+    rollout (``rollout.truncated_rollout``: the last ``rollout_blocks`` blocks, each row's
+    ``rollout_discard`` weakest entries cut), pooled to the regions; the embedder outputs them
+    and the matcher takes them as inputs.
     """
 
     backbone: str = "efficientnet_lite0"
@@ -96,6 +101,8 @@ class ModelConfig:
     global_feature: str = "raw_mean"
     projection: bool = True
     partial_mass: float | None = None
+    rollout_blocks: int = 4
+    rollout_discard: float = 0.9
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -138,6 +145,12 @@ class ModelConfig:
             )
         if not self.sinkhorn_eps > 0:
             raise ConfigError(f"sinkhorn_eps must be positive, got {self.sinkhorn_eps}")
+        if self.marginals == "rollout" and not self.backbone_info.tokens:
+            raise ConfigError(f"rollout marginals come from a Vision Transformer's attention; {self.backbone} has "
+                              f"none: use marginals='cross', or a ViT backbone such as deit_tiny_patch16_224")
+        if not isinstance(self.rollout_blocks, int) or self.rollout_blocks < 1 or not 0 <= self.rollout_discard < 1:
+            raise ConfigError(f"rollout_blocks must be ≥ 1 and rollout_discard in [0, 1); got {self.rollout_blocks!r} "
+                              f"and {self.rollout_discard!r}")
         if self.partial_mass is not None and not (isinstance(self.partial_mass, (int, float))
                                                   and 0 < self.partial_mass < 1):
             raise ConfigError(f"partial_mass must lie in (0, 1) (the share of mass matched between real regions), "

@@ -10,6 +10,7 @@ from .config import ModelConfig
 from .diml import DIMLHead
 from .grouping import AttentiveGroupingHead
 from .head_output import HeadOutput
+from .rollout import region_marginals, truncated_rollout
 from .vit import TokenFeatures
 
 
@@ -39,11 +40,16 @@ class EmbeddingModel(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
         features = self.backbone(images)
-        if isinstance(features, TokenFeatures):  # a ViT: patch tokens as the map; DIML's x̄ from CLS
-            if isinstance(self.head, DIMLHead):
-                return self.head(features.map, cls=features.cls)
-            return self.head(features.map)
-        return self.head(features)
+        if not isinstance(features, TokenFeatures):
+            return self.head(features)
+        # a ViT: patch tokens as the map; DIML's x̄ from CLS; marginals from the attention rollout
+        cfg = self.config
+        out = self.head(features.map, cls=features.cls) if isinstance(self.head, DIMLHead) else self.head(features.map)
+        if cfg.marginals != "rollout":
+            return out
+        patches = truncated_rollout(features.attention, min(cfg.rollout_blocks, len(features.attention)),
+                                    cfg.rollout_discard)
+        return out._replace(marginal=region_marginals(patches, cfg.grid, cfg.upsample, cfg.align_corners))
 
 
 def build_model(config: ModelConfig | None = None, pretrained: bool = True) -> EmbeddingModel:

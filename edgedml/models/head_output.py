@@ -18,9 +18,12 @@ class HeadOutput(NamedTuple):
                           None for DIML.
     parts:     (B, P, D/P) the L2-normalised group or learner embeddings (their concatenation,
                           scaled by 1/√P, is ``embedding``); None for DIML.
+    marginal:  (B, R)     each region's transport mass (summing to 1), for ``marginals="rollout"``;
+                          None when the matcher computes the marginals itself.
     """
 
     embedding: Tensor
     local: Tensor
     attention: Optional[Tensor]
     parts: Optional[Tensor]
+    marginal: Optional[Tensor] = None

@@ -14,6 +14,7 @@ from .config import SINKHORN_ITERS
 from .matching import SINKHORN_FORMS, l2_normalize, structural_match, unmatched
 
 MATCHER_INPUTS = ("query_local", "query_embedding", "candidate_local", "candidate_embedding")
+MARGINAL_INPUTS = ("query_marginal", "candidate_marginal")  # with marginals_kind="rollout": (1, R), (K, R)
 MATCHER_OUTPUTS = ("structural", "multiscale", "plan", "query_evidence", "candidate_evidence")
 PARTIAL_OUTPUTS = MATCHER_OUTPUTS + ("query_unmatched", "candidate_unmatched")
 
@@ -72,18 +73,29 @@ class StructuralMatcher(nn.Module):
     def output_names(self) -> tuple[str, ...]:
         return MATCHER_OUTPUTS if self.mass is None else PARTIAL_OUTPUTS
 
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return MATCHER_INPUTS + (MARGINAL_INPUTS if self.marginals_kind == "rollout" else ())
+
     def forward(self, query_local: Tensor, query_embedding: Tensor, candidate_local: Tensor,
-                candidate_embedding: Tensor) -> MatcherOutput | PartialMatcherOutput:
+                candidate_embedding: Tensor, query_marginal: Tensor | None = None,
+                candidate_marginal: Tensor | None = None) -> MatcherOutput | PartialMatcherOutput:
         """query_local (1, R, D), query_embedding (1, E), candidate_local (K, R, D),
-        candidate_embedding (K, E) → MatcherOutput, or PartialMatcherOutput with ``mass``
+        candidate_embedding (K, E) [, query_marginal (1, R), candidate_marginal (K, R): with
+        ``marginals_kind="rollout"``] → MatcherOutput, or PartialMatcherOutput with ``mass``
         (shapes on the classes)."""
+        given = None
+        if self.marginals_kind == "rollout":
+            if query_marginal is None or candidate_marginal is None:
+                raise ValueError("a rollout matcher takes query_marginal (1, R) and candidate_marginal (K, R)")
+            given = (query_marginal, candidate_marginal)
         # the graph normalises its own inputs: features that are not unit vectors (a caller's own,
         # or rounding) would push exp((s − 1)/ε) past fp32's range and give inf/NaN scores
         query_local, candidate_local = l2_normalize(query_local), l2_normalize(candidate_local)
         query_embedding, candidate_embedding = l2_normalize(query_embedding), l2_normalize(candidate_embedding)
         centers = (query_embedding, candidate_embedding) if self.centers_from_embedding else (None, None)
         match = structural_match(query_local, candidate_local, self.eps, self.iters, self.marginals_kind, self.form,
-                                 x_center=centers[0], y_center=centers[1], mass=self.mass)
+                                 x_center=centers[0], y_center=centers[1], mass=self.mass, given=given)
         cosine = (query_embedding * candidate_embedding).sum(-1)
         scores = (match.score, match.score + cosine, match.plan, match.evidence_x, match.evidence_y)
         if self.mass is None:

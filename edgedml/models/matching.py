@@ -85,6 +85,8 @@ def marginals(x: Tensor, y: Tensor, kind: str = "cross", x_center: Tensor | None
         return cross_correlation_marginals(x, y, x_center, y_center)
     if kind == "uniform":
         return uniform_marginals(x, y)
+    if kind == "rollout":
+        raise ValueError("rollout marginals come with the features (HeadOutput.marginal): pass them as `given`")
     raise ValueError(f"unknown marginals {kind!r}; choose 'cross' or 'uniform'")
 
 
@@ -224,6 +226,7 @@ def structural_match(
     x_center: Tensor | None = None,
     y_center: Tensor | None = None,
     mass: float | None = None,
+    given: tuple[Tensor, Tensor] | None = None,
 ) -> StructuralMatch:
     """DIML's structural similarity of local features x (..., R, D) and y (..., R', D)
     (leading dims broadcast): s = x yᵀ, marginals u, v, plan T = Sinkhorn(s, u, v), score Σ T ⊙ s.
@@ -231,12 +234,18 @@ def structural_match(
     ``detach_plan``: solve for T (and the marginals) without gradient, as the official training
     code does; gradients then flow through s only. ``x_center``, ``y_center`` (..., D): the
     global features the cross-correlation marginals use (default: the regions' mean feature).
-    ``mass`` m < 1: partial transport (:func:`partial_plan`); the score sums the real block only."""
+    ``mass`` m < 1: partial transport (:func:`partial_plan`); the score sums the real block only.
+    ``given`` (u (..., R), v (..., R')): marginals computed elsewhere (a ViT's attention
+    rollout, ``marginals_kind="rollout"``) instead of from the features."""
     if form not in SINKHORN_FORMS:
         raise ValueError(f"unknown Sinkhorn form {form!r}; choose one of {sorted(SINKHORN_FORMS)}")
     s = region_similarity(x, y)
     with torch.no_grad() if detach_plan else contextlib.nullcontext():
-        u, v = marginals(x, y, marginals_kind, x_center, y_center)
+        if given is not None:
+            u, v = (t.to(s.dtype) for t in given)
+            u, v = u + s[..., 0] * 0, v + s[..., 0, :] * 0  # broadcast to the pairs' leading dims
+        else:
+            u, v = marginals(x, y, marginals_kind, x_center, y_center)
         solve = s.detach() if detach_plan else s
         plan = (SINKHORN_FORMS[form](solve, u, v, eps, iters) if mass is None
                 else partial_plan(solve, u, v, mass, eps, iters, form))

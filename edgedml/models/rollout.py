@@ -31,12 +31,16 @@ def fuse_heads(attention: Tensor, discard: float = 0.0) -> Tensor:
     if discard > 0:
         drop = int(discard * n)
         if drop:
-            keep = torch.eye(n, dtype=torch.bool, device=fused.device)
-            keep[:, 0] = True
+            # the CLS column and the diagonal, by broadcasting (no in-place writes: the exported
+            # graph then has no ScatterElements, which TensorRT's parser lacks)
+            index = torch.arange(n, device=fused.device)
+            keep = (index[:, None] == index[None, :]) | (index[None, :] == 0)
             ranked = fused.masked_fill(keep, float("inf"))
-            threshold = ranked.kthvalue(drop, dim=-1, keepdim=True).values
-            fused = torch.where((fused <= threshold) & ~keep, torch.zeros_like(fused), fused)
-    fused = fused + torch.eye(n, dtype=fused.dtype, device=fused.device)
+            # the drop-th smallest entry (TopK: kthvalue has no ONNX export)
+            threshold = torch.topk(ranked, drop, dim=-1, largest=False).values[..., -1:]
+            fused = fused.masked_fill((fused <= threshold) & ~keep, 0.0)
+    index = torch.arange(n, device=fused.device)
+    fused = fused + (index[:, None] == index[None, :]).to(fused.dtype)
     return fused / fused.sum(dim=-1, keepdim=True)
 
 
@@ -55,3 +59,14 @@ def truncated_rollout(attention: Tensor, blocks: int | None = None, discard: flo
         rollout = a if rollout is None else a @ rollout
     weights = torch.relu(rollout.mean(dim=-2)[..., 1:])
     return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def region_marginals(patch_weights: Tensor, grid: int, upsample: int, align_corners: bool = True) -> Tensor:
+    """Patch marginals (B, P) on a √P × √P grid → region marginals (B, R = grid²) summing to 1,
+    pooled exactly as the local features are (``regions.grid_regions``)."""
+    from .regions import grid_regions
+
+    b, p = patch_weights.shape
+    side = int(round(p ** 0.5))
+    pooled = grid_regions(patch_weights.view(b, 1, side, side), grid, upsample, align_corners)[..., 0]
+    return pooled / pooled.sum(dim=-1, keepdim=True).clamp_min(1e-12)

@@ -67,7 +67,7 @@ def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16) -> tupl
                     skipped.append(f"image without a face {paths[i]}: {exc}")
     if not parts:
         raise EdgeDMLError("no image could be read; " + (skipped[0] if skipped else "the folder has none"))
-    feats = Features(np.concatenate([p.embedding for p in parts]), np.concatenate([p.local for p in parts]))
+    feats = Features.concat(parts)
     return feats, kept, skipped
 
 

@@ -35,6 +35,7 @@ def run_in_chunks(run: Callable[[dict], dict], feeds: dict[str, np.ndarray], chu
                   limit: Limit) -> dict[str, np.ndarray]:
     """``run(feeds) → {name: array}`` over axis-0 chunks of the inputs named in ``chunked`` (the
     others are passed whole); every output is concatenated along axis 0."""
+    chunked = tuple(name for name in chunked if name in feeds)  # optional inputs (marginals) may be absent
     rows = len(feeds[chunked[0]])
     if limit.size is None or (rows <= limit.size and not limit.fixed):
         return run(feeds)

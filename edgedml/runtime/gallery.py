@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS identities (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS templates (
     id INTEGER PRIMARY KEY, identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
-    embedding BLOB NOT NULL, local BLOB NOT NULL, source TEXT, created REAL NOT NULL);
+    embedding BLOB NOT NULL, local BLOB NOT NULL, source TEXT, created REAL NOT NULL, marginal BLOB);
 CREATE INDEX IF NOT EXISTS templates_identity ON templates(identity_id);
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, claimed TEXT, decided TEXT,
@@ -114,6 +114,7 @@ class Gallery:
         self._cache: tuple | None = None
         self._index = None
         self._sources: list[str | None] = []
+        self._marginal: np.ndarray | None = None
         _require_sqlite(self.path)
         if read_only is None:  # a door on a read-only mount still decides; it cannot log
             read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
@@ -151,6 +152,9 @@ class Gallery:
                 for statement in SCHEMA.split(";"):  # executescript would COMMIT the transaction
                     if statement.strip():
                         self._db.execute(statement)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(templates)")}
+                if "marginal" not in columns:  # a gallery from before rollout bundles
+                    self._db.execute("ALTER TABLE templates ADD COLUMN marginal BLOB")
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('embedder_sha256', ?)", (fingerprint,))
                 # a gallery from before detectors (templates, no row) holds whole-image templates
                 empty = self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
@@ -192,7 +196,8 @@ class Gallery:
                 self._db.execute("INSERT OR IGNORE INTO identities (name, created) VALUES (?, ?)", (name, now))
                 identity = self._db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
                 for i in range(len(features)):
-                    self._insert_template(identity, features.embedding[i], features.local[i], sources[i], now)
+                    marginal = None if features.marginal is None else features.marginal[i]
+                    self._insert_template(identity, features.embedding[i], features.local[i], marginal, sources[i], now)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -200,10 +205,14 @@ class Gallery:
             self._cache = None
         return len(features)
 
-    def _insert_template(self, identity: int, embedding: np.ndarray, local: np.ndarray, source, now) -> None:
-        self._db.execute("INSERT INTO templates (identity_id, embedding, local, source, created) VALUES (?,?,?,?,?)",
+    def _insert_template(self, identity: int, embedding: np.ndarray, local: np.ndarray, marginal, source,
+                         now) -> None:
+        self._db.execute("INSERT INTO templates (identity_id, embedding, local, marginal, source, created) "
+                         "VALUES (?,?,?,?,?,?)",
                          (identity, np.ascontiguousarray(embedding, np.float32).tobytes(),
-                          np.ascontiguousarray(local, np.float32).tobytes(), source, now))
+                          np.ascontiguousarray(local, np.float32).tobytes(),
+                          None if marginal is None else np.ascontiguousarray(marginal, np.float32).tobytes(),
+                          source, now))
 
     def remove(self, name: str) -> bool:
         """Delete an identity and its templates; False if it was not enrolled."""
@@ -231,8 +240,9 @@ class Gallery:
         until the gallery changes (with a FAISS index for large galleries)."""
         with self._lock:
             if self._cache is None:
-                rows = self._db.execute("SELECT t.identity_id, i.name, t.embedding, t.local, t.source FROM templates t "
-                                        "JOIN identities i ON i.id = t.identity_id ORDER BY t.id").fetchall()
+                rows = self._db.execute("SELECT t.identity_id, i.name, t.embedding, t.local, t.source, t.marginal "
+                                        "FROM templates t JOIN identities i ON i.id = t.identity_id "
+                                        "ORDER BY t.id").fetchall()
                 io = self.matcher.manifest.matcher.inputs
                 r, d, e = io["query_local"][1], io["query_local"][2], io["query_embedding"][1]
                 names = sorted({row[1] for row in rows})
@@ -241,9 +251,16 @@ class Gallery:
                 local = np.frombuffer(b"".join(row[3] for row in rows), np.float32).reshape(-1, r, d)
                 owner = np.array([index[row[1]] for row in rows], np.int64)
                 self._sources = [row[4] for row in rows]
+                self._marginal = (np.frombuffer(b"".join(row[5] for row in rows), np.float32).reshape(-1, r)
+                                  if rows and all(row[5] is not None for row in rows) else None)
                 self._cache = (emb, local, owner, names)
                 self._index = faiss_index(emb)
             return self._cache
+
+    def _candidates(self, rows: np.ndarray) -> Features:
+        """The templates at ``rows`` as matcher candidates (with their marginals, when stored)."""
+        emb, local, _, _ = self._templates()
+        return Features(emb[rows], local[rows], None, None if self._marginal is None else self._marginal[rows])
 
     def _require_threshold(self, threshold: float | None) -> float:
         threshold = self.threshold if threshold is None else check_threshold(threshold, self.matcher.manifest)
@@ -271,7 +288,7 @@ class Gallery:
         query, face = self._query(image)
         if query is None:
             return Decision(False, name, None, threshold, (), reason="no face found")
-        out = self.matcher.match(query, Features(emb[rows], local[rows]))
+        out = self.matcher.match(query, self._candidates(rows))
         best = int(np.argmax(out["multiscale"]))
         score = float(out["multiscale"][best])
         candidate = Candidate(name, score, score - float(out["structural"][best]), self._sources[rows[best]])
@@ -309,7 +326,7 @@ class Gallery:
         emb, local, owner, names = self._templates()
         k = min(rerank or self.matcher.manifest.rerank_k, len(emb))
         top = top_by_cosine(query.embedding[0], emb, k, self._index)
-        out = self.matcher.match(query, Features(emb[top], local[top]))
+        out = self.matcher.match(query, self._candidates(top))
         best: dict[int, Candidate] = {}
         for j, t in enumerate(top):
             score = float(out["multiscale"][j])

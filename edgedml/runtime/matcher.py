@@ -50,19 +50,31 @@ class RegionMatch(NamedTuple):
 
 @dataclass
 class Features:
-    """Embedder outputs for N images: embedding (N, E), local (N, R, D), attention (N, P, h, w)."""
+    """Embedder outputs for N images: embedding (N, E), local (N, R, D), attention (N, P, h, w),
+    marginal (N, R) (a rollout bundle's transport marginals)."""
 
     embedding: np.ndarray
     local: np.ndarray
     attention: np.ndarray | None = None
+    marginal: np.ndarray | None = None
 
     def __getitem__(self, index) -> "Features":
-        index = slice(index, index + 1) if isinstance(index, int) else index
+        index = slice(index, index + 1) if isinstance(index, int) or isinstance(index, np.integer) else index
         return Features(self.embedding[index], self.local[index],
-                        None if self.attention is None else self.attention[index])
+                        None if self.attention is None else self.attention[index],
+                        None if self.marginal is None else self.marginal[index])
 
     def __len__(self) -> int:
         return len(self.embedding)
+
+    @classmethod
+    def concat(cls, parts: Sequence["Features"]) -> "Features":
+        """The rows of several Features, in order (attention and marginal kept when all have them)."""
+        def join(name):
+            arrays = [getattr(p, name) for p in parts]
+            return None if any(a is None for a in arrays) else np.concatenate(arrays)
+
+        return cls(join("embedding"), join("local"), join("attention"), join("marginal"))
 
 
 @dataclass
@@ -184,7 +196,7 @@ class Matcher:
 
     def _embed_batch(self, batch: np.ndarray) -> Features:
         out = self._run("embedder", {"images": batch}, ("images",))
-        return Features(out["embedding"], out["local"], out.get("attention"))
+        return Features(out["embedding"], out["local"], out.get("attention"), out.get("marginal"))
 
     def match(self, query: Features, candidates: Features) -> dict[str, np.ndarray]:
         """One query against K candidates → structural (K), multiscale (K), plan (K, R, R),
@@ -193,10 +205,14 @@ class Matcher:
             raise ValueError(f"match takes one query, got {len(query)}; use query[i] to pick one")
         if len(candidates) == 0:
             raise ValueError("match needs at least one candidate")
-        return self._run("matcher", {
-            "query_local": query.local, "query_embedding": query.embedding,
-            "candidate_local": candidates.local, "candidate_embedding": candidates.embedding},
-            ("candidate_local", "candidate_embedding"))
+        feeds = {"query_local": query.local, "query_embedding": query.embedding,
+                 "candidate_local": candidates.local, "candidate_embedding": candidates.embedding}
+        if "query_marginal" in self.manifest.matcher.inputs:  # a rollout bundle: marginals come with the features
+            if query.marginal is None or candidates.marginal is None:
+                raise ValueError("this bundle's matcher takes the embedder's region marginals; pass Features "
+                                 "with marginal (as embed() returns them)")
+            feeds.update(query_marginal=query.marginal, candidate_marginal=candidates.marginal)
+        return self._run("matcher", feeds, ("candidate_local", "candidate_embedding", "candidate_marginal"))
 
     def compare(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
                 top_matches: int = 5) -> MatchResult:

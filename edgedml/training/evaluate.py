@@ -32,11 +32,13 @@ _CHUNK_BYTES = 256 * 2**20
 
 @dataclass
 class Embedded:
-    """Features of an evaluation set: embedding (N, D), local (N, R, Dl), labels (N,)."""
+    """Features of an evaluation set: embedding (N, D), local (N, R, Dl), labels (N,), and the
+    region marginals (N, R) of a rollout model."""
 
     embedding: Tensor
     local: Tensor
     labels: Tensor
+    marginal: Tensor | None = None
 
 
 @torch.no_grad()
@@ -47,7 +49,7 @@ def embed_samples(model: EmbeddingModel, samples: list[Sample], spec: Preprocess
                                          shuffle=False, num_workers=workers)
     was_training = model.training
     model.eval()
-    embeddings, locals_, labels = [], [], []
+    embeddings, locals_, labels, marginals = [], [], [], []
     iterator = loader
     if progress:
         from tqdm import tqdm
@@ -58,8 +60,11 @@ def embed_samples(model: EmbeddingModel, samples: list[Sample], spec: Preprocess
         embeddings.append(out.embedding.float().cpu())
         locals_.append(out.local.float().cpu())
         labels.append(batch_labels)
+        if out.marginal is not None:
+            marginals.append(out.marginal.float().cpu())
     model.train(was_training)
-    return Embedded(torch.cat(embeddings), torch.cat(locals_), torch.cat(labels))
+    return Embedded(torch.cat(embeddings), torch.cat(locals_), torch.cat(labels),
+                    torch.cat(marginals) if marginals else None)
 
 
 def _chunks(n_queries: int, per_query_bytes: int):
@@ -83,7 +88,11 @@ def _structural(data: Embedded, queries: slice, refs, settings: dict, centers: b
         y, y_bar = data.local[refs], data.embedding[refs]
     if not centers:
         x_bar = y_bar = None
-    return structural_match(x, y, **settings, x_center=x_bar, y_center=y_bar).score
+    given = None
+    if data.marginal is not None and settings.get("marginals_kind") == "rollout":
+        mine = data.marginal[queries].unsqueeze(1)
+        given = (mine, data.marginal.unsqueeze(0) if refs is None else data.marginal[refs])
+    return structural_match(x, y, **settings, x_center=x_bar, y_center=y_bar, given=given).score
 
 
 def evaluate_embeddings(data: Embedded, structural: bool | None = None, multiscale: bool = True,

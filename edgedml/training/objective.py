@@ -47,6 +47,10 @@ class Objective(nn.Module):
         super().__init__()
         if loss == "proxy_anchor" and num_classes < 2:
             raise ConfigError("proxy_anchor needs the number of training classes (at least 2)")
+        if model_config.marginals == "rollout" and model_config.head == "diml" and loss != "proxy_anchor":
+            raise ConfigError("the training loss computes its own marginals: train with marginals='cross'; the "
+                              "rollout marginals come from the attention and need no training (evaluate or export "
+                              "with --marginals rollout)")
         self.head = model_config.head
         self.diversity_weight, self.divergence_weight = diversity_weight, divergence_weight
         self.divergence_reduction = divergence_reduction
