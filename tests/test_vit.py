@@ -155,3 +155,37 @@ def test_rollout_marginals_flow_from_the_embedder_through_the_matcher_graph_to_t
         Objective(cfg)
     with pytest.raises(ConfigError, match="Vision Transformer"):
         ModelConfig(marginals="rollout")
+
+
+def test_vit_weights_load_from_a_local_file_and_the_bundle_runs_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    from conftest import BLOCK_TORCH
+    from edgedml.cli import main
+
+    torch.manual_seed(1)
+    source = build_model(ModelConfig(**DEIT))
+    state = {k: v.contiguous() for k, v in source.backbone.body.model.state_dict().items()}
+    save_file(state, str(tmp_path / "deit.safetensors"))
+    loaded = build_model(ModelConfig(backbone="deit_tiny_patch16_224", backbone_weights=str(tmp_path / "deit.safetensors")))
+    assert all(torch.equal(v, loaded.backbone.body.model.state_dict()[k]) for k, v in state.items())
+    save_file({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, str(tmp_path / "wrong.safetensors"))
+    with pytest.raises(WeightsNotFoundError, match="does not match timm's deit_tiny_patch16_224"):
+        build_model(ModelConfig(backbone="deit_tiny_patch16_224", backbone_weights=str(tmp_path / "wrong.safetensors")))
+
+    done = CliRunner().invoke(main, ["export", "--backbone", "deit_tiny_patch16_224", "--backbone-weights",
+                                     str(tmp_path / "deit.safetensors"), "--marginals", "rollout",
+                                     "--out", str(tmp_path / "b")])
+    assert done.exit_code == 0, done.output
+    code = BLOCK_TORCH + (
+        "from edgedml.runtime import Matcher\n"
+        f"r = Matcher({str(tmp_path / 'b')!r}).compare({str(SHIPPED / 'daisy_1.jpg')!r}, {str(SHIPPED / 'pansy.jpg')!r})\n"
+        "r.render()\n"
+        "print('score', r.score)\n"
+        "assert not any(k.split('.')[0] in ('torch', 'timm') for k in sys.modules)\n")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert "score" in ran.stdout

@@ -41,8 +41,9 @@ def _with(options):
               help="A train_config.json to start from; flags given here override it.")
 @click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), help="[default: diml]")
 @click.option("--backbone", help="efficientnet_lite0 (default), efficientnet_lite1/2, resnet50, googlenet.")
-@click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False),
-              help="Local ImageNet state dict for resnet50 / googlenet (never downloaded).")
+@click.option("--backbone-weights",
+              help="A local weights file for resnet50 / googlenet / the ViTs (never downloaded); for a ViT, "
+                   "random for an untrained backbone.")
 @click.option("--embed-dim", type=int, help="Global embedding size [default: the head's].")
 @click.option("--image-size", type=int, help="Input size [default: the backbone's].")
 @click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),

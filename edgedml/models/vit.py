@@ -94,7 +94,11 @@ def create_vit(name: str, pretrained: bool, weights: str | Path | None) -> ViTFe
         from .backbones import _read_weights_file
 
         state = {k: v for k, v in _read_weights_file(weights, name).items() if not k.startswith("head.")}
-        result = model.load_state_dict(state, strict=False)
+        try:
+            result = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shape mismatches raise even with strict=False
+            raise WeightsNotFoundError(f"{weights} does not match timm's {name} ({str(exc).splitlines()[-1].strip()}); "
+                                       f"pass a state dict saved from that timm model") from exc
         if result.missing_keys or result.unexpected_keys:
             raise WeightsNotFoundError(
                 f"{weights} does not match timm's {name}: missing {result.missing_keys[:4]}, unexpected "
