@@ -23,6 +23,18 @@ BLOCK_TORCH = (
 SHIPPED = Path(__file__).resolve().parents[1] / "samples" / "images"  # real photos in the repo
 
 
+def run_blocked(code: str) -> str:
+    """Run ``code`` in a fresh Python where torch, timm and onnx cannot be imported (as on a
+    device), assert it succeeded and that none of them was loaded; returns its stdout."""
+    import subprocess
+    import sys
+
+    check = "\nassert not any(k.split('.')[0] in ('torch', 'timm', 'onnx') for k in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", BLOCK_TORCH + code + check], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def data_path_or_none(*parts: str) -> Path | None:
     """A folder under the shared data, or None where it is absent (for tests that also run on the
     shipped photos)."""

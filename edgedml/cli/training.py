@@ -40,7 +40,8 @@ def _with(options):
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="A train_config.json to start from; flags given here override it.")
 @click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), help="[default: diml]")
-@click.option("--backbone", help="efficientnet_lite0 (default), efficientnet_lite1/2, resnet50, googlenet.")
+@click.option("--backbone", help="efficientnet_lite0 (default), efficientnet_lite1/2, resnet50, googlenet, "
+                                 "vit_tiny_patch16_224, vit_small_patch16_224, deit_tiny_patch16_224.")
 @click.option("--backbone-weights",
               help="A local weights file for resnet50 / googlenet / the ViTs (never downloaded); for a ViT, "
                    "random for an untrained backbone.")
