@@ -105,6 +105,14 @@ def _yunet(world, tmp):
     return path
 
 
+def _singletons(tmp):
+    """Two classes of one photo each: no genuine pair."""
+    for name in ("a", "b"):
+        (tmp / "one" / name).mkdir(parents=True)
+        _image(tmp / "one" / name / "0.png", 0)
+    return tmp / "one"
+
+
 def _user_folder(world, tmp):
     (tmp / "mine").mkdir()
     (tmp / "mine" / "thesis.txt").write_text("years of work")
@@ -190,6 +198,8 @@ CASES = [
      "--backbone-weights goes with --backbone"),
     ("partial mass of 1", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
                            "--partial-mass", "1"], None, 2, "--partial-mass"),
+    ("faithfulness without a genuine pair", ["faithfulness", "--model", "{world}/bundle", "--data", "{target}"],
+     lambda w, t: _singletons(t), 1, "no class with two photos"),
     ("class named in none of the datasets", ["eval", "--data", "{target}/a", "--data", "{target}/b",
                                              "--checkpoint", "{world}/model.safetensors", "--test-classes", "c9"],
      lambda w, t: _two_datasets(t), 1, "are in none of"),

@@ -15,8 +15,8 @@ from edgedml.cli import main
 
 SECTIONS = {
     "Training and export (torch):": (["train", "eval", "export"], "edgedml.cli.training"),
-    "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "crop-faces",
-                                         "build-engine"],
+    "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "faithfulness",
+                                         "crop-faces", "build-engine"],
                                         "edgedml.cli.device"),
     "General:": (["info"], "edgedml.cli"),
 }

@@ -35,7 +35,9 @@ _detector_option = click.option(
               help="Write the side-by-side explanation picture (PNG/JPEG) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_detector_option
-def compare(image_a, image_b, bundle, backend, threshold, precision, explain_path, as_json, detector):
+@click.option("--check", is_flag=True,
+              help="Also measure how faithful the evidence map is: its deletion AUC against a random order's.")
+def compare(image_a, image_b, bundle, backend, threshold, precision, explain_path, as_json, detector, check):
     """Compare two images: score, decision, and (with --explain) a picture of why."""
     if explain_path and (Path(explain_path).suffix.lower() not in EXPLAIN_SUFFIXES
                          or not Path(explain_path).resolve().parent.is_dir()):
@@ -46,6 +48,7 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
 
         matcher = Matcher(bundle, backend=backend, threshold=threshold, precision=precision, detector=detector)
         result = matcher.compare(image_a, image_b)
+        check_result = result.faithfulness() if check and result.reason is None else None
         if explain_path:
             import cv2
 
@@ -56,7 +59,8 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
         _fail(exc)
     if as_json:
         click.echo(json.dumps({"a": image_a, "b": image_b, "backend": matcher.backend.describe(),
-                               **result.to_dict()}, indent=2))
+                               **result.to_dict(), **({"faithfulness": check_result} if check_result else {})},
+                              indent=2))
         return
     if result.reason:
         click.echo(f"no score via {matcher.backend.describe()}, detector {matcher.detector.describe()}")
@@ -73,6 +77,12 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
         click.echo(f"decision: {decision}")
     if explain_path:
         click.echo(f"explanation: {explain_path}")
+    if check_result:
+        verdict = "faithful" if check_result["evidence_deletion_auc"] < check_result["random_deletion_auc"] else \
+            "no more faithful than a random order"
+        click.echo(f"faithfulness: deletion AUC {check_result['evidence_deletion_auc']:.3f} for the evidence map, "
+                   f"{check_result['random_deletion_auc']:.3f} for a random order ({verdict} on this pair; lower is "
+                   f"better)")
 
 
 _model_option = click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
@@ -216,6 +226,53 @@ def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, 
     _report(decisions, as_json, "identify", every_face=all_faces)
 
 
+@click.command()
+@click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A bundle folder written by `edgedml export`.")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Class-per-folder images; genuine pairs are drawn from it.")
+@click.option("--pairs", default=20, show_default=True, type=click.IntRange(min=1), help="Genuine pairs to explain.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--methods", default="evidence,attention,occlusion,random", show_default=True,
+              help="Comma-separated: evidence, attention (grouping and abe heads), occlusion, random.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report (curves included) here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the mean curves (PNG) here.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
+@_precision_option
+@_detector_option
+def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backend, precision, detector):
+    """How faithful are the explanations? Deletion and insertion curves of each method's region
+    order on seeded genuine pairs, their AUCs and each method's cost."""
+    from ..runtime.faithfulness import METHODS, draw, evaluate
+    from ..runtime.matcher import Matcher
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = sorted(set(chosen) - set(METHODS))
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(METHODS)}", param_hint="--methods")
+    if plot_path and Path(plot_path).suffix.lower() not in EXPLAIN_SUFFIXES:
+        raise click.BadParameter(f"give a path ending in {', '.join(EXPLAIN_SUFFIXES)}", param_hint="--plot")
+    try:
+        matcher = Matcher(bundle, backend=backend, precision=precision, detector=detector)
+        report = evaluate(matcher, data, pairs, seed, chosen,
+                          progress=lambda done, total: click.echo(f"\rpair {done}/{total}", nl=False, err=True))
+        click.echo("", err=True)
+    except (EdgeDMLError, ValueError) as exc:
+        _fail(exc)
+    click.echo(f"{pairs} genuine pairs of {data}, {report['grid']}×{report['grid']} cells, removed cells set to "
+               f"{report['replacement']}; a compare takes {report['compare_ms']:.0f} ms")
+    click.echo(f"{'method':<10} {'deletion AUC':>13} {'insertion AUC':>14} {'extra ms':>9}")
+    for name, m in report["methods"].items():
+        click.echo(f"{name:<10} {m['deletion_auc']:>13.3f} {m['insertion_auc']:>14.3f} {m['extra_ms']:>9.1f}")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"model": bundle, "data": data, **report}, indent=2) + "\n")
+    if plot_path:
+        import cv2
+
+        if not cv2.imwrite(plot_path, draw(report)):
+            _fail(EdgeDMLError(f"could not write {plot_path}; use a .png path in an existing folder"))
+
+
 @click.command(name="crop-faces")
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
@@ -261,4 +318,4 @@ def build_engine_command(bundle, engine, max_batch, max_candidates):
         _fail(exc)
 
 
-COMMANDS = [compare, calibrate, enroll, verify, identify, crop_faces, build_engine_command]  # in `edgedml --help` order
+COMMANDS = [compare, calibrate, enroll, verify, identify, faithfulness, crop_faces, build_engine_command]  # in `edgedml --help` order

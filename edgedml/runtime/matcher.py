@@ -106,6 +106,23 @@ class MatchResult:
     unmatched_b: np.ndarray | None = None
     unmatched_regions_a: np.ndarray | None = None  # (R,) those shares per region of image a
     unmatched_regions_b: np.ndarray | None = None
+    inputs: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # the network inputs (3, S, S)
+    matcher: "Matcher | None" = field(default=None, repr=False, compare=False)
+
+    def faithfulness(self, seed: int = 0) -> dict[str, float]:
+        """How faithful this pair's evidence map is: the deletion AUC of the evidence order and of
+        a random order (the floor), from g² + 1 extra embeddings each (see
+        :mod:`edgedml.runtime.faithfulness`). Lower than random: removing what the evidence
+        points at lowers the score faster."""
+        from .faithfulness import pair_curves
+
+        if self.inputs is None or self.matcher is None:
+            raise ValueError("faithfulness needs a result from Matcher.compare with a score"
+                             + (f" ({self.reason})" if self.reason else ""))
+        found = pair_curves(self.matcher, *self.inputs, methods=("evidence", "random"), seed=seed)
+        return {"evidence_deletion_auc": found["evidence"].deletion_auc,
+                "random_deletion_auc": found["random"].deletion_auc,
+                "evidence_insertion_auc": found["evidence"].insertion_auc}
 
     def render(self, height: int = 360) -> np.ndarray:
         """Side-by-side picture (BGR uint8): heatmaps, match lines, faces, score and decision."""
@@ -222,7 +239,8 @@ class Matcher:
         if not views_a or not views_b:
             return self._no_face(rgb_a, rgb_b, views_a, views_b, threshold)
         va, vb = views_a[0], views_b[0]
-        features = self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in (va, vb)]))
+        inputs = np.stack([to_network_input(v.pixels, self.spec) for v in (va, vb)])
+        features = self._embed_batch(inputs)
         out = self.match(features[0], features[1])
         plan = out["plan"][0]
         structural, score = float(out["structural"][0]), float(out["multiscale"][0])
@@ -254,7 +272,7 @@ class Matcher:
             outline_b=explain.seen_outline(vb, self.spec), face_a=va.face, face_b=vb.face,
             unmatched_a=None if shares[0] is None else on_frame(shares[0].reshape(g, g), va, rgb_a),
             unmatched_b=None if shares[1] is None else on_frame(shares[1].reshape(g, g), vb, rgb_b),
-            unmatched_regions_a=shares[0], unmatched_regions_b=shares[1])
+            unmatched_regions_a=shares[0], unmatched_regions_b=shares[1], inputs=(inputs[0], inputs[1]), matcher=self)
 
     def _no_face(self, rgb_a, rgb_b, views_a, views_b, threshold) -> MatchResult:
         missing = " and ".join(name for name, views in (("image a", views_a), ("image b", views_b)) if not views)
