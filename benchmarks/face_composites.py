@@ -109,7 +109,7 @@ def evaluate(matcher, enrolled, queries, key: str) -> dict:
 
     owners, parts, enroll_failures = [], [], 0
     for identity, path in enrolled:
-        features, _ = matcher.embed_faces(path)
+        features, _ = matcher.embed_faces(path, limit=1)
         if len(features) == 0:
             enroll_failures += 1
             continue
@@ -121,7 +121,7 @@ def evaluate(matcher, enrolled, queries, key: str) -> dict:
     rows, labels, no_face, seconds = [], [], 0, []
     for q in queries:
         tick = time.perf_counter()
-        features, _ = matcher.embed_faces(q[key])
+        features, _ = matcher.embed_faces(q[key], limit=1)
         if len(features) == 0:
             no_face += 1
             rows.append(np.full(n, -np.inf))

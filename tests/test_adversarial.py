@@ -105,6 +105,17 @@ def _yunet(world, tmp):
     return path
 
 
+def _faceless_pairs(world, tmp):
+    """Two classes of two face-free pictures each, and the YuNet model beside them."""
+    (tmp / "f").mkdir()
+    shutil.copy(_yunet(world, tmp), tmp / "f" / "yunet.onnx")
+    for name in ("a", "b"):
+        (tmp / "f" / "classes" / name).mkdir(parents=True)
+        for k in range(2):
+            _image(tmp / "f" / "classes" / name / f"{k}.png", k)
+    return tmp / "f"
+
+
 def _singletons(tmp):
     """Two classes of one photo each: no genuine pair."""
     for name in ("a", "b"):
@@ -200,6 +211,9 @@ CASES = [
                            "--partial-mass", "1"], None, 2, "--partial-mass"),
     ("faithfulness without a genuine pair", ["faithfulness", "--model", "{world}/bundle", "--data", "{target}"],
      lambda w, t: _singletons(t), 1, "no class with two photos"),
+    ("faithfulness on photos without a face", ["faithfulness", "--model", "{world}/bundle", "--data",
+                                               "{target}/classes", "--detector", "yunet:{target}/yunet.onnx",
+                                               "--pairs", "1"], _faceless_pairs, 1, "no face found"),
     ("class named in none of the datasets", ["eval", "--data", "{target}/a", "--data", "{target}/b",
                                              "--checkpoint", "{world}/model.safetensors", "--test-classes", "c9"],
      lambda w, t: _two_datasets(t), 1, "are in none of"),

@@ -232,7 +232,7 @@ def test_the_bundles_detector_is_checksummed_and_used_by_default(yunet, small_bu
     _, bundle = small_bundle
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
-    entry = detection.install(yunet, copy, DetectorSettings(min_size=48))
+    entry = detection.install(detection.load_detector(yunet, DetectorSettings(min_size=48)), copy)
     manifest = read_manifest(copy).update(detector=entry)
     assert manifest.files[entry["file"]].sha256 == entry["sha256"] == detection.hashlib.sha256(
         YUNET.read_bytes()).hexdigest()

@@ -219,7 +219,7 @@ def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, 
                                        "exported with one")
             decisions = g.identify_faces(image, top_k=top_k) if all_faces else [g.identify(image, top_k=top_k)]
             if log:
-                for decision in decisions or [g.identify(image, top_k=top_k)]:  # no face: one "no face found" row
+                for decision in decisions or [g.no_face()]:  # no face: one "no face found" row
                     g.log_decision("identify", decision, details={"image": image})
     except EdgeDMLError as exc:
         _fail(exc)

@@ -131,7 +131,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     out = Path(out)
     check_output_folder(out, options.overwrite)
     face_settings = detection.DetectorSettings.from_dict(options.detector_settings or {})
-    detection.load_detector(options.detector, face_settings)  # a bad detector file fails before the slow work
+    face_detector = detection.load_detector(options.detector, face_settings)  # a bad file fails before the slow work
     out.parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     cfg = model.config
     iters = options.iters or cfg.sinkhorn_iters
@@ -203,9 +203,9 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         for name, problems in readiness.items():
             for problem in problems:
                 log(f"warning: {name} may not build with TensorRT: {problem}")
-        face_detector = detection.install(options.detector, staging, face_settings)
-        if face_detector:
-            log(f"face detector: {face_detector['file']} (sha256 {face_detector['sha256'][:12]}…)")
+        detector_entry = detection.install(face_detector, staging) if face_detector else None
+        if detector_entry:
+            log(f"face detector: {detector_entry['file']} (sha256 {detector_entry['sha256'][:12]}…)")
         Manifest(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             source=source,
@@ -220,7 +220,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             sinkhorn=SinkhornSettings(cfg.sinkhorn_eps, iters, cfg.marginals, options.matcher_form,
                                       cfg.centers_from_embedding, cfg.partial_mass),
             rerank_k=options.max_candidates,
-            detector=face_detector,
+            detector=detector_entry,
             validation=report,
             validation_inputs=stored,
             tensorrt_readiness=readiness,

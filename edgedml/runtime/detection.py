@@ -196,12 +196,9 @@ def bundle_detector(manifest, settings: DetectorSettings | None = None) -> YuNet
     return YuNetDetector(manifest.root / entry["file"], settings or stored)
 
 
-def install(spec: str, bundle_dir: str | Path, settings: DetectorSettings | None = None) -> dict | None:
-    """Load the detector of ``spec`` (to prove it runs), copy its file into ``bundle_dir`` and
-    return the manifest entry; None for ``"none"``. The bundle's manifest checksums the copy."""
-    detector = load_detector(spec, settings)
-    if detector is None:
-        return None
+def install(detector: YuNetDetector, bundle_dir: str | Path) -> dict:
+    """Copy a loaded detector's file (loading proved it runs) into ``bundle_dir`` and return the
+    manifest entry with its settings. The bundle's manifest checksums the copy."""
     folder = Path(bundle_dir) / DETECTOR_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / detector.path.name

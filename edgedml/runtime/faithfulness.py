@@ -96,15 +96,17 @@ def curves(matcher, input_a: np.ndarray, reference, order: np.ndarray, clean: fl
     return scores[:n] / clean, scores[n:] / clean
 
 
-def orders(matcher, input_a: np.ndarray, reference, methods=METHODS, seed: int = 0) -> dict[str, tuple[np.ndarray, float]]:
+def orders(matcher, input_a: np.ndarray, reference, clean: float, methods=METHODS,
+           seed: int = 0) -> dict[str, tuple[np.ndarray, float]]:
     """Each method's region order (most important first) for A's network input against
-    ``reference``, with the milliseconds it took beyond the clean compare."""
+    ``reference`` (whose clean score is ``clean``), with the milliseconds it took beyond the
+    clean compare."""
     features_a = matcher._embed_batch(input_a[None])
-    clean = matcher.match(features_a, reference)  # A as the query: its evidence is query_evidence
+    match = matcher.match(features_a, reference)  # A as the query: its evidence is query_evidence
     out = {}
     if "evidence" in methods:
         tick = time.perf_counter()
-        out["evidence"] = (np.argsort(-clean["query_evidence"][0], kind="stable"), 1000 * (time.perf_counter() - tick))
+        out["evidence"] = (np.argsort(-match["query_evidence"][0], kind="stable"), 1000 * (time.perf_counter() - tick))
     if "attention" in methods and features_a.attention is not None:
         import cv2
 
@@ -117,8 +119,7 @@ def orders(matcher, input_a: np.ndarray, reference, methods=METHODS, seed: int =
         masks = cell_masks(matcher.grid, input_a.shape[-1])
         alone = np.stack([np.where(mask, 0.0, input_a).astype(np.float32) for mask in masks])
         scores = _score_against(matcher, reference, alone)
-        base = _score_against(matcher, reference, input_a[None])[0]
-        out["occlusion"] = (np.argsort(-(base - scores), kind="stable"), 1000 * (time.perf_counter() - tick))
+        out["occlusion"] = (np.argsort(-(clean - scores), kind="stable"), 1000 * (time.perf_counter() - tick))
     if "random" in methods:
         out["random"] = (np.random.default_rng(seed).permutation(matcher.grid ** 2), 0.0)
     return out
@@ -130,7 +131,7 @@ def pair_curves(matcher, input_a: np.ndarray, input_b: np.ndarray, methods=METHO
     clean = float(_score_against(matcher, reference, input_a[None])[0])
     if abs(clean) < 1e-6:
         raise ValueError("the pair scores 0: there is nothing for an explanation to account for")
-    found = orders(matcher, input_a, reference, methods, seed)
+    found = orders(matcher, input_a, reference, clean, methods, seed)
     return {name: Curves(*curves(matcher, input_a, reference, order, clean), order, ms)
             for name, (order, ms) in found.items()}
 
@@ -155,17 +156,17 @@ def genuine_pairs(folder, count: int, seed: int = 0) -> list[tuple]:
 def evaluate(matcher, folder, count: int, seed: int = 0, methods=METHODS, progress=None) -> dict:
     """Mean deletion and insertion curves, their AUCs and each method's cost over ``count``
     seeded genuine pairs of ``folder`` (the largest face of each photo, with a detector)."""
-    from .preprocess import to_network_input
+    from .detection import NoFaceFound
 
     collected: dict[str, list[Curves]] = {}
     compare_ms = []
     for number, (a, b) in enumerate(genuine_pairs(folder, count, seed)):
         tick = time.perf_counter()
-        matcher.compare(a, b)
+        result = matcher.compare(a, b)  # timed, and its network inputs are the pair's
         compare_ms.append(1000 * (time.perf_counter() - tick))
-        views = [matcher._main_view(path, f"image {path}")[1] for path in (a, b)]
-        input_a, input_b = (to_network_input(v.pixels, matcher.spec) for v in views)
-        for name, curve in pair_curves(matcher, input_a, input_b, methods, seed + number).items():
+        if result.inputs is None:
+            raise NoFaceFound(f"{a} and {b}: {result.reason}; explain photos where the detector finds a face")
+        for name, curve in pair_curves(matcher, *result.inputs, methods, seed + number).items():
             collected.setdefault(name, []).append(curve)
         if progress:
             progress(number + 1, count)

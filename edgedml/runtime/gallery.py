@@ -275,7 +275,7 @@ class Gallery:
             return image, None
         if self.matcher.detector is None:
             return self.matcher.embed(image), None
-        features, views = self.matcher.embed_faces(image)
+        features, views = self.matcher.embed_faces(image, limit=1)  # the largest face decides
         return (features[0], views[0].face) if views else (None, None)
 
     def verify(self, image: ImageInput | Features, name: str, threshold: float | None = None) -> Decision:
@@ -287,7 +287,7 @@ class Gallery:
         rows = np.flatnonzero(owner == names.index(name))
         query, face = self._query(image)
         if query is None:
-            return Decision(False, name, None, threshold, (), reason="no face found")
+            return self.no_face(threshold, name)
         out = self.matcher.match(query, self._candidates(rows))
         best = int(np.argmax(out["multiscale"]))
         score = float(out["multiscale"][best])
@@ -302,8 +302,12 @@ class Gallery:
         threshold = self._identify_checks(top_k, threshold)
         query, face = self._query(image)
         if query is None:
-            return Decision(False, None, None, threshold, (), reason="no face found")
+            return self.no_face(threshold)
         return self._identify(query, face, top_k, rerank, threshold)
+
+    def no_face(self, threshold: float | None = None, name: str | None = None) -> Decision:
+        """The decision on a frame without a face: rejected, no score, ``reason="no face found"``."""
+        return Decision(False, name, None, self._require_threshold(threshold), (), reason="no face found")
 
     def identify_faces(self, image: ImageInput, top_k: int = 5, rerank: int | None = None,
                        threshold: float | None = None) -> list[Decision]:

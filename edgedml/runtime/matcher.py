@@ -174,17 +174,18 @@ class Matcher:
         settings = self.detector.settings
         return rgb, [face_view(rgb, face, settings.margin, settings.align) for face in self.detector.detect(rgb)]
 
-    def _main_view(self, image: ImageInput, what: str) -> tuple[np.ndarray, View]:
-        rgb, views = self.views(image)
+    def _main_view(self, image: ImageInput) -> View:
+        """What the embedder sees of ``image``: the whole image, or its largest face's crop."""
+        _, views = self.views(image)
         if not views:
-            raise NoFaceFound(f"no face found in {what} by {self.detector.describe()}: use a photo where the "
-                              f"face is visible and at least {self.detector.settings.min_size} px wide")
-        return rgb, views[0]
+            raise NoFaceFound(f"no face found in {_describe(image)} by {self.detector.describe()}: use a photo where "
+                              f"the face is visible and at least {self.detector.settings.min_size} px wide")
+        return views[0]
 
     def preprocess(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Inputs → network batch (N, 3, S, S) float32 and the RGB images the embedder sees
         (whole images, or the largest face's crop with a detector: :class:`NoFaceFound` if none)."""
-        views = [self._main_view(image, _describe(image))[1] for image in images]
+        views = [self._main_view(image) for image in images]
         return np.stack([to_network_input(v.pixels, self.spec) for v in views]), [v.pixels for v in views]
 
     def embed(self, images: ImageInput | Sequence[ImageInput]) -> Features:
@@ -195,10 +196,11 @@ class Matcher:
         batch, _ = self.preprocess(list(images))
         return self._embed_batch(batch)
 
-    def embed_faces(self, image: ImageInput) -> tuple[Features, list[View]]:
-        """Every face of one frame (largest first) → their :class:`Features` and views; without
-        a detector, the whole frame. No face: zero rows."""
+    def embed_faces(self, image: ImageInput, limit: int | None = None) -> tuple[Features, list[View]]:
+        """Every face of one frame (largest first; the first ``limit`` only) → their
+        :class:`Features` and views; without a detector, the whole frame. No face: zero rows."""
         _, views = self.views(image)
+        views = views[:limit]
         if not views:
             return Features(np.zeros((0, self.manifest.matcher.inputs["query_embedding"][1]), np.float32),
                             np.zeros((0, self.manifest.regions, self.manifest.matcher.inputs["query_local"][2]),
