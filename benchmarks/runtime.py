@@ -38,7 +38,7 @@ def fill(gallery, n, rng):
     """n synthetic templates of unit vectors, inserted in one transaction."""
     io = gallery.matcher.manifest.matcher.inputs
     r, d, e = io["query_local"][1], io["query_local"][2], io["query_embedding"][1]
-    db = gallery._db
+    db = gallery.store.db
     db.execute("BEGIN")
     for start in range(0, n, 1000):
         ids = []
@@ -51,7 +51,6 @@ def fill(gallery, n, rng):
         db.executemany("INSERT INTO templates (identity_id, embedding, local, source, created) VALUES (?,?,?,NULL,0)",
                        [(i, emb[k].tobytes(), local[k].tobytes()) for k, i in enumerate(ids)])
     db.execute("COMMIT")
-    gallery._cache = None
 
 
 def memory_of_a_runtime_process(bundle):

@@ -298,7 +298,7 @@ def test_a_read_only_gallery_still_decides_and_says_the_log_was_not_written(worl
             assert gallery.log_decision("verify", decision, claimed="ann") is None
         assert "not logged" in caplog.text
         with pytest.raises(sqlite3.OperationalError):  # nothing can write through it
-            gallery._db.execute("DELETE FROM identities")
+            gallery.store.db.execute("DELETE FROM identities")
     assert _identities(db) == _identities(world / "door.db")
 
 
@@ -329,7 +329,7 @@ def test_processes_creating_the_same_new_gallery_wait_for_each_other(world, tmp_
     assert found == []
     for path in paths:
         with sqlite3.connect(str(path)) as con:
-            assert con.execute("SELECT key FROM meta ORDER BY key").fetchall() == [("detector",), ("embedder_sha256",)]
+            assert con.execute("SELECT key FROM meta ORDER BY key").fetchall() == [("detector",), ("embedder_sha256",), ("gallery_id",)]
 
 
 def test_bundles_and_checkpoints_are_readable_by_other_users(world, tmp_path):

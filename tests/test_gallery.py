@@ -69,12 +69,13 @@ def test_a_killed_enrollment_leaves_the_gallery_as_it_was(bundle, tmp_path):
         "import sys, time\n"
         "from edgedml.runtime import Matcher\n"
         "from edgedml.runtime.gallery import Gallery\n"
-        "original = Gallery._insert_template\n"
+        "from edgedml.runtime.sqlite_store import SQLiteStore\n"
+        "original = SQLiteStore._insert_template\n"
         "def slow(self, *args):\n"
         "    original(self, *args)\n"
         "    print('inserted', flush=True)\n"
         "    time.sleep(60)\n"
-        "Gallery._insert_template = slow\n"
+        "SQLiteStore._insert_template = slow\n"
         f"Gallery({str(db)!r}, Matcher({str(bundle)!r})).enroll('pansy', [{str(PANSY)!r}, {str(DAISY_2)!r}])\n")
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "inserted"  # one template written, transaction open
@@ -82,8 +83,8 @@ def test_a_killed_enrollment_leaves_the_gallery_as_it_was(bundle, tmp_path):
     proc.wait(timeout=30)
     with Gallery(db, Matcher(bundle)) as g:
         assert g.identities() == {"daisy": 1}
-        assert g._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert g._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 1
+        assert g.store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert g.store.db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 1
 
 
 def test_top_by_cosine_is_exact_and_ordered():

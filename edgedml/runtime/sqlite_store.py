@@ -1,0 +1,300 @@
+"""The embedded gallery store: one SQLite file (WAL) per device, the file is the gallery.
+
+- Enrollment writes the identity and all its templates in one ``BEGIN IMMEDIATE`` transaction: a
+  process killed mid-enrollment leaves the file as it was.
+- Template ids are ``AUTOINCREMENT``: never reused, so an id names one template forever and the
+  search index can be reconciled with the file by ids alone.
+- The search index (:class:`~.template_index.TemplateIndex`) lives in memory and follows the
+  file: this connection's enrollments and removals update it directly; another process's commits
+  (``PRAGMA data_version`` changes) are reconciled by template ids before the next search. FAISS
+  indexes are saved next to the file (``door.db.index`` and ``door.db.index.json``, stamped with
+  the gallery's id and embedder) when the gallery is closed, and loaded and reconciled at the next
+  open, so a restart does not retrain an IVF index; a missing, torn or foreign index file is
+  rebuilt from the templates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .gallery_store import GalleryError, Layout, Templates, as_bytes
+from .template_index import IndexSettings, TemplateIndex
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS templates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    embedding BLOB NOT NULL, local BLOB NOT NULL, source TEXT, created REAL NOT NULL, marginal BLOB);
+CREATE INDEX IF NOT EXISTS templates_identity ON templates(identity_id);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, claimed TEXT, decided TEXT,
+    score REAL, threshold REAL, accepted INTEGER, evidence TEXT, details TEXT, door TEXT);
+"""
+TEMPLATE_COLUMNS = "id, identity_id, embedding, local, source, created, marginal"
+BUSY_SECONDS = 30.0  # how long a writer waits for another process's transaction
+SQLITE_MAGIC = b"SQLite format 3\x00"
+ROWS = "SELECT t.id, i.name, t.embedding, t.local, t.marginal, t.source FROM templates t " \
+       "JOIN identities i ON i.id = t.identity_id"
+log = logging.getLogger("edgedml")
+
+
+def _require_sqlite(path: Path) -> None:
+    """Refuse a file that exists, is not empty and is not an SQLite database."""
+    if path.is_dir():
+        raise GalleryError(f"{path} is a folder; a gallery is one file: pass a path such as {path / 'door.db'}")
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as handle:
+            if handle.read(16) != SQLITE_MAGIC:
+                raise GalleryError(f"{path} is not an SQLite file, so not a gallery; nothing was changed. Pass a "
+                                   f"gallery file, or a new path to create one")
+
+
+class SQLiteStore:
+    """``SQLiteStore(path, layout)``: open (and on first use create) the gallery file."""
+
+    def __init__(self, path: str | Path, layout: Layout, read_only: bool | None = None,
+                 index: IndexSettings = IndexSettings()):
+        self.path = Path(path)
+        self.where = str(self.path)
+        self.layout, self.index_settings = layout, index
+        self._lock = threading.RLock()
+        self._index: TemplateIndex | None = None
+        self._version: int | None = None
+        self._index_changed = False
+        _require_sqlite(self.path)
+        if read_only is None:  # a door on a read-only mount still decides; it cannot log
+            read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
+                                                    and os.access(self.path.parent, os.W_OK))
+        self.read_only = read_only
+        try:
+            if read_only:
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                          check_same_thread=False, isolation_level=None)
+            else:
+                self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                          timeout=BUSY_SECONDS)
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path} cannot be opened as a gallery ({exc}); pass an edgedml gallery "
+                               f"file, or a new path to create one") from exc
+
+    def _open(self) -> None:
+        """Check (and on first use create or upgrade) the schema, then the embedder and cropping."""
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables - {"sqlite_sequence"} and not {"meta", "identities", "templates"} <= tables:
+            raise GalleryError(f"{self.path} is an SQLite database but not an edgedml gallery (it has the tables "
+                               f"{sorted(tables)[:5]}); nothing was changed. Pass a gallery file or a new path")
+        if not self.read_only:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            # one writer creates the schema: several processes opening a new gallery at once wait
+            # for each other (busy timeout) instead of failing with "database is locked"
+            with self._transaction():
+                for statement in SCHEMA.split(";"):  # executescript would COMMIT the transaction
+                    if statement.strip():
+                        self.db.execute(statement)
+                self._upgrade()
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('embedder_sha256', ?)", (self.layout.embedder,))
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
+                # a gallery from before detectors (templates, no row) holds whole-image templates
+                empty = self.db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('detector', ?)",
+                                (self.layout.cropping if empty else "none",))
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        problem = self.layout.mismatch(str(self.path), meta.get("embedder_sha256", "?"), meta.get("detector"))
+        if problem:
+            raise GalleryError(problem)
+        self._stamp = {"gallery_id": meta.get("gallery_id"), "embedder": self.layout.embedder}
+
+    def _upgrade(self) -> None:
+        """Bring a gallery written by an earlier edgedml to this schema (inside the schema transaction)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(templates)")}
+        if "marginal" not in columns:  # from before rollout bundles
+            self.db.execute("ALTER TABLE templates ADD COLUMN marginal BLOB")
+        if "door" not in {row[1] for row in self.db.execute("PRAGMA table_info(decisions)")}:
+            self.db.execute("ALTER TABLE decisions ADD COLUMN door TEXT")
+        sql = self.db.execute("SELECT sql FROM sqlite_master WHERE name='templates'").fetchone()[0]
+        if "AUTOINCREMENT" not in sql.upper():  # ids could be reused: copy into the new table
+            self.db.execute("ALTER TABLE templates RENAME TO templates_before")
+            self.db.execute(SCHEMA.split(";")[2])
+            self.db.execute(f"INSERT INTO templates ({TEMPLATE_COLUMNS}) SELECT {TEMPLATE_COLUMNS} FROM templates_before")
+            self.db.execute("DROP TABLE templates_before")
+            self.db.execute(SCHEMA.split(";")[3])
+
+    def _transaction(self):
+        store = self
+
+        class Transaction:
+            def __enter__(self):
+                store.db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, kind, value, traceback):
+                store.db.execute("ROLLBACK" if kind else "COMMIT")
+
+        return Transaction()
+
+    # --- identities and templates ----------------------------------------------------------
+
+    def enroll(self, name: str, embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray | None,
+               sources: Sequence[str | None]) -> int:
+        now = time.time()
+        with self._lock:
+            ids = []
+            with self._transaction():
+                self.db.execute("INSERT OR IGNORE INTO identities (name, created) VALUES (?, ?)", (name, now))
+                identity = self.db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
+                for i in range(len(embedding)):
+                    ids.append(self._insert_template(identity, embedding[i], local[i],
+                                                     None if marginal is None else marginal[i], sources[i], now))
+            if self._index is not None:
+                self._index.add(np.array(ids, np.int64), embedding)
+                self._index_changed = True
+        return len(ids)
+
+    def _insert_template(self, identity: int, embedding, local, marginal, source, now) -> int:
+        cursor = self.db.execute("INSERT INTO templates (identity_id, embedding, local, marginal, source, created) "
+                                 "VALUES (?,?,?,?,?,?)",
+                                 (identity, as_bytes(embedding), as_bytes(local), as_bytes(marginal), source, now))
+        return int(cursor.lastrowid)
+
+    def remove(self, name: str) -> bool:
+        with self._lock:
+            with self._transaction():
+                ids = [row[0] for row in self.db.execute(
+                    "SELECT t.id FROM templates t JOIN identities i ON i.id = t.identity_id WHERE i.name=?", (name,))]
+                deleted = self.db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount
+            if self._index is not None:
+                self._index.remove(np.array(ids, np.int64))
+                self._index_changed = True
+        return bool(deleted)
+
+    def identities(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t "
+                               "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
+        return dict(rows)
+
+    def sources(self, name: str) -> set[str]:
+        rows = self.db.execute("SELECT t.source FROM templates t JOIN identities i ON i.id = t.identity_id "
+                               "WHERE i.name=? AND t.source IS NOT NULL", (name,)).fetchall()
+        return {row[0] for row in rows}
+
+    def templates_of(self, name: str) -> Templates | None:
+        with self._lock:
+            rows = self.db.execute(f"{ROWS} WHERE i.name=? ORDER BY t.id", (name,)).fetchall()
+        return Templates.from_rows(rows, self.layout) if rows else None
+
+    # --- search -----------------------------------------------------------------------------
+
+    def nearest(self, query: np.ndarray, k: int) -> Templates:
+        """The k templates nearest ``query`` (E,) by global cosine, best first."""
+        with self._lock:
+            self._sync_index()
+            ids = self._index.search(query, k)
+            rows = self._fetch(ids)
+        found = {row[0]: row for row in rows}  # another process may have removed some meanwhile
+        return Templates.from_rows([found[i] for i in ids.tolist() if i in found], self.layout)
+
+    def _fetch(self, ids: np.ndarray) -> list[tuple]:
+        ids = ids.tolist()
+        rows = []
+        for start in range(0, len(ids), 500):  # below SQLite's bound on parameters
+            part = ids[start:start + 500]
+            rows += self.db.execute(f"{ROWS} WHERE t.id IN ({','.join('?' * len(part))})", part).fetchall()
+        return rows
+
+    def index_kind(self) -> str:
+        with self._lock:
+            self._sync_index()
+            return self._index.kind
+
+    def _sync_index(self) -> None:
+        """Make the search index hold exactly the file's templates (see the module doc); one read
+        transaction, so ids and embeddings come from the same snapshot."""
+        self.db.execute("BEGIN")
+        try:
+            self._reconcile()
+        finally:
+            self.db.execute("COMMIT")
+
+    def _reconcile(self) -> None:
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if self._index is not None and version == self._version and not self._index.needs_rebuild():
+            return
+        ids = np.array([row[0] for row in self.db.execute("SELECT id FROM templates ORDER BY id")], np.int64)
+        if self._index is None:
+            self._index = TemplateIndex.load(self._index_file(), self._stamp, self.index_settings)
+            if self._index is not None and self._index.dim != self.layout.embedding_size:
+                self._index = None
+        if self._index is None or self._index.settings.kind_for(len(ids)) != self._index.kind:
+            self._index = TemplateIndex.build(ids, self._embeddings(ids), self.index_settings)
+            self._index_changed = True
+        else:
+            have = self._index.ids()
+            gone, new = np.setdiff1d(have, ids), np.setdiff1d(ids, have)
+            self._index.remove(gone)
+            if len(new):
+                self._index.add(new, self._embeddings(new))
+            self._index_changed |= bool(len(gone) or len(new))
+            if self._index.needs_rebuild():  # an IVF index trained on a much smaller gallery
+                self._index = TemplateIndex.build(ids, self._embeddings(ids), self.index_settings)
+        self._version = version
+
+    def _embeddings(self, ids: np.ndarray) -> np.ndarray:
+        e = self.layout.embedding_size
+        if len(ids) == 0:
+            return np.zeros((0, e), np.float32)
+        chunks = []
+        lo, hi = int(ids.min()), int(ids.max())
+        wanted = set(ids.tolist()) if len(ids) < hi - lo + 1 else None
+        for tid, blob in self.db.execute("SELECT id, embedding FROM templates WHERE id BETWEEN ? AND ? ORDER BY id",
+                                         (lo, hi)):
+            if wanted is None or tid in wanted:
+                chunks.append(blob)
+        return np.frombuffer(b"".join(chunks), np.float32).reshape(-1, e)
+
+    def _index_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".index")
+
+    # --- audit ------------------------------------------------------------------------------
+
+    def log(self, row: dict) -> int | None:
+        if self.read_only:
+            log.warning("edgedml: %s is read-only: the %s decision was not logged", self.path, row["kind"])
+            return None
+        try:
+            with self._lock:
+                cursor = self.db.execute(
+                    f"INSERT INTO decisions ({', '.join(row)}) VALUES ({','.join('?' * len(row))})",
+                    [json.dumps(v) if isinstance(v, dict) else v for v in row.values()])
+        except sqlite3.DatabaseError as exc:  # read-only, locked past the timeout, disk full
+            log.warning("edgedml: the %s decision was not logged in %s (%s)", row["kind"], self.path, exc)
+            return None
+        return int(cursor.lastrowid)
+
+    def decisions(self, limit: int) -> list[dict]:
+        cursor = self.db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            if (self._index is not None and self._index_changed and self._index.kind != "numpy"
+                    and not self.read_only):
+                try:
+                    self._index.save(self._index_file(), self._stamp)
+                except OSError as exc:  # a full disk costs a rebuild at the next open, nothing else
+                    log.warning("edgedml: the search index of %s was not saved (%s)", self.path, exc)
+            self.db.close()
