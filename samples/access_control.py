@@ -4,6 +4,12 @@ stream, and log every decision with a picture of its evidence.
     python samples/access_control.py --model bundle --gallery door.db --enroll staff/ \\
         --claim alice --source 0 --evidence-dir decisions/ --threshold 1.6 \\
         --detector yunet:face_detection_yunet.onnx
+    python samples/access_control.py --model bundle --gallery postgresql://door@db.example/access \\
+        --door lab-2 --claim alice --source 0
+
+--gallery is a file (this door's own SQLite gallery) or a postgresql:// URL (one store shared by
+every door: an enrollment or revocation at one door holds at all of them). While the server cannot
+be reached, frames are skipped with the reason and the door resumes when it is back.
 
 --enroll takes a folder with one sub-folder of photos per person (optional once enrolled).
 With a detector (--detector, or a bundle exported with --detector) each frame's largest face is
@@ -56,6 +62,7 @@ def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path,
             continue
         picture = None
         best = decision.candidates[0].source if decision.candidates else None
+        best = best if best and Path(best).is_file() else None  # enrolled at another machine: not here
         if best or decision.reason:  # the explanation, or the frame in which no face was found
             picture = str(evidence_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{number:05d}.jpg")
             cv2.imwrite(picture, gallery.matcher.compare(frame, best, threshold=decision.threshold).render()
@@ -89,7 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int8-cpu"],
                         help="which of the bundle\'s graph sets to run")
-    parser.add_argument("--gallery", required=True)
+    parser.add_argument("--gallery", required=True, help="gallery file, or postgresql:// URL of a fleet gallery")
+    parser.add_argument("--door", help="this door's name in the decision log [default: the host name]")
     parser.add_argument("--enroll", type=Path, help="folder of people: one sub-folder of photos each")
     parser.add_argument("--claim", required=True, help="the identity the person claims")
     parser.add_argument("--source", default="0")
@@ -105,7 +113,11 @@ def main(argv=None) -> int:
         matcher = Matcher(args.model, precision=args.precision, detector=args.detector)
     except EdgeDMLError as exc:
         raise SystemExit(str(exc))
-    with Gallery(args.gallery, matcher, threshold=args.threshold) as gallery:
+    try:
+        gallery = Gallery(args.gallery, matcher, threshold=args.threshold, door=args.door)
+    except EdgeDMLError as exc:  # another model, or a server that cannot be reached
+        raise SystemExit(str(exc))
+    with gallery:
         if args.enroll:
             try:
                 enroll_folder(gallery, args.enroll)
@@ -113,8 +125,8 @@ def main(argv=None) -> int:
                 raise SystemExit(str(exc))
         if gallery.threshold is None:
             raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
-        if args.claim not in gallery.identities():
-            raise SystemExit(f"{args.claim!r} is not enrolled in {args.gallery}; enroll them first (--enroll)")
+        if args.claim not in gallery.identities():  # enrolled at any door, for a fleet gallery
+            raise SystemExit(f"{args.claim!r} is not enrolled in {gallery.path}; enroll them first (--enroll)")
         counts = verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every,
                                args.annotated)
         print(counts)

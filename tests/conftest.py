@@ -79,3 +79,37 @@ def small_bundle(tmp_path_factory):
     yield model, out
     read_manifest(out)  # every checksum still holds
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before, "a test wrote into small_bundle"
+
+
+def start_postgres(folder: Path):
+    """A PostgreSQL server with pgvector, from the pgserver wheel, in ``folder`` (skips the test,
+    with the reason, where it cannot start)."""
+    try:
+        import pgserver
+    except ImportError:
+        pytest.skip("pgserver is not installed: pip install -e '.[dev]' (it ships PostgreSQL with pgvector)")
+    try:
+        return pgserver.get_server(folder, cleanup_mode="delete")
+    except Exception as exc:  # noqa: BLE001 - any failure to start means: no server on this machine
+        pytest.skip(f"PostgreSQL from the pgserver wheel could not start here ({type(exc).__name__}: {exc})")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """One PostgreSQL + pgvector server for the session; each test takes a database of its own."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres") / "pgdata")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def fleet_url(postgres_server):
+    """postgresql:// URL of a new, empty database on the session's server."""
+    import uuid
+
+    import psycopg
+
+    name = f"fleet_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.get_uri(), autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    return postgres_server.get_uri(database=name)

@@ -93,11 +93,31 @@ _precision_option = click.option("--precision", type=_PRECISION_CHOICE, default=
                                  help="Which of the bundle's graph sets to run (a gallery keeps to one).")
 
 
-def _open_gallery(gallery, bundle, threshold, precision="fp32", detector=None):
+class GalleryLocation(click.ParamType):
+    """A gallery file (SQLite) or a postgresql:// URL (a fleet gallery); ``exists``: the file must
+    exist already (a URL is checked when it is opened)."""
+
+    name = "GALLERY"
+
+    def __init__(self, exists: bool):
+        self.exists = exists
+
+    def convert(self, value, param, ctx):
+        from ..runtime.gallery_store import is_url
+
+        if is_url(value):
+            return value
+        return click.Path(exists=self.exists, dir_okay=False).convert(value, param, ctx)
+
+
+_door_option = click.option("--door", help="This door's name in the decision log [default: the host name].")
+
+
+def _open_gallery(gallery, bundle, threshold, precision="fp32", detector=None, door=None):
     from ..runtime.gallery import Gallery
     from ..runtime.matcher import Matcher
 
-    return Gallery(gallery, Matcher(bundle, precision=precision, detector=detector), threshold=threshold)
+    return Gallery(gallery, Matcher(bundle, precision=precision, detector=detector), threshold=threshold, door=door)
 
 
 @click.command()
@@ -127,22 +147,41 @@ def calibrate(bundle, data, per_class, backend, precision, detector):
 
 
 @click.command()
-@click.argument("gallery", type=click.Path(dir_okay=False))
+@click.argument("gallery", type=GalleryLocation(exists=False))
 @click.argument("name")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @_model_option
 @_precision_option
 @_detector_option
 def enroll(gallery, name, images, bundle, precision, detector):
-    """Enroll NAME into the GALLERY file (SQLite) from one or more images, all or nothing (with a
+    """Enroll NAME into GALLERY (a file, or a postgresql:// URL) from one or more images, all or nothing (with a
     detector, each image's largest face; an image without one stops the enrollment)."""
     try:
         with _open_gallery(gallery, bundle, None, precision, detector) as g:
             count = g.enroll(name, list(images))
-            total = g.identities()[name]
+            total, where = g.identities()[name], g.path
     except EdgeDMLError as exc:
         _fail(exc)
-    click.echo(f"enrolled {name!r}: {count} new templates ({total} in all) in {gallery}")
+    click.echo(f"enrolled {name!r}: {count} new templates ({total} in all) in {where}")
+
+
+@click.command()
+@click.argument("gallery", type=GalleryLocation(exists=True))
+@click.argument("name")
+@_model_option
+@_precision_option
+@_detector_option
+def revoke(gallery, name, bundle, precision, detector):
+    """Remove NAME and all its templates from GALLERY (at every door, for a postgresql:// one).
+    Exit 0 when removed, 1 when NAME was not enrolled."""
+    try:
+        with _open_gallery(gallery, bundle, None, precision, detector) as g:
+            if not g.remove(name):
+                raise EdgeDMLError(f"{name!r} is not enrolled in {g.path}; nothing was removed")
+            path = g.path
+    except EdgeDMLError as exc:
+        _fail(exc)
+    click.echo(f"revoked {name!r} in {path}")
 
 
 def _line(decision) -> str:
@@ -174,7 +213,7 @@ def _report(decisions, as_json, kind, every_face=False):
 
 
 @click.command()
-@click.argument("gallery", type=click.Path(exists=True, dir_okay=False))
+@click.argument("gallery", type=GalleryLocation(exists=True))
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.argument("name")
 @_model_option
@@ -183,11 +222,12 @@ def _report(decisions, as_json, kind, every_face=False):
 @click.option("--log/--no-log", default=True, show_default=True, help="Record the decision in the gallery.")
 @_precision_option
 @_detector_option
-def verify(gallery, image, name, bundle, threshold, as_json, log, precision, detector):
+@_door_option
+def verify(gallery, image, name, bundle, threshold, as_json, log, precision, detector, door):
     """1:1 — is IMAGE the enrolled NAME? (With a detector: its largest face; no face is a
     rejection.) Exit 0 accepted, 4 rejected, 1 on error."""
     try:
-        with _open_gallery(gallery, bundle, threshold, precision, detector) as g:
+        with _open_gallery(gallery, bundle, threshold, precision, detector, door) as g:
             decision = g.verify(image, name)
             if log:
                 g.log_decision("verify", decision, claimed=name, details={"image": image})
@@ -197,7 +237,7 @@ def verify(gallery, image, name, bundle, threshold, as_json, log, precision, det
 
 
 @click.command()
-@click.argument("gallery", type=click.Path(exists=True, dir_okay=False))
+@click.argument("gallery", type=GalleryLocation(exists=True))
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @_model_option
 @_threshold_option
@@ -209,11 +249,12 @@ def verify(gallery, image, name, bundle, threshold, as_json, log, precision, det
 @_detector_option
 @click.option("--all-faces", is_flag=True,
               help="With a detector: identify every face in IMAGE (largest first), not only the largest.")
-def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, detector, all_faces):
+@_door_option
+def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, detector, all_faces, door):
     """1:N — who in GALLERY is IMAGE? Exit 0 when the best (with --all-faces: any face) is above
     the threshold, 4 otherwise."""
     try:
-        with _open_gallery(gallery, bundle, threshold, precision, detector) as g:
+        with _open_gallery(gallery, bundle, threshold, precision, detector, door) as g:
             if all_faces and g.matcher.detector is None:
                 raise click.UsageError("--all-faces needs a detector: pass --detector yunet:PATH or use a bundle "
                                        "exported with one")
@@ -318,4 +359,4 @@ def build_engine_command(bundle, engine, max_batch, max_candidates):
         _fail(exc)
 
 
-COMMANDS = [compare, calibrate, enroll, verify, identify, faithfulness, crop_faces, build_engine_command]  # in `edgedml --help` order
+COMMANDS = [compare, calibrate, enroll, verify, identify, revoke, faithfulness, crop_faces, build_engine_command]  # in `edgedml --help` order
