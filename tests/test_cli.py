@@ -15,7 +15,7 @@ from edgedml.cli import main
 
 SECTIONS = {
     "Training and export (torch):": (["train", "eval", "export"], "edgedml.cli.training"),
-    "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "faithfulness",
+    "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "revoke", "faithfulness",
                                          "crop-faces", "build-engine"],
                                         "edgedml.cli.device"),
     "General:": (["info"], "edgedml.cli"),

@@ -156,3 +156,48 @@ def test_identify_real_faces(bundle, tmp_path, yalefaces_dir):
             g.enroll(s.name, [s / "normal.png", s / "happy.png"])
         hits = [g.identify(s / "sleepy.png").name == s.name for s in subjects]
     assert sum(hits) >= 4, hits
+
+
+OLD_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE identities (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created REAL NOT NULL);
+CREATE TABLE templates (
+    id INTEGER PRIMARY KEY, identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    embedding BLOB NOT NULL, local BLOB NOT NULL, source TEXT, created REAL NOT NULL);
+CREATE INDEX templates_identity ON templates(identity_id);
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, kind TEXT NOT NULL, claimed TEXT, decided TEXT,
+    score REAL, threshold REAL, accepted INTEGER, evidence TEXT, details TEXT);
+"""  # a gallery written by edgedml before rollout marginals, door names and AUTOINCREMENT ids
+
+
+def test_a_gallery_from_an_earlier_version_is_upgraded_in_place(bundle, tmp_path):
+    import sqlite3
+
+    with Gallery(tmp_path / "new.db", Matcher(bundle), threshold=0.0) as g:
+        g.enroll("daisy", [DAISY_1, DAISY_2])
+        g.enroll("pansy", [PANSY])
+        expected = g.verify(DAISY_2, "daisy").score
+        fingerprint = g.store.layout.embedder
+        rows = g.store.db.execute("SELECT id, identity_id, embedding, local, source, created FROM templates").fetchall()
+        people = g.store.db.execute("SELECT id, name, created FROM identities").fetchall()
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as db:
+        db.executescript(OLD_SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('embedder_sha256', ?)", (fingerprint,))
+        db.executemany("INSERT INTO identities VALUES (?,?,?)", people)
+        db.executemany("INSERT INTO templates VALUES (?,?,?,?,?,?)", rows)
+    with Gallery(old, Matcher(bundle), threshold=0.0, door="gate") as g:
+        assert g.identities() == {"daisy": 2, "pansy": 1}
+        assert g.verify(DAISY_2, "daisy").score == pytest.approx(expected, abs=1e-6)
+        assert g.identify(PANSY).name == "pansy"
+        g.log_decision("verify", g.verify(DAISY_1, "daisy"), claimed="daisy")
+        assert g.decisions()[0]["door"] == "gate"
+        sql = g.store.db.execute("SELECT sql FROM sqlite_master WHERE name='templates'").fetchone()[0]
+        assert "AUTOINCREMENT" in sql
+        assert [r[0] for r in g.store.db.execute("SELECT id FROM templates ORDER BY id")] == [r[0] for r in rows]
+        assert g.remove("pansy") and g.enroll("tulip", [PANSY]) == 1
+        new_id = g.store.db.execute("SELECT MAX(id) FROM templates").fetchone()[0]
+        assert new_id > max(r[0] for r in rows)  # never a removed template's id again
+        assert g.store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert g.store.db.execute("PRAGMA foreign_key_check").fetchall() == []

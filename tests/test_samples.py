@@ -227,3 +227,16 @@ def test_camera_app_with_a_detector_boxes_every_face(door_video, small_bundle):
     written, source = _read_video(root / "out.avi"), _read_video(video)
     boxes = [_box_pixels(a, s) for a, s in zip(written, source)]
     assert len(written) == 4 and min(boxes[:3]) > 100 and boxes[3] < 20, boxes  # no face: no box
+
+
+def test_access_control_runs_unchanged_on_a_fleet_gallery(setup, fleet_url):
+    root, people, video = setup
+    out = run("access_control.py", "--model", root / "bundle", "--gallery", fleet_url, "--door", "lab-2", "--enroll",
+              people, "--claim", "subject01", "--source", video, "--evidence-dir", root / "fleet_evidence",
+              "--threshold", "1.0", cwd=root)
+    assert "enrolled subject01" in out and out.count("frame ") == 4
+    with Gallery(fleet_url, Matcher(root / "bundle")) as g:
+        assert set(g.identities()) == {p.name for p in people.iterdir()}
+        logged = g.decisions()
+    assert len(logged) == 4 and {d["door"] for d in logged} == {"lab-2"}
+    assert all(d["claimed"] == "subject01" and Path(d["evidence"]).is_file() for d in logged)

@@ -25,7 +25,6 @@ were cut, and refuses a Matcher that differs: templates from different models ar
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -44,9 +43,6 @@ from .thresholds import check_threshold
 
 __all__ = ["Gallery", "GalleryError", "GalleryUnavailable", "Decision", "Candidate", "IndexSettings",
            "top_by_cosine"]
-log = logging.getLogger("edgedml")
-
-
 @dataclass(frozen=True)
 class Candidate:
     """One identity of an identification result."""

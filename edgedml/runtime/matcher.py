@@ -231,6 +231,7 @@ class Matcher:
                 raise ValueError("this bundle's matcher takes the embedder's region marginals; pass Features "
                                  "with marginal (as embed() returns them)")
             feeds.update(query_marginal=query.marginal, candidate_marginal=candidates.marginal)
+        feeds = {name: np.asarray(value, np.float32) for name, value in feeds.items()}  # the graphs take float32
         return self._run("matcher", feeds, ("candidate_local", "candidate_embedding", "candidate_marginal"))
 
     def compare(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,

@@ -67,6 +67,7 @@ DECISION_COLUMNS = "id, time, kind, claimed, decided, score, threshold, accepted
 SCHEMA_LOCK = 0x6564676564  # pg_advisory_xact_lock key: one door creates the schema
 EF_SEARCH = 200  # HNSW candidate list; at least k (a search returns at most ef_search rows)
 CONNECT_SECONDS = 5
+STATEMENT_SECONDS = 30
 log = logging.getLogger("edgedml")
 
 
@@ -112,8 +113,13 @@ class PostgresStore:
         with self._lock:
             try:
                 if self._connection is None or self._connection.closed:
-                    self._connection = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_SECONDS,
-                                                       application_name="edgedml")
+                    # a door must not hang on a server that stopped answering: bounded connects and
+                    # statements, and TCP keepalives that notice a silently dropped link in ~10 s
+                    self._connection = psycopg.connect(
+                        self.url, autocommit=True, connect_timeout=CONNECT_SECONDS, application_name="edgedml",
+                        keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=3)
+                    self._connection.execute("SELECT set_config('statement_timeout', %s, false)",
+                                             (str(STATEMENT_SECONDS * 1000),))
                 yield self._connection
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop()

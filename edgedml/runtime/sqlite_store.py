@@ -182,13 +182,15 @@ class SQLiteStore:
         return bool(deleted)
 
     def identities(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t "
-                               "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
+        with self._lock:
+            rows = self.db.execute("SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t "
+                                   "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
         return dict(rows)
 
     def sources(self, name: str) -> set[str]:
-        rows = self.db.execute("SELECT t.source FROM templates t JOIN identities i ON i.id = t.identity_id "
-                               "WHERE i.name=? AND t.source IS NOT NULL", (name,)).fetchall()
+        with self._lock:
+            rows = self.db.execute("SELECT t.source FROM templates t JOIN identities i ON i.id = t.identity_id "
+                                   "WHERE i.name=? AND t.source IS NOT NULL", (name,)).fetchall()
         return {row[0] for row in rows}
 
     def templates_of(self, name: str) -> Templates | None:
@@ -285,9 +287,10 @@ class SQLiteStore:
         return int(cursor.lastrowid)
 
     def decisions(self, limit: int) -> list[dict]:
-        cursor = self.db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
-        columns = [c[0] for c in cursor.description]
-        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+        with self._lock:
+            cursor = self.db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+            columns = [c[0] for c in cursor.description]
+            return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
     def close(self) -> None:
         with self._lock:
