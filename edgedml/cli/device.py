@@ -224,8 +224,8 @@ def _report(decisions, as_json, kind, every_face=False):
 @_detector_option
 @_door_option
 def verify(gallery, image, name, bundle, threshold, as_json, log, precision, detector, door):
-    """1:1 — is IMAGE the enrolled NAME? (With a detector: its largest face; no face is a
-    rejection.) Exit 0 accepted, 4 rejected, 1 on error."""
+    """1:1 — is IMAGE the enrolled NAME in GALLERY (a file, or a postgresql:// URL)? (With a
+    detector: its largest face; no face is a rejection.) Exit 0 accepted, 4 rejected, 1 on error."""
     try:
         with _open_gallery(gallery, bundle, threshold, precision, detector, door) as g:
             decision = g.verify(image, name)
@@ -251,8 +251,8 @@ def verify(gallery, image, name, bundle, threshold, as_json, log, precision, det
               help="With a detector: identify every face in IMAGE (largest first), not only the largest.")
 @_door_option
 def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, detector, all_faces, door):
-    """1:N — who in GALLERY is IMAGE? Exit 0 when the best (with --all-faces: any face) is above
-    the threshold, 4 otherwise."""
+    """1:N — who in GALLERY (a file, or a postgresql:// URL) is IMAGE? Exit 0 when the best (with
+    --all-faces: any face) is above the threshold, 4 otherwise."""
     try:
         with _open_gallery(gallery, bundle, threshold, precision, detector, door) as g:
             if all_faces and g.matcher.detector is None:
