@@ -125,7 +125,11 @@ def main(argv=None) -> int:
                 raise SystemExit(str(exc))
         if gallery.threshold is None:
             raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
-        if args.claim not in gallery.identities():  # enrolled at any door, for a fleet gallery
+        try:
+            enrolled = gallery.identities()  # at any door, for a fleet gallery
+        except EdgeDMLError as exc:  # the fleet's server went away after the gallery opened
+            raise SystemExit(str(exc))
+        if args.claim not in enrolled:
             raise SystemExit(f"{args.claim!r} is not enrolled in {gallery.path}; enroll them first (--enroll)")
         counts = verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every,
                                args.annotated)

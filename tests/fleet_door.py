@@ -4,7 +4,8 @@ and revoke against the gallery at URL, and journal what the store acknowledged.
     python tests/fleet_door.py URL BUNDLE DOOR SECONDS JOURNAL IMAGE...
 
 Journal lines: ``enrolled NAME`` (enroll returned: committed), ``revoked NAME``, ``logged ID``
-(a decision row the store returned), ``failed KIND REASON`` (a call that raised), ``done``.
+(a decision row the store returned, or None when it could not be written), ``failed KIND NAME
+REASON`` (a call that raised; NAME is ``-`` for verify and identify), ``done``.
 The door enrolls and revokes only its own names (DOOR-n), and verifies and identifies anyone.
 """
 
@@ -30,9 +31,10 @@ def main(url, bundle, door, seconds, journal_path, *images):
 
         while time.monotonic() < deadline:
             op = rng.choice(["enroll", "enroll", "verify", "identify", "revoke"])
+            name = ""
             try:
                 if op == "enroll" or (op == "revoke" and not mine):
-                    name = f"{door}-{number}"
+                    op, name = "enroll", f"{door}-{number}"
                     number += 1
                     gallery.enroll(name, [rng.choice(images)])
                     mine.append(name)
@@ -52,8 +54,8 @@ def main(url, bundle, door, seconds, journal_path, *images):
                         decision = gallery.identify(query, top_k=3)
                     row = gallery.log_decision(op, decision, claimed=decision.name if op == "verify" else None)
                     write(f"logged {row}")
-            except EdgeDMLError as exc:
-                write(f"failed {op} {exc}")
+            except EdgeDMLError as exc:  # the name: an enrollment or revocation whose commit is unknown
+                write(f"failed {op} {name or '-'} {exc}")
         write("done")
 
 

@@ -192,7 +192,7 @@ def test_a_gallery_from_an_earlier_version_is_upgraded_in_place(bundle, tmp_path
         assert g.verify(DAISY_2, "daisy").score == pytest.approx(expected, abs=1e-6)
         assert g.identify(PANSY).name == "pansy"
         g.log_decision("verify", g.verify(DAISY_1, "daisy"), claimed="daisy")
-        assert g.decisions()[0]["door"] == "gate"
+        assert g.decisions()[0]["door"] == "gate" and g.decisions(door="elsewhere") == []
         sql = g.store.db.execute("SELECT sql FROM sqlite_master WHERE name='templates'").fetchone()[0]
         assert "AUTOINCREMENT" in sql
         assert [r[0] for r in g.store.db.execute("SELECT id FROM templates ORDER BY id")] == [r[0] for r in rows]

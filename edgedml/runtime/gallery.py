@@ -224,9 +224,9 @@ class Gallery:
                                "accepted": int(decision.accepted), "evidence": evidence,
                                "details": _details(decision, details)})
 
-    def decisions(self, limit: int = 100) -> list[dict]:
-        """The latest logged decisions (every door's), newest first."""
-        return self.store.decisions(limit)
+    def decisions(self, limit: int = 100, door: str | None = None) -> list[dict]:
+        """The latest logged decisions, newest first: every door's, or ``door``'s only."""
+        return self.store.decisions(limit, door)
 
     def close(self) -> None:
         self.store.close()

@@ -73,7 +73,7 @@ log = logging.getLogger("edgedml")
 
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"(://[^:/@]*):[^@/]+@", r"\1:***@", url)
 
 
 def vector_text(embedding: np.ndarray) -> str:

@@ -286,9 +286,10 @@ class SQLiteStore:
             return None
         return int(cursor.lastrowid)
 
-    def decisions(self, limit: int) -> list[dict]:
+    def decisions(self, limit: int, door: str | None = None) -> list[dict]:
         with self._lock:
-            cursor = self.db.execute("SELECT * FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+            cursor = self.db.execute(f"SELECT * FROM decisions {'WHERE door = ? ' if door else ''}ORDER BY id DESC "
+                                     f"LIMIT ?", (door, limit) if door else (limit,))
             columns = [c[0] for c in cursor.description]
             return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
