@@ -113,3 +113,30 @@ def fleet_url(postgres_server):
     with psycopg.connect(postgres_server.get_uri(), autocommit=True) as db:
         db.execute(f"CREATE DATABASE {name}")
     return postgres_server.get_uri(database=name)
+
+
+def kill_mid_enrollment(location: str, bundle: Path, write: tuple[str, str, str], images: list[Path]) -> None:
+    """Enroll ``images`` into the gallery at ``location`` in a child process that pauses inside
+    the enrollment transaction, right after ``write`` = (module, class, method) has sent its
+    rows, and kill -9 it there."""
+    import signal
+    import subprocess
+    import sys
+
+    module, owner, method = write
+    child = (
+        "import importlib, time\n"
+        "from edgedml.runtime import Matcher\n"
+        "from edgedml.runtime.gallery import Gallery\n"
+        f"owner = getattr(importlib.import_module({module!r}), {owner!r})\n"
+        f"original = getattr(owner, {method!r})\n"
+        "def slow(self, *args, **kwargs):\n"
+        "    original(self, *args, **kwargs)\n"
+        "    print('inserted', flush=True)\n"
+        "    time.sleep(60)\n"
+        f"setattr(owner, {method!r}, slow)\n"
+        f"Gallery({location!r}, Matcher({str(bundle)!r})).enroll('pansy', {[str(i) for i in images]!r})\n")
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "inserted"  # rows written, transaction open
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)

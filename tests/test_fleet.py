@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import start_postgres
+from conftest import kill_mid_enrollment, start_postgres
 from edgedml.cli import EXIT_REJECTED, main
 from edgedml.runtime import Matcher
 from edgedml.runtime.gallery import Gallery, GalleryError, GalleryUnavailable
@@ -84,21 +84,8 @@ def test_templates_are_vector_columns_with_an_hnsw_index_and_identify_uses_it(bu
 def test_a_door_killed_mid_enrollment_leaves_nothing_half_written(bundle, fleet_url):
     with Gallery(fleet_url, Matcher(bundle)) as g:
         g.enroll("daisy", [DAISY_1])
-    child = (
-        "import time, psycopg\n"
-        "from edgedml.runtime import Matcher\n"
-        "from edgedml.runtime.gallery import Gallery\n"
-        "original = psycopg.Cursor.executemany\n"
-        "def slow(self, *args, **kwargs):\n"
-        "    original(self, *args, **kwargs)\n"
-        "    print('inserted', flush=True)\n"
-        "    time.sleep(60)\n"
-        "psycopg.Cursor.executemany = slow\n"
-        f"Gallery({fleet_url!r}, Matcher({str(bundle)!r})).enroll('pansy', [{str(PANSY)!r}, {str(DAISY_2)!r}])\n")
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "inserted"  # identity and both templates sent, not committed
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    # the identity and both templates sent, not committed
+    kill_mid_enrollment(fleet_url, bundle, ("psycopg", "Cursor", "executemany"), [PANSY, DAISY_2])
     with Gallery(fleet_url, Matcher(bundle), threshold=0.0) as g:
         assert g.identities() == {"daisy": 1}
         import psycopg

@@ -1,10 +1,6 @@
 """Access control: the SQLite gallery (transactional enrollment, 1:1, 1:N, audit log) and calibration."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -13,6 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import kill_mid_enrollment
 from edgedml.cli import EXIT_REJECTED, main
 from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import ModelConfig, build_model
@@ -65,22 +62,9 @@ def test_a_killed_enrollment_leaves_the_gallery_as_it_was(bundle, tmp_path):
     db = tmp_path / "g.db"
     with Gallery(db, Matcher(bundle)) as g:
         g.enroll("daisy", [DAISY_1])
-    child = (
-        "import sys, time\n"
-        "from edgedml.runtime import Matcher\n"
-        "from edgedml.runtime.gallery import Gallery\n"
-        "from edgedml.runtime.sqlite_store import SQLiteStore\n"
-        "original = SQLiteStore._insert_template\n"
-        "def slow(self, *args):\n"
-        "    original(self, *args)\n"
-        "    print('inserted', flush=True)\n"
-        "    time.sleep(60)\n"
-        "SQLiteStore._insert_template = slow\n"
-        f"Gallery({str(db)!r}, Matcher({str(bundle)!r})).enroll('pansy', [{str(PANSY)!r}, {str(DAISY_2)!r}])\n")
-    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "inserted"  # one template written, transaction open
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    # one of the two templates written, the transaction open
+    kill_mid_enrollment(str(db), bundle, ("edgedml.runtime.sqlite_store", "SQLiteStore", "_insert_template"),
+                        [PANSY, DAISY_2])
     with Gallery(db, Matcher(bundle)) as g:
         assert g.identities() == {"daisy": 1}
         assert g.store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

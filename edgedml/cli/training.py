@@ -15,6 +15,7 @@ def _class_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+_PARTIAL_MASS = click.FloatRange(0, 1, min_open=True, max_open=True)  # train, eval and export alike
 _data_options = [
     click.option("--data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
                  help="Dataset root: class folders, or CUB-200-2011 / Cars196 / SOP as distributed. "
@@ -47,7 +48,7 @@ def _with(options):
                    "random for an untrained backbone.")
 @click.option("--embed-dim", type=int, help="Global embedding size [default: the head's].")
 @click.option("--image-size", type=int, help="Input size [default: the backbone's].")
-@click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--partial-mass", type=_PARTIAL_MASS,
               help="Partial transport: match only this share of each image's regions (DIML) [default: all].")
 @click.option("--loss", type=click.Choice(["multi_similarity", "margin", "triplet", "proxy_anchor"]),
               help="Base metric loss [default: multi_similarity].")
@@ -149,7 +150,7 @@ def _table(results: dict) -> str:
 @click.option("--structural/--no-structural", default=None,
               help="Rank all pairs by structural similarity [default: on up to 10,000 images].")
 @click.option("--nmi/--no-nmi", default=True, show_default=True)
-@click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--partial-mass", type=_PARTIAL_MASS,
               help="Score with partial transport at this mass [default: the model's].")
 @click.option("--marginals", type=click.Choice(["cross", "uniform", "rollout"]),
               help="Score with these transport marginals [default: the model's].")
@@ -226,7 +227,7 @@ def _all_classes(split):
                    "and crops faces before embedding.")
 @click.option("--face-score", type=float, help="The detector's score threshold [default: 0.7].")
 @click.option("--min-face", type=int, help="Ignore faces narrower than this many pixels [default: 32].")
-@click.option("--partial-mass", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+@click.option("--partial-mass", type=_PARTIAL_MASS,
               help="Match with partial transport at this mass (dummy bins in matcher.onnx) [default: the model's].")
 @click.option("--backbone", "new_backbone",
               help="Export a new model on this backbone (an untrained DIML head, seed 0) instead of --checkpoint, "
