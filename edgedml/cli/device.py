@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from ..errors import EdgeDMLError
-from .common import EXIT_REJECTED, _build_engines_or_explain, _fail
+from .common import EXIT_REJECTED, EXIT_UNDECIDED, _build_engines_or_explain, _fail
+from .params import COUNT, MARGIN, DetectorSpec, OutputFile, Threshold
 
 EXPLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _PRECISION_CHOICE = click.Choice(["fp32", "fp16", "int8", "int8-cpu"])
 _detector_option = click.option(
-    "--detector", metavar="yunet:PATH|none",
+    "--detector", type=DetectorSpec(), metavar="yunet:PATH|none",
     help="Detect faces first and embed the largest one's aligned crop (a YuNet ONNX file), or none for whole "
          "images [default: the bundle's detector, if it was exported with one].")
 
@@ -28,17 +29,18 @@ _detector_option = click.option(
               help="A bundle folder written by `edgedml export`.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto",
               show_default=True)
-@click.option("--threshold", type=float, help="Decision threshold [default: the bundle's calibrated one].")
+@click.option("--threshold", type=Threshold(), help="Decision threshold [default: the bundle's calibrated one].")
 @click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
               help="Which of the bundle's graph sets to run.")
-@click.option("--explain", "explain_path", type=click.Path(dir_okay=False),
+@click.option("--explain", "explain_path", type=OutputFile(EXPLAIN_SUFFIXES),
               help="Write the side-by-side explanation picture (PNG/JPEG) here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @_detector_option
 @click.option("--check", is_flag=True,
               help="Also measure how faithful the evidence map is: its deletion AUC against a random order's.")
 def compare(image_a, image_b, bundle, backend, threshold, precision, explain_path, as_json, detector, check):
-    """Compare two images: score, decision, and (with --explain) a picture of why."""
+    """Compare two images: score, decision, and (with --explain) a picture of why. Exit 0 MATCH,
+    4 NO MATCH (a face missing too), 5 no decision (no calibrated threshold and no --threshold)."""
     if explain_path and (Path(explain_path).suffix.lower() not in EXPLAIN_SUFFIXES
                          or not Path(explain_path).resolve().parent.is_dir()):
         raise click.ClickException(f"--explain {explain_path}: give a path ending in "
@@ -61,7 +63,15 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
         click.echo(json.dumps({"a": image_a, "b": image_b, "backend": matcher.backend.describe(),
                                **result.to_dict(), **({"faithfulness": check_result} if check_result else {})},
                               indent=2))
-        return
+    else:
+        _print_comparison(result, matcher, explain_path, check_result)
+    if result.is_match is None:  # exit 0 only for MATCH: a script must never read "no decision" as one
+        raise SystemExit(EXIT_UNDECIDED)
+    if not result.is_match:
+        raise SystemExit(EXIT_REJECTED)
+
+
+def _print_comparison(result, matcher, explain_path, check_result) -> None:
     if result.reason:
         click.echo(f"no score via {matcher.backend.describe()}, detector {matcher.detector.describe()}")
         click.echo(f"decision: NO MATCH ({result.reason})")
@@ -87,7 +97,7 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
 
 _model_option = click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
                              help="A bundle folder written by `edgedml export`.")
-_threshold_option = click.option("--threshold", type=float,
+_threshold_option = click.option("--threshold", type=Threshold(),
                                  help="Decision threshold [default: the bundle's calibrated one].")
 _precision_option = click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
                                  help="Which of the bundle's graph sets to run (a gallery keeps to one).")
@@ -124,17 +134,23 @@ def _open_gallery(gallery, bundle, threshold, precision="fp32", detector=None, d
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
               help="Class-per-folder images (one folder per identity).")
-@click.option("--per-class", type=int, help="Use at most this many images of each class.")
+@click.option("--per-class", type=click.IntRange(min=2),
+              help="Use at most this many images of each class (two or more: a genuine pair needs two).")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
 @_precision_option
 @_detector_option
-def calibrate(bundle, data, per_class, backend, precision, detector):
+@click.option("--force", is_flag=True,
+              help="Write the thresholds even when the impostor pairs are too few to resolve FAR 1e-3 (fewer than "
+                   "1000); the rows they cannot resolve are marked.")
+def calibrate(bundle, data, per_class, backend, precision, detector, force):
     """Score all genuine and impostor pairs of --data; write EER, TAR at FAR 1e-2/1e-3/1e-4 and
-    their thresholds into the bundle, with a ROC curve and score histograms (PNG)."""
-    from ..runtime.calibration import calibrate as run
+    their thresholds into the bundle, with a ROC curve and score histograms (PNG). A set too small
+    to resolve FAR 1e-3 (fewer than 1000 impostor pairs) is refused unless --force."""
+    from ..runtime.calibration import calibrate as run, pairs_needed
 
     try:
-        report = run(bundle, data, per_class, backend, progress=True, precision=precision, detector=detector)
+        report = run(bundle, data, per_class, backend, progress=True, precision=precision, detector=detector,
+                     force=force)
     except EdgeDMLError as exc:
         _fail(exc)
     click.echo(f"{report['images']} images, {report['genuine_pairs']} genuine and {report['impostor_pairs']} "
@@ -142,7 +158,17 @@ def calibrate(bundle, data, per_class, backend, precision, detector):
     if report.get("skipped"):
         click.echo(f"skipped {len(report['skipped'])} images: unreadable, or without a face (listed above, and in the manifest)")
     for name, entry in report["thresholds"].items():
-        click.echo(f"  {name:<10} threshold {entry['threshold']:.4f}  FAR {entry['far']:.2e}  TAR {entry['tar']:.4f}")
+        far = f"FAR {entry['far']:.2e}"
+        if entry.get("resolvable") is False:  # a FAR below 1/pairs is not measured: never print it as one
+            target = float(entry.get("from", name).removeprefix("far_"))
+            far = f"FAR UNRESOLVED (needs {pairs_needed(target)} impostor pairs)"
+        click.echo(f"  {name:<10} threshold {entry['threshold']:.4f}  {far}  TAR {entry['tar']:.4f}")
+    if not report["resolved"]:
+        click.echo(f"warning: --force: {report['impostor_pairs']} impostor pairs cannot resolve FAR "
+                   f"{report['target_far']:g}; the default threshold lies just above the highest impostor score seen")
+    if report["lowered"]:
+        click.echo(f"warning: the default threshold goes DOWN from {report['previous_default']:.4f} to "
+                   f"{report['thresholds']['default']['threshold']:.4f}: more impostors will be accepted")
     click.echo(f"written to {bundle}/manifest.json, calibration_roc.png, calibration_scores.png")
 
 
@@ -153,12 +179,18 @@ def calibrate(bundle, data, per_class, backend, precision, detector):
 @_model_option
 @_precision_option
 @_detector_option
-def enroll(gallery, name, images, bundle, precision, detector):
+@click.option("--add", is_flag=True,
+              help="Add the images to NAME, already enrolled (without it, an enrolled NAME is refused).")
+def enroll(gallery, name, images, bundle, precision, detector, add):
     """Enroll NAME into GALLERY (a file, or a postgresql:// URL) from one or more images, all or nothing (with a
-    detector, each image's largest face; an image without one stops the enrollment)."""
+    detector, each image's largest face; an image without one stops the enrollment). NAME must be new; --add
+    adds images to an enrolled NAME."""
+    from ..runtime.names import identity_name
+
     try:
+        name = identity_name(name)  # before the gallery is opened (or created)
         with _open_gallery(gallery, bundle, None, precision, detector) as g:
-            count = g.enroll(name, list(images))
+            count = g.enroll(name, list(images), add=add)
             total, where = g.identities()[name], g.path
     except EdgeDMLError as exc:
         _fail(exc)
@@ -185,6 +217,8 @@ def revoke(gallery, name, bundle, precision, detector):
 
 
 def _line(decision) -> str:
+    from ..runtime.names import escaped  # a name stored before names were checked prints as one line
+
     verdict = "ACCEPTED" if decision.accepted else "REJECTED"
     if decision.score is None:
         return f"{verdict}: {decision.reason}"
@@ -192,11 +226,13 @@ def _line(decision) -> str:
     if decision.face is not None:
         x, y, w, h = decision.face.box
         where = f" (face {w:.0f}×{h:.0f} px at {x:.0f}, {y:.0f})"
-    return f"{verdict}: {decision.name} score {decision.score:.4f} (threshold {decision.threshold:.4f}){where}"
+    return f"{verdict}: {escaped(decision.name)} score {decision.score:.4f} (threshold {decision.threshold:.4f}){where}"
 
 
 def _report(decisions, as_json, kind, every_face=False):
     """Print one decision (or one per face); exit 4 unless one was accepted."""
+    from ..runtime.names import escaped
+
     if as_json:
         body = ({"kind": kind, "faces": [d.to_dict() for d in decisions]} if every_face
                 else {"kind": kind, **decisions[0].to_dict()})
@@ -207,7 +243,7 @@ def _report(decisions, as_json, kind, every_face=False):
         for number, decision in enumerate(decisions, 1):
             click.echo((f"face {number}: " if every_face else "") + _line(decision))
             for c in decision.candidates[1:]:
-                click.echo(f"  then {c.name} {c.score:.4f}")
+                click.echo(f"  then {escaped(c.name)} {c.score:.4f}")
     if not any(d.accepted for d in decisions):
         raise SystemExit(EXIT_REJECTED)
 
@@ -276,8 +312,8 @@ def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, 
 @click.option("--seed", default=0, show_default=True)
 @click.option("--methods", default="evidence,attention,occlusion,random", show_default=True,
               help="Comma-separated: evidence, attention (grouping and abe heads), occlusion, random.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the report (curves included) here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Draw the mean curves (PNG) here.")
+@click.option("--json", "json_path", type=OutputFile(), help="Write the report (curves included) here.")
+@click.option("--plot", "plot_path", type=OutputFile(EXPLAIN_SUFFIXES), help="Draw the mean curves (PNG) here.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
 @_precision_option
 @_detector_option
@@ -317,8 +353,9 @@ def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backe
 @click.command(name="crop-faces")
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--detector", "spec", required=True, metavar="yunet:PATH", help="The face detector (a YuNet ONNX file).")
-@click.option("--margin", type=float, help="Crop margin around the face box [default: the detector's default].")
+@click.option("--detector", "spec", required=True, type=DetectorSpec(), metavar="yunet:PATH",
+              help="The face detector (a YuNet ONNX file).")
+@click.option("--margin", type=MARGIN, help="Crop margin around the face box [default: the detector's default].")
 @click.option("--align/--no-align", default=True, show_default=True, help="Level the eyes.")
 def crop_faces(source, out, spec, margin, align):
     """Write the largest face of every photo of a class-per-folder SOURCE to OUT (same classes),
@@ -347,8 +384,8 @@ def crop_faces(source, out, spec, margin, align):
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option("--engine", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
               help="The bundle's graph set to build (the precision is in the graphs; INT8 was calibrated at export).")
-@click.option("--max-batch", default=8, show_default=True)
-@click.option("--max-candidates", default=100, show_default=True)
+@click.option("--max-batch", default=8, show_default=True, type=COUNT)
+@click.option("--max-candidates", default=100, show_default=True, type=COUNT)
 def build_engine_command(bundle, engine, max_batch, max_candidates):
     """Build strongly typed TensorRT engines from a bundle's ONNX graphs, on the target device
     (engines do not move between GPUs or TensorRT versions): export on a workstation, build on

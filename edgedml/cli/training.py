@@ -9,13 +9,15 @@ import click
 
 from ..errors import ConfigError, EdgeDMLError, MissingDependencyError
 from .common import _build_engines_or_explain, _fail
+from .params import (COUNT, FRACTION, NON_NEGATIVE, OPEN_UNIT, RATE, WEIGHT, BackboneWeights, DetectorSpec,
+                     OutputFile)
 
 
 def _class_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-_PARTIAL_MASS = click.FloatRange(0, 1, min_open=True, max_open=True)  # train, eval and export alike
+_PARTIAL_MASS = OPEN_UNIT  # train, eval and export alike: finite, in (0, 1)
 _data_options = [
     click.option("--data", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
                  help="Dataset root: class folders, or CUB-200-2011 / Cars196 / SOP as distributed. "
@@ -43,32 +45,32 @@ def _with(options):
 @click.option("--head", type=click.Choice(["diml", "grouping", "abe"]), help="[default: diml]")
 @click.option("--backbone", help="efficientnet_lite0 (default), efficientnet_lite1/2, resnet50, googlenet, "
                                  "vit_tiny_patch16_224, vit_small_patch16_224, deit_tiny_patch16_224.")
-@click.option("--backbone-weights",
+@click.option("--backbone-weights", type=BackboneWeights(),
               help="A local weights file for resnet50 / googlenet / the ViTs (never downloaded); for a ViT, "
                    "random for an untrained backbone.")
-@click.option("--embed-dim", type=int, help="Global embedding size [default: the head's].")
-@click.option("--image-size", type=int, help="Input size [default: the backbone's].")
+@click.option("--embed-dim", type=COUNT, help="Global embedding size [default: the head's].")
+@click.option("--image-size", type=click.IntRange(min=32), help="Input size [default: the backbone's].")
 @click.option("--partial-mass", type=_PARTIAL_MASS,
               help="Partial transport: match only this share of each image's regions (DIML) [default: all].")
 @click.option("--loss", type=click.Choice(["multi_similarity", "margin", "triplet", "proxy_anchor"]),
               help="Base metric loss [default: multi_similarity].")
-@click.option("--epochs", type=int)
-@click.option("--batch-size", type=int, help="Global batch size (all ranks together).")
-@click.option("--m-per-class", type=int, help="Images per class in a batch.")
-@click.option("--batches-per-epoch", type=int)
-@click.option("--lr", type=float, help="Backbone learning rate (AdamW, warm-up then cosine).")
-@click.option("--head-lr", type=float)
-@click.option("--freeze-stages", type=int, help="Freeze the first N backbone stages.")
+@click.option("--epochs", type=COUNT)
+@click.option("--batch-size", type=COUNT, help="Global batch size (all ranks together).")
+@click.option("--m-per-class", type=COUNT, help="Images per class in a batch.")
+@click.option("--batches-per-epoch", type=COUNT)
+@click.option("--lr", type=RATE, help="Backbone learning rate (AdamW, warm-up then cosine).")
+@click.option("--head-lr", type=RATE)
+@click.option("--freeze-stages", type=NON_NEGATIVE, help="Freeze the first N backbone stages.")
 @click.option("--freeze-bn/--train-bn", default=None, help="Freeze BatchNorm statistics [default: freeze].")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA [default: on].")
-@click.option("--diversity-weight", type=float, help="Attentive grouping's diversity loss weight.")
-@click.option("--divergence-weight", type=float, help="ABE's divergence loss weight.")
+@click.option("--diversity-weight", type=WEIGHT, help="Attentive grouping's diversity loss weight.")
+@click.option("--divergence-weight", type=WEIGHT, help="ABE's divergence loss weight.")
 @click.option("--divergence-reduction", type=click.Choice(["sum", "mean"]),
               help="ABE's divergence loss: summed as in the paper, or averaged [default: sum].")
-@click.option("--val-fraction", type=float, help="Training classes held out to pick the best epoch.")
+@click.option("--val-fraction", type=FRACTION, help="Training classes held out to pick the best epoch.")
 @click.option("--seed", type=int)
 @click.option("--device", help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--workers", type=int, help="Data-loading processes.")
+@click.option("--workers", type=NON_NEGATIVE, help="Data-loading processes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--eval/--no-eval", "final_eval", default=True, help="Evaluate the best model on the test classes.")
 def train(data, data_format, train_classes, test_classes, out, config_file, resume, final_eval, **flags):
@@ -145,7 +147,7 @@ def _table(results: dict) -> str:
               help="A shipped preset (objects, faces, imagenet = the untrained backbone) or a .safetensors checkpoint.")
 @click.option("--split", "which", type=click.Choice(["test", "train", "all"]), default="test", show_default=True,
               help="all: every class of the dataset (a shipped or pretrained model on your own folder).")
-@click.option("--k", "rerank_k", default=1000, show_default=True,
+@click.option("--k", "rerank_k", default=1000, show_default=True, type=COUNT,
               help="Global top N re-ranked by multi-scale matching (the official DIML evaluation: 1000).")
 @click.option("--structural/--no-structural", default=None,
               help="Rank all pairs by structural similarity [default: on up to 10,000 images].")
@@ -154,10 +156,10 @@ def _table(results: dict) -> str:
               help="Score with partial transport at this mass [default: the model's].")
 @click.option("--marginals", type=click.Choice(["cross", "uniform", "rollout"]),
               help="Score with these transport marginals [default: the model's].")
-@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@click.option("--json-out", type=OutputFile(), help="Also write the results as JSON.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--workers", default=2, show_default=True)
+@click.option("--batch-size", default=64, show_default=True, type=COUNT)
+@click.option("--workers", default=2, show_default=True, type=NON_NEGATIVE)
 def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, rerank_k,
              structural, nmi, partial_mass, marginals, json_out, device, batch_size, workers):
     """Recall@{1,2,4,8}, MAP@R, R-precision (and NMI) for global, structural and multi-scale ranking."""
@@ -209,30 +211,33 @@ def _all_classes(split):
               help="Also build TensorRT engines from that precision's graphs (needs TensorRT and a CUDA GPU here).")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False),
               help="Real images for INT8 calibration (also used for validation).")
-@click.option("--calib-images", default=64, show_default=True, help="Calibration images taken from --calib.")
+@click.option("--calib-images", default=64, show_default=True, type=COUNT,
+              help="Calibration images taken from --calib.")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="How INT8 ranges are chosen from the calibration activations.")
 @click.option("--validate-with", type=click.Path(exists=True, file_okay=False),
               help="Real images to validate against PyTorch and fp32 [default: --calib, else random tensors].")
 @click.option("--validate-data", type=click.Path(exists=True, file_okay=False),
               help="A labelled class-per-folder set: MAP@R of every precision against fp32 (bounded).")
-@click.option("--max-batch", default=8, show_default=True, help="Largest embedder batch of the engine profile.")
-@click.option("--max-candidates", default=100, show_default=True, help="Largest K of the matcher engine profile.")
-@click.option("--fixed-batch", type=int, help="Export the embedder at exactly this batch (static shapes).")
-@click.option("--iters", type=int, help="Sinkhorn iterations unrolled in matcher.onnx [default: the model's].")
+@click.option("--max-batch", default=8, show_default=True, type=COUNT,
+              help="Largest embedder batch of the engine profile.")
+@click.option("--max-candidates", default=100, show_default=True, type=COUNT,
+              help="Largest K of the matcher engine profile.")
+@click.option("--fixed-batch", type=COUNT, help="Export the embedder at exactly this batch (static shapes).")
+@click.option("--iters", type=COUNT, help="Sinkhorn iterations unrolled in matcher.onnx [default: the model's].")
 @click.option("--matcher-form", type=click.Choice(["scaling", "log"]), default="scaling", show_default=True,
               help="fp32 matcher: scaling (fastest) or log. The fp16 matcher is always the log form.")
-@click.option("--detector", default="none", show_default=True, metavar="yunet:PATH|none",
+@click.option("--detector", default="none", show_default=True, type=DetectorSpec(), metavar="yunet:PATH|none",
               help="Copy this face detector (a YuNet ONNX file) into the bundle: the device then detects, aligns "
                    "and crops faces before embedding.")
-@click.option("--face-score", type=float, help="The detector's score threshold [default: 0.7].")
-@click.option("--min-face", type=int, help="Ignore faces narrower than this many pixels [default: 32].")
+@click.option("--face-score", type=OPEN_UNIT, help="The detector's score threshold [default: 0.7].")
+@click.option("--min-face", type=COUNT, help="Ignore faces narrower than this many pixels [default: 32].")
 @click.option("--partial-mass", type=_PARTIAL_MASS,
               help="Match with partial transport at this mass (dummy bins in matcher.onnx) [default: the model's].")
 @click.option("--backbone", "new_backbone",
               help="Export a new model on this backbone (an untrained DIML head, seed 0) instead of --checkpoint, "
                    "e.g. deit_tiny_patch16_224.")
-@click.option("--backbone-weights", help="With --backbone: a local weights file, or random.")
+@click.option("--backbone-weights", type=BackboneWeights(), help="With --backbone: a local weights file, or random.")
 @click.option("--marginals", type=click.Choice(["cross", "uniform", "rollout"]),
               help="The transport marginals [default: the model's]; rollout: a ViT's truncated attention rollout.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")

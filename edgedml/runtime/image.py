@@ -4,6 +4,9 @@ Training decodes with the same function, so a device sees exactly the pixels tra
 
 Arrays follow OpenCV's conventions: (H, W) grey, (H, W, 1) grey, (H, W, 3) BGR, (H, W, 4) BGRA
 (alpha dropped). dtypes: uint8; uint16 (scaled by 1/257); float32/float64 in [0, 1].
+Images over MAX_PIXELS are refused before anything is decoded or copied: encoded images by the
+size their header declares (:mod:`.image_header`; a header it cannot read is refused), arrays by
+their shape.
 Anything else raises :class:`InvalidImageError` saying what was wrong.
 """
 
@@ -15,6 +18,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import InvalidImageError
+from .image_header import HeaderError, read_header
 
 ImageInput = Union[str, Path, bytes, bytearray, memoryview, np.ndarray]
 
@@ -41,47 +45,31 @@ def image_extensions() -> tuple[str, ...]:
             ".pbm", ".pgm", ".ppm", ".pnm") + ((".gif",) if gif else ())
 
 
-def encoded_size(data: bytes | np.ndarray) -> tuple[str, int, int] | None:
-    """(format, width, height) read from a PNG or JPEG header without decoding; None for other
-    formats or a header that cannot be read."""
-    head = bytes(data[:2 << 16])
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24 and head[12:16] == b"IHDR":
-        return "png", int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        length = int.from_bytes(head[i + 2:i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            return "jpeg", int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
-        i += 2 + length
-    return None
+def check_pixels(width: int, height: int, what: str, scale: int = 1, encoded: bool = True) -> None:
+    """InvalidImageError when ``width``×``height`` pixels, taken at 1/``scale`` (a JPEG decoded
+    at reduced size), are more than MAX_PIXELS; ``encoded``: an encoded image (else an array)."""
+    if (width // scale) * (height // scale) > MAX_PIXELS:
+        raise InvalidImageError(f"{what} is {width}×{height} pixels ({width * height / 1e6:.0f} MP); edgedml "
+                                f"{'decodes' if encoded else 'takes'} at most {MAX_PIXELS / 1e6:.0f} MP"
+                                f"{' (JPEGs at up to 1/8 size)' if encoded else ''}: downscale it first")
 
 
 def _decode_flags(data: np.ndarray, what: str) -> int:
-    """The imdecode flags for ``data``: JPEGs above the size the network can use are decoded at
-    reduced size; anything that would still decode to more than MAX_PIXELS is refused."""
+    """The imdecode flags for ``data``, from its header (read before anything is decoded): JPEGs
+    above the size the network can use are decoded at reduced size; an image that would still
+    decode to more than MAX_PIXELS, or whose header cannot be read, is refused."""
     cv2 = _cv2()
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
-    size = encoded_size(data)
-    if size is None:
-        return flags
-    kind, width, height = size
+    try:
+        kind, width, height = read_header(data)
+    except HeaderError as exc:
+        raise InvalidImageError(f"cannot decode {what}: {exc}") from exc
     scale = 1
     if kind == "jpeg":
         while scale < 8 and min(width, height) // (scale * 2) >= REDUCED_MIN_SIDE:
             scale *= 2
-    if (width // scale) * (height // scale) > MAX_PIXELS:
-        raise InvalidImageError(f"{what} is {width}×{height} pixels ({width * height / 1e6:.0f} MP); edgedml decodes "
-                                f"at most {MAX_PIXELS / 1e6:.0f} MP (JPEGs at up to 1/8 size): downscale it first")
+    check_pixels(width, height, what, scale)
     reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-    return reduced.get(scale, flags)
+    return reduced.get(scale, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
 
 
 def _decode(data: np.ndarray, what: str) -> np.ndarray:
@@ -116,6 +104,7 @@ def _bgr_to_rgb_uint8(image: np.ndarray, what: str, allow_float: bool = True) ->
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise InvalidImageError(f"{what} has shape {image.shape}; expected (H, W) grey, (H, W, 3) BGR "
                                 f"or (H, W, 4) BGRA")
+    check_pixels(image.shape[1], image.shape[0], what, encoded=False)  # before any conversion copies it
     if image.dtype == np.uint16:
         image = cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
     elif image.dtype in (np.float32, np.float64) and not allow_float:
