@@ -11,10 +11,23 @@
   the gallery's id and embedder) when the gallery is closed, and loaded and reconciled at the next
   open, so a restart does not retrain an IVF index; a missing, torn or foreign index file is
   rebuilt from the templates.
+- A read-only gallery (file or folder not writable, a read-only mount) is opened ``mode=ro`` and
+  reads the write-ahead log, where the latest commits (revocations included) may still live:
+  through the ``-shm`` index when it can be used, else by reading the log itself. Where SQLite
+  cannot read the log consistently (a ``-wal`` without a usable ``-shm`` in a read-only folder)
+  the gallery refuses to open: a door never decides on an older snapshot than the last commit.
+- Writes (enroll, revoke) refuse a read-only gallery and, before this connection's first write, a
+  file that fails ``PRAGMA quick_check``: nothing is written into a damaged file.
+- Closing a writable gallery checkpoints the log into the file (``wal_checkpoint(TRUNCATE)``), so
+  the file alone holds every commit once the door's processes are closed; a backup while they run
+  is :func:`.gallery_backup.backup_gallery` (SQLite's online backup).
+- Every SQLite error of a store call surfaces as one :class:`GalleryError` line that names the file
+  and the fix (:func:`_surfaced`), never a traceback.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,7 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .gallery_store import GalleryError, Layout, Templates, as_bytes
+from .gallery_store import GalleryError, Layout, Templates, as_bytes, enrollment_conflict
 from .template_index import IndexSettings, TemplateIndex
 
 SCHEMA = """
@@ -48,7 +61,53 @@ BUSY_SECONDS = 30.0  # how long a writer waits for another process's transaction
 SQLITE_MAGIC = b"SQLite format 3\x00"
 ROWS = "SELECT t.id, i.name, t.embedding, t.local, t.marginal, t.source FROM templates t " \
        "JOIN identities i ON i.id = t.identity_id"
+CHECKPOINT_WAIT_MS = 2000  # how long closing waits for readers to let the log be truncated
 log = logging.getLogger("edgedml")
+
+
+def wal_files(path: Path) -> tuple[Path, Path]:
+    """The write-ahead log and its shared-memory index beside a gallery file."""
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
+def explain(where: str, exc: sqlite3.Error, read_only: bool = False) -> str:
+    """One line for an SQLite error of the gallery ``where``: what happened and the fix."""
+    said = " ".join(str(exc).split()) or type(exc).__name__
+    text = said.lower()
+    if "readonly" in text or "read-only" in text:
+        return (f"{where} is read-only here ({said}): enroll and revoke need write access to the file and its "
+                f"folder (SQLite writes {Path(where).name}-wal and -shm beside it); nothing was changed")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return (f"{where} is damaged ({said}); nothing was changed and no decision was made: restore it from a "
+                f"backup (`edgedml gallery backup` makes one) or enroll into a new gallery")
+    if "locked" in text or "busy" in text:
+        return (f"{where} is locked by another process ({said}) for longer than {BUSY_SECONDS:.0f} s; nothing was "
+                f"changed: retry when its transaction is over")
+    if "full" in text:
+        return f"{where}: the disk is full ({said}); nothing was changed: free some space and retry"
+    if "unable to open" in text:
+        wal, shm = wal_files(Path(where))
+        if read_only and wal.exists():
+            return (f"{where} is read-only and its write-ahead log {wal.name} cannot be read consistently (no "
+                    f"usable {shm.name} beside it, and none can be made): deciding on the file alone could accept "
+                    f"someone already revoked, so no decision was made. Make the folder writable, or put {wal.name} "
+                    f"and {shm.name} back beside the file, or run `edgedml gallery backup` on a writable copy")
+        return (f"{where} cannot be opened ({said}): check that the file and its folder exist and can be read "
+                f"(and written, to enroll or revoke)")
+    return f"{where}: SQLite error ({said}); nothing was changed"
+
+
+def _surfaced(method):
+    """Run a store call with every SQLite error turned into one GalleryError line (see :func:`explain`)."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise GalleryError(explain(self.where, exc, getattr(self, "read_only", False))) from exc
+
+    return call
 
 
 def _require_sqlite(path: Path) -> None:
@@ -79,17 +138,22 @@ class SQLiteStore:
             read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
                                                     and os.access(self.path.parent, os.W_OK))
         self.read_only = read_only
+        self._checked = False  # PRAGMA quick_check passed on this connection (before its first write)
+        self._connect()
+
+    @_surfaced
+    def _connect(self) -> None:
+        if self.read_only:  # mode=ro reads the WAL (never immutable=1: it ignores the WAL, revocations included)
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                      check_same_thread=False, isolation_level=None, timeout=BUSY_SECONDS)
+        else:
+            self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                      timeout=BUSY_SECONDS)
         try:
-            if read_only:
-                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
-                                          check_same_thread=False, isolation_level=None)
-            else:
-                self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
-                                          timeout=BUSY_SECONDS)
             self._open()
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path} cannot be opened as a gallery ({exc}); pass an edgedml gallery "
-                               f"file, or a new path to create one") from exc
+        except BaseException:
+            self.db.close()
+            raise
 
     def _open(self) -> None:
         """Check (and on first use create or upgrade) the schema, then the embedder and cropping."""
@@ -142,20 +206,47 @@ class SQLiteStore:
                 store.db.execute("BEGIN IMMEDIATE")
 
             def __exit__(self, kind, value, traceback):
-                store.db.execute("ROLLBACK" if kind else "COMMIT")
+                if not kind:
+                    store.db.execute("COMMIT")
+                elif store.db.in_transaction:  # SQLite rolls back by itself on some errors (disk full, I/O)
+                    store.db.execute("ROLLBACK")
 
         return Transaction()
 
+    def _refuse_read_only(self, what: str) -> None:
+        if self.read_only:
+            raise GalleryError(f"{self.path} is read-only (the file or its folder cannot be written, or read_only=True):"
+                               f" cannot {what}; nothing was changed. Run it where the gallery is writable")
+
+    def _check_intact(self, what: str) -> None:
+        """Refuse to write into a file that fails ``PRAGMA quick_check`` (once per connection, inside
+        its first write's transaction)."""
+        if self._checked:
+            return
+        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise GalleryError(f"{self.path} is damaged (quick_check: {'; '.join(problems)[:200]}): cannot {what}; "
+                               f"nothing was changed. Restore it from a backup (`edgedml gallery backup` makes one) "
+                               f"or enroll into a new gallery")
+        self._checked = True
+
     # --- identities and templates ----------------------------------------------------------
 
+    @_surfaced
     def enroll(self, name: str, embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray | None,
-               sources: Sequence[str | None]) -> int:
+               sources: Sequence[str | None], add: bool = False) -> int:
         now = time.time()
+        self._refuse_read_only(f"enroll {name!r}")
         with self._lock:
             ids = []
-            with self._transaction():
-                self.db.execute("INSERT OR IGNORE INTO identities (name, created) VALUES (?, ?)", (name, now))
-                identity = self.db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()[0]
+            with self._transaction():  # BEGIN IMMEDIATE: the name's check and its insert are one write
+                self._check_intact(f"enroll {name!r}")
+                found = self.db.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()
+                problem = enrollment_conflict(name, self.where, exists=found is not None, add=add)
+                if problem:
+                    raise GalleryError(problem)
+                identity = found[0] if found else self.db.execute(
+                    "INSERT INTO identities (name, created) VALUES (?, ?)", (name, now)).lastrowid
                 for i in range(len(embedding)):
                     ids.append(self._insert_template(identity, embedding[i], local[i],
                                                      None if marginal is None else marginal[i], sources[i], now))
@@ -170,9 +261,12 @@ class SQLiteStore:
                                  (identity, as_bytes(embedding), as_bytes(local), as_bytes(marginal), source, now))
         return int(cursor.lastrowid)
 
+    @_surfaced
     def remove(self, name: str) -> bool:
+        self._refuse_read_only(f"revoke {name!r}")
         with self._lock:
             with self._transaction():
+                self._check_intact(f"revoke {name!r}")
                 ids = [row[0] for row in self.db.execute(
                     "SELECT t.id FROM templates t JOIN identities i ON i.id = t.identity_id WHERE i.name=?", (name,))]
                 deleted = self.db.execute("DELETE FROM identities WHERE name=?", (name,)).rowcount
@@ -181,18 +275,21 @@ class SQLiteStore:
                 self._index_changed = True
         return bool(deleted)
 
+    @_surfaced
     def identities(self) -> dict[str, int]:
         with self._lock:
             rows = self.db.execute("SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t "
                                    "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
         return dict(rows)
 
+    @_surfaced
     def sources(self, name: str) -> set[str]:
         with self._lock:
             rows = self.db.execute("SELECT t.source FROM templates t JOIN identities i ON i.id = t.identity_id "
                                    "WHERE i.name=? AND t.source IS NOT NULL", (name,)).fetchall()
         return {row[0] for row in rows}
 
+    @_surfaced
     def templates_of(self, name: str) -> Templates | None:
         with self._lock:
             rows = self.db.execute(f"{ROWS} WHERE i.name=? ORDER BY t.id", (name,)).fetchall()
@@ -200,6 +297,7 @@ class SQLiteStore:
 
     # --- search -----------------------------------------------------------------------------
 
+    @_surfaced
     def nearest(self, query: np.ndarray, k: int) -> Templates:
         """The k templates nearest ``query`` (E,) by global cosine, best first."""
         with self._lock:
@@ -217,6 +315,7 @@ class SQLiteStore:
             rows += self.db.execute(f"{ROWS} WHERE t.id IN ({','.join('?' * len(part))})", part).fetchall()
         return rows
 
+    @_surfaced
     def index_kind(self) -> str:
         with self._lock:
             self._sync_index()
@@ -286,6 +385,7 @@ class SQLiteStore:
             return None
         return int(cursor.lastrowid)
 
+    @_surfaced
     def decisions(self, limit: int, door: str | None = None) -> list[dict]:
         with self._lock:
             cursor = self.db.execute(f"SELECT * FROM decisions {'WHERE door = ? ' if door else ''}ORDER BY id DESC "
@@ -293,6 +393,7 @@ class SQLiteStore:
             columns = [c[0] for c in cursor.description]
             return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
+    @_surfaced
     def close(self) -> None:
         with self._lock:
             if (self._index is not None and self._index_changed and self._index.kind != "numpy"
@@ -301,4 +402,20 @@ class SQLiteStore:
                     self._index.save(self._index_file(), self._stamp)
                 except OSError as exc:  # a full disk costs a rebuild at the next open, nothing else
                     log.warning("edgedml: the search index of %s was not saved (%s)", self.path, exc)
+            if not self.read_only:
+                self._checkpoint()
             self.db.close()
+
+    def _checkpoint(self) -> None:
+        """Copy the log's commits into the file and empty the log, so the file alone is the gallery
+        (best effort: readers of an older snapshot may keep part of the log; a close never fails for it)."""
+        try:
+            if self.db.in_transaction:
+                return
+            self.db.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            busy, pages, done = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy or pages != done:
+                log.info("edgedml: %s: %s of %s log pages copied into the file at close (others are reading)",
+                         self.path, done, pages)
+        except sqlite3.Error as exc:
+            log.warning("edgedml: the write-ahead log of %s was not checkpointed at close (%s)", self.path, exc)
