@@ -15,7 +15,8 @@ from edgedml.cli import main
 
 SECTIONS = {
     "Training and export (torch):": (["train", "eval", "export"], "edgedml.cli.training"),
-    "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "revoke", "faithfulness",
+    "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "revoke", "gallery",
+                                         "faithfulness",
                                          "crop-faces", "build-engine"],
                                         "edgedml.cli.device"),
     "General:": (["info"], "edgedml.cli"),
@@ -80,7 +81,10 @@ def test_device_commands_run_with_torch_and_onnx_blocked(bundle, tmp_path):
         "from edgedml.cli import main\n"
         "heavy = lambda: sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx'))\n"
         "assert not heavy(), heavy()\n"
-        f"main(['compare', {a!r}, {b!r}, *{model!r}, '--json'], standalone_mode=False)\n"
+        "try:\n"
+        f"    main(['compare', {a!r}, {b!r}, *{model!r}, '--json'], standalone_mode=False)\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 5, exc.code  # uncalibrated: a score, no decision\n"
         f"main(['enroll', {gallery!r}, 'daisy', {a!r}, *{model!r}], standalone_mode=False)\n"
         f"main(['identify', {gallery!r}, {b!r}, *{model!r}, '--threshold', '0.5'], standalone_mode=False)\n"
         "try:\n"

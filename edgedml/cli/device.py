@@ -396,4 +396,28 @@ def build_engine_command(bundle, engine, max_batch, max_candidates):
         _fail(exc)
 
 
-COMMANDS = [compare, calibrate, enroll, verify, identify, revoke, faithfulness, crop_faces, build_engine_command]  # in `edgedml --help` order
+@click.group()
+def gallery():
+    """Look after a gallery file: `gallery backup SRC DST`."""
+
+
+@gallery.command()
+@click.argument("source", metavar="SRC", type=GalleryLocation(exists=True))
+@click.argument("target", metavar="DST", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True,
+              help="Replace DST when it is an earlier backup (an edgedml gallery); never another file.")
+def backup(source, target, overwrite):
+    """Copy the gallery file SRC into DST as one consistent file, with every commit its write-ahead
+    log (SRC-wal) holds, while doors keep it open (SQLite's online backup; checked with
+    integrity_check, renamed into place only when complete). DST must not exist unless --overwrite."""
+    from ..runtime.gallery_backup import backup_gallery
+
+    try:
+        done = backup_gallery(source, target, overwrite=overwrite)
+    except EdgeDMLError as exc:
+        _fail(exc)
+    click.echo(f"backed up {source} to {done.path}: {done.identities} identities, {done.templates} templates, "
+               f"{done.decisions} logged decisions; integrity check ok")
+
+
+COMMANDS = [compare, calibrate, enroll, verify, identify, revoke, gallery, faithfulness, crop_faces, build_engine_command]  # in `edgedml --help` order
