@@ -12,6 +12,11 @@ Which files are checksummed is a rule, :func:`checksummed`: every file in the fo
 manifest itself, temporary files (``*.tmp``, a build in progress), the pictures that
 ``edgedml calibrate`` draws for people (:data:`REPORTS`), and anything under ``cache/`` (caches a
 device may keep beside the bundle; edgedml's own caches live in ``$EDGEDML_CACHE``).
+
+Every file the runtime loads (graphs of every precision, the detector, the validation data,
+TensorRT engines) is opened through :meth:`Manifest.path`, the one place that resolves a name
+(symlinks included), keeps it inside the bundle and requires its checksum in ``files``: a graph
+the manifest names but does not checksum, or one outside the folder, is refused.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import BundleError, ChecksumError, ConfigError, build_dataclass
 from .preprocessing import PreprocessSpec
@@ -32,6 +39,8 @@ FORMAT_VERSION = 1
 REPORTS = frozenset({"calibration_roc.png", "calibration_scores.png"})
 CACHE_FOLDER = "cache"
 REQUIRED = ("preprocessing", "embedder", "matcher")
+GRAPH_KEYS = ("embedder", "matcher")  # what one precision's graph set holds
+AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a dynamic dimension ("batch", "K")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -47,6 +56,127 @@ def checksummed(relative: str) -> bool:
     """Whether a file (POSIX path relative to the bundle) is part of the contract."""
     return not (relative == MANIFEST or relative.endswith(".tmp") or relative in REPORTS
                 or relative.split("/", 1)[0] == CACHE_FOLDER)
+
+
+def _show(value, width: int = 60) -> str:
+    """A manifest value as an error names it: its repr on one line, cut short."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def file_problem(name) -> str | None:
+    """Why ``name`` cannot name a contract file of a bundle (a POSIX path relative to its
+    folder, checksummed by :func:`checksummed`), or None when it can."""
+    if not isinstance(name, str) or not name:
+        return "is not a file name"
+    parts = name.split("/")
+    if PurePosixPath(name).is_absolute() or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        return "is not a path inside the bundle"
+    if name == MANIFEST:
+        return "is the manifest itself"
+    if not checksummed(name):
+        return "is a file the manifest never checksums (a report, a cache or a temporary file)"
+    return None
+
+
+def _is_dim(value) -> bool:
+    """A shape's dimension: a whole number ≥ 1, or an axis name for a dynamic one."""
+    if isinstance(value, str):
+        return AXIS_NAME.fullmatch(value) is not None
+    return type(value) is int and value >= 1
+
+
+def _graph_io_problems(graph: str, body: dict) -> list[str]:
+    """The malformed parts of the manifest's ``embedder`` or ``matcher`` entry: its file and
+    the shapes of its inputs and outputs."""
+    problems = []
+    if "file" in body and file_problem(body["file"]):
+        problems.append(f"'{graph}.file' {_show(body['file'])} {file_problem(body['file'])}")
+    for side in ("inputs", "outputs"):
+        tensors = body.get(side)
+        if side not in body:
+            continue  # named by build_dataclass as a missing argument
+        if not isinstance(tensors, dict) or not tensors:
+            problems.append(f"'{graph}.{side}' {_show(tensors)} is not an object of tensor shapes")
+            continue
+        for name, dims in tensors.items():
+            if not isinstance(dims, list) or not all(_is_dim(d) for d in dims):
+                problems.append(f"the shape of {graph} {side[:-1]} '{name}' {_show(dims)} is not a list of whole "
+                                f"numbers ≥ 1 and axis names")
+    return problems
+
+
+def _graph_set_problems(graphs) -> list[str]:
+    """The malformed entries of ``graphs`` (precision → {"embedder": file, "matcher": file})."""
+    if not isinstance(graphs, dict):
+        return [f"'graphs' {_show(graphs)} is not an object of precision → {{embedder, matcher}} files"]
+    problems = []
+    for precision, entry in graphs.items():
+        where = f"graphs[{_show(precision)}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} {_show(entry)} is not an object with an 'embedder' and a 'matcher' file")
+            continue
+        missing = [key for key in GRAPH_KEYS if key not in entry]
+        unknown = sorted(str(key) for key in entry if key not in GRAPH_KEYS)
+        if missing:
+            problems.append(f"{where} lacks {missing}")
+        if unknown:
+            problems.append(f"{where} has unknown keys {unknown} (known: {list(GRAPH_KEYS)})")
+        for key in GRAPH_KEYS:
+            if key in entry and file_problem(entry[key]):
+                problems.append(f"{where}['{key}'] {_show(entry[key])} {file_problem(entry[key])}")
+    return problems
+
+
+def _limit_problems(limits) -> list[str]:
+    """The malformed entries of ``limits`` (graph → {"size": int ≥ 1 or null, "fixed": bool})."""
+    if not isinstance(limits, dict):
+        return [f"'limits' {_show(limits)} is not an object of graph → limit"]
+    problems = []
+    for graph, limit in limits.items():
+        if limit is None:
+            continue
+        size = limit.get("size") if isinstance(limit, dict) else None
+        if (not isinstance(limit, dict) or set(limit) - {"size", "fixed"}
+                or not (size is None or (type(size) is int and size >= 1))
+                or not isinstance(limit.get("fixed", False), bool)):
+            problems.append(f"limits[{_show(graph)}] {_show(limit)} is not {{'size': a whole number ≥ 1 or null, "
+                            f"'fixed': true or false}}")
+    return problems
+
+
+def _named_file_problems(data: dict) -> list[str]:
+    """The malformed file names of the detector, the validation data, the engines and ``files``."""
+    problems = []
+    detector = data.get("detector")
+    if detector is not None and (not isinstance(detector, dict) or file_problem(detector.get("file"))):
+        problems.append(f"'detector' names no file inside the bundle ({_show(detector)})")
+    stored = data.get("validation_inputs") or {}
+    named = [("validation_inputs.inputs", stored.get("inputs"))] if isinstance(stored, dict) and stored else []
+    outputs = stored.get("outputs", {}) if isinstance(stored, dict) else None
+    if not isinstance(stored, dict) or not isinstance(outputs, dict):
+        problems.append(f"'validation_inputs' {_show(stored)} is not {{'inputs': file, 'outputs': {{precision: file}}}}")
+    else:
+        named += [(f"validation_inputs.outputs[{_show(p)}]", f) for p, f in outputs.items()]
+    engines = data.get("engines") or {}
+    if not isinstance(engines, dict) or not all(isinstance(e, dict) for e in engines.values()):
+        problems.append(f"'engines' {_show(engines)} is not an object of precision → engines")
+    else:
+        for precision, entry in engines.items():
+            for graph in GRAPH_KEYS:
+                file = entry[graph].get("file") if isinstance(entry.get(graph), dict) else None
+                if graph in entry:
+                    named.append((f"engines[{_show(precision)}]['{graph}']",
+                                  f"engines/{file}" if isinstance(file, str) and file else file))
+    for where, name in named:
+        why = file_problem(name)
+        if why:
+            problems.append(f"{where} {_show(name)} {why}")
+    for name in data.get("files") or {}:  # listed files are read to verify them: never outside the folder
+        why = file_problem(name)
+        if why and why.startswith("is not"):
+            problems.append(f"files[{_show(name)}] {why}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -120,6 +250,33 @@ class Manifest:
         only the fp32 pair."""
         return self.graphs or {"fp32": {"embedder": self.embedder.file, "matcher": self.matcher.file}}
 
+    def path(self, relative: str, what: str = "file") -> Path:
+        """The bundle file ``relative`` names, for loading: resolved (symlinks followed), inside
+        the bundle folder and listed in ``files`` with its checksum, else :class:`BundleError`.
+        Every loader of the runtime opens its files through here (``what`` names the file's role
+        in the message: "embedder graph", "detector"...)."""
+        if self.root is None:
+            raise BundleError(f"the {what} {relative!r} cannot be opened: this manifest was not read from a "
+                              f"bundle folder; use read_manifest(folder)")
+        why = file_problem(relative)
+        if why:
+            raise BundleError(f"the bundle's {what} {_show(relative)} {why}; re-export the bundle")
+        root = self.root.resolve()
+        try:
+            real = (root / relative).resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # missing, or a symlink loop
+            raise BundleError(f"the bundle's {what} {root / relative} is missing or unreadable "
+                              f"({exc.__class__.__name__}); re-export the bundle") from exc
+        if not real.is_relative_to(root):
+            raise BundleError(f"the bundle's {what} {relative} lies outside the bundle {root} (it resolves to "
+                              f"{real}); copy the file into the bundle and re-export it")
+        if relative not in self.files or real.relative_to(root).as_posix() not in self.files:
+            raise BundleError(f"the bundle's {what} {relative} has no checksum in its manifest's 'files', so it "
+                              f"cannot be trusted; re-export the bundle")
+        if not real.is_file():
+            raise BundleError(f"the bundle's {what} {relative} is not a file; re-export the bundle")
+        return real
+
     def to_dict(self) -> dict:
         """The JSON body, as ``manifest.json`` holds it."""
         body = dataclasses.asdict(dataclasses.replace(self, root=None))  # nested dataclasses become dicts
@@ -164,6 +321,10 @@ class Manifest:
         if not isinstance(thresholds, dict) or not all(
                 isinstance(e, dict) and type(e.get("threshold")) in (int, float) for e in thresholds.values()):
             problems.append("'thresholds' holds a threshold that is not a number")
+        if not problems:  # the parts the runtime opens files and sizes buffers from
+            problems += _graph_set_problems(data.get("graphs", {})) + _limit_problems(data.get("limits", {}))
+            problems += [p for graph in ("embedder", "matcher") for p in _graph_io_problems(graph, data[graph])]
+            problems += _named_file_problems(data)
         if problems:
             raise BundleError(f"{where} is malformed: {'; '.join(problems)}. Re-export the bundle "
                               f"(and calibrate it again)")

@@ -221,7 +221,8 @@ CASES = [
                                         "{world}/bundle", "--threshold", "0.5"], lambda w, t: t, 1,
      "cannot be reached"),
     ("fleet gallery URL that is no URL", ["identify", "postgresql://door@nohost:notaport/x", IMG, "--model",
-                                          "{world}/bundle", "--threshold", "0.5"], None, 1, "nohost"),
+                                          "{world}/bundle", "--threshold", "0.5"], None, 1,
+     "the gallery URL does not parse (a port that is not a number)"),
     ("class named in none of the datasets", ["eval", "--data", "{target}/a", "--data", "{target}/b",
                                              "--checkpoint", "{world}/model.safetensors", "--test-classes", "c9"],
      lambda w, t: _two_datasets(t), 1, "are in none of"),
@@ -229,16 +230,164 @@ CASES = [
 
 
 # Rows by area, each list owned by the part of issue 22 it covers (helpers above each list).
+# --- names and secrets (items 4 and 10): helpers of the first block of GALLERY_CASES ---
+ZOE_NFC, ZOE_NFD = "Zo\u00eb", "Zoe\u0308"
+
+
+def _renamed_gallery(renames):
+    """make(): a copy of the world's gallery (one file) with identities renamed, as a gallery
+    written before names were checked may hold them."""
+    def make(world, tmp):
+        copy = tmp / "g.db"
+        source = sqlite3.connect(f"{(world / 'door.db').resolve().as_uri()}?mode=ro", uri=True)
+        target = sqlite3.connect(str(copy))
+        source.backup(target)
+        with target:
+            target.executemany("UPDATE identities SET name=? WHERE name=?", [(new, old) for old, new in renames.items()])
+        source.close()
+        target.close()  # the last connection folds the WAL into the file
+        return copy
+    return make
+
+
+def _empty_folder(world, tmp):
+    """A folder a refused enrollment must leave empty (no gallery file created)."""
+    (tmp / "new").mkdir()
+    return tmp / "new"
+
+
+def _name_row(row_id, name, message):
+    return (row_id, ["enroll", "{target}/g.db", name, IMG, "--model", "{world}/bundle"], _empty_folder, 1, message)
+
+
+def _fleet_row(row_id, url, message):
+    return (row_id, ["verify", url, IMG, "ann", "--model", "{world}/bundle", "--threshold", "0.5"], lambda w, t: t, 1,
+            message)
+
+
 GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery files (items 1, 4, 9, 10, 13)
+    # --- names (item 4): one spelling per visible name, nothing that forges a line or hides ---
+    _name_row("name with a newline forging a line", "x\nACCEPTED: admin", "holds a control character (U+000A"),
+    _name_row("name with a terminal escape", "x\x1b[1AACCEPTED: admin", "holds a control character (U+001B"),
+    _name_row("name with a line separator", "x\u2028ACCEPTED: admin", "holds a line separator (U+2028"),
+    _name_row("name with a zero-width joiner", "a\u200dnn", "invisible format character (U+200D"),
+    _name_row("name with a bidi override", "\u202enimda", "invisible format character (U+202E"),
+    _name_row("name with a no-break space", "ann\u00a0lee", "space other than the plain space (U+00A0"),
+    _name_row("name that is a Hangul filler", "\u3164", "renders as nothing (U+3164"),
+    _name_row("name with a private-use character", "ann\ue000", "private-use character (U+E000"),
+    _name_row("name with an unassigned code point", "ann\u0378", "unassigned code point (U+0378"),
+    _name_row("name with a trailing space", "ann ", "starts or ends with a space"),
+    _name_row("name of spaces only", "   ", "is only spaces"),
+    _name_row("name of 257 characters", "a" * 257, "names have at most 256"),
+    ("enrolled name again without --add", ["enroll", "{world}/door.db", "ann", IMG, "--model", "{world}/bundle"],
+     None, 1, "'ann' is already enrolled"),
+    ("--add to a name never enrolled", ["enroll", "{world}/door.db", "zed", IMG, "--model", "{world}/bundle", "--add"],
+     None, 1, "'zed' is not enrolled"),
+    ("other spelling of an enrolled name", ["enroll", "{target}", ZOE_NFD, IMG, "--model", "{world}/bundle"],
+     _renamed_gallery({"ann": ZOE_NFC}), 1, f"'{ZOE_NFC}' is already enrolled"),
+    ("verify a name with a newline", ["verify", "{world}/door.db", IMG, "ann\nACCEPTED: admin", "--model",
+                                      "{world}/bundle", "--threshold", "0.5"], None, 1, "control character (U+000A"),
+    ("revoke a name with a zero-width joiner", ["revoke", "{world}/door.db", "a\u200dnn", "--model", "{world}/bundle"],
+     None, 1, "invisible format character (U+200D"),
+    ("identify on a gallery holding a forged name", ["identify", "{target}", IMG, "--model", "{world}/bundle",
+                                                     "--threshold", "1.999", "--no-log"],
+     _renamed_gallery({"ann": "ann\nACCEPTED: admin", "bob": "bob\r\nACCEPTED: admin"}), 4, "\\nACCEPTED: admin"),
+    # --- secrets (item 10): a fleet URL's password is in no message ---
+    _fleet_row("fleet URL with password= in its query", "postgresql://door@/access?host={target}&password=s3cret",
+               "&password=***"),
+    _fleet_row("fleet URL with sslpassword= in its query", "postgresql://door@/access?host={target}&sslpassword=s3cret",
+               "&sslpassword=***"),
+    _fleet_row("fleet URL with passfile= in its query", "postgresql://door@/access?host={target}&passfile={target}/pw",
+               "&passfile=***"),
+    _fleet_row("fleet URL whose password holds a raw /", "postgresql://door:s3cr/t@/access?host={target}",
+               "the gallery URL does not parse"),
+    _fleet_row("fleet URL whose password holds a raw @", "postgresql://door:s3cr@t@/access?host={target}",
+               "the gallery URL does not parse (more than one '@'"),
+    _fleet_row("fleet URL whose password has a bad escape", "postgresql://door:%zzs3cret@/access?host={target}",
+               "the gallery URL does not parse (a '%' not followed"),
+    # --- end of names and secrets ---
 ]
 
+def _calibrated(world, tmp, door=False, data=None, broken=0, **record):
+    """tmp/c: a copy of the world's bundle calibrated as `calibrate` writes it (on whole images with
+    the fp32 graphs unless ``record`` says otherwise; a None field is left out, as an edgedml older
+    than that field wrote it), the YuNet model (yunet.onnx), with ``door`` an empty gallery cut by
+    YuNet (door.db), with ``data`` = (classes, images) a labelled set (data/, ``broken`` of them
+    not pictures)."""
+    from edgedml.runtime.detection import DetectorSettings, load_detector
+
+    root = tmp / "c"
+    shutil.copytree(world / "bundle", root / "bundle")
+    shutil.copy(_yunet(world, tmp), root / "yunet.onnx")
+    spec = f"yunet:{root / 'yunet.onnx'}"
+    record = {"precision": "fp32", "detector": "none", "impostor_min": -1.0, **record}
+    if isinstance(record["detector"], float):  # a YuNet crop margin: that cropping's fingerprint
+        record["detector"] = load_detector(spec, DetectorSettings(margin=record["detector"])).fingerprint()
+    read_manifest(root / "bundle").update(thresholds={"default": {"threshold": 1.5, "from": "far_0.001"}},
+                                          calibration={k: v for k, v in record.items() if v is not None})
+    if door:
+        Gallery(root / "door.db", Matcher(root / "bundle", detector=spec)).close()
+    for c in range(data[0] if data else 0):
+        (root / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(data[1]):
+            _image(root / "data" / f"c{c}" / f"{i}.png", 100 * c + i)
+    for i in range(broken):
+        (root / "data" / "c0" / f"{i}.png").write_bytes(b"not a picture")
+    return root
+
+
+CALIBRATED = ["--model", "{target}/bundle"]
+FACES = ["--detector", "yunet:{target}/yunet.onnx"]
 CALIBRATION_CASES = [  # calibrations and their croppings, compare's exit code (items 2, 3, 6)
+    # item 2: a calibrated threshold decides only for the cropping and the graphs it was measured on
+    ("threshold calibrated on whole images, compare on face crops", ["compare", IMG, IMG, *CALIBRATED, *FACES],
+     _calibrated, 1, "calibrated on images cut by detector 'none'"),
+    ("threshold calibrated on whole images, verify on face crops", ["verify", "{target}/door.db", IMG, "ann",
+                                                                     *CALIBRATED, *FACES],
+     lambda w, t: _calibrated(w, t, door=True), 1, "calibrated on images cut by detector 'none'"),
+    ("threshold calibrated on whole images, identify on face crops", ["identify", "{target}/door.db", IMG,
+                                                                       *CALIBRATED, *FACES],
+     lambda w, t: _calibrated(w, t, door=True), 1, "calibrated on images cut by detector 'none'"),
+    ("threshold calibrated on face crops, compare on whole images", ["compare", IMG, IMG, *CALIBRATED],
+     lambda w, t: _calibrated(w, t, detector=0.05), 1, "calibrated on images cut by detector 'yunet'"),
+    ("threshold calibrated on face crops of another margin", ["compare", IMG, IMG, *CALIBRATED, *FACES],
+     lambda w, t: _calibrated(w, t, detector=0.2), 1, "margin=0.2:align=1) and this matcher cuts with 'yunet'"),
+    ("threshold calibrated with another detector file", ["compare", IMG, IMG, *CALIBRATED, *FACES],
+     lambda w, t: _calibrated(w, t, detector="yunet:0123456789abcdef:margin=0.05:align=1"), 1,
+     "calibrated on images cut by detector 'yunet' (yunet:0123456789abcdef"),
+    ("threshold calibrated before croppings were recorded, compare on face crops",
+     ["compare", IMG, IMG, *CALIBRATED, *FACES], lambda w, t: _calibrated(w, t, detector=None), 1,
+     "calibrated on images cut by detector 'none'"),
+    ("threshold calibrated with the int8-cpu graphs, compare with fp32", ["compare", IMG, IMG, *CALIBRATED],
+     lambda w, t: _calibrated(w, t, precision="int8-cpu"), 1, "calibrated with the int8-cpu graphs"),
+    ("threshold given on a bundle calibrated for other crops still decides", ["compare", IMG, IMG, *CALIBRATED,
+                                                                               *FACES, "--threshold", "1.9"],
+     _calibrated, 4, "decision: NO MATCH (no face found in image a and image b)"),
+    # item 3: a set too small to measure FAR 1e-3 never replaces the threshold
+    ("calibrate on four images", ["calibrate", "{target}/bundle", "--data", "{target}/data"],
+     lambda w, t: _calibrated(w, t, data=(2, 2)), 1, "4 impostor pairs cannot measure FAR 0.001"),
+    ("calibrate with --per-class leaving too few pairs", ["calibrate", "{target}/bundle", "--data", "{target}/data",
+                                                          "--per-class", "10"],
+     lambda w, t: _calibrated(w, t, data=(2, 32)), 1, "100 impostor pairs cannot measure FAR 0.001"),
+    ("calibrate where unreadable images leave too few pairs", ["calibrate", "{target}/bundle", "--data",
+                                                               "{target}/data"],
+     lambda w, t: _calibrated(w, t, data=(2, 32), broken=1), 1, "992 impostor pairs cannot measure FAR 0.001"),
+    # item 6: compare exits 0 only on MATCH
+    ("compare NO MATCH", ["compare", "{world}/0.png", IMG, "--model", "{world}/bundle", "--threshold", "2"], None,
+     4, "decision: NO MATCH at threshold 2.0000"),
+    ("compare NO MATCH as JSON", ["compare", "{world}/0.png", IMG, "--model", "{world}/bundle", "--threshold", "2",
+                                  "--json"], None, 4, '"is_match": false'),
+    ("compare without a face", ["compare", IMG, IMG, "--model", "{world}/bundle", "--detector", "yunet:{target}",
+                                "--threshold", "1.5"], _yunet, 4, "NO MATCH (no face found in image a and image b)"),
+    ("compare uncalibrated, no threshold", ["compare", "{world}/0.png", IMG, "--model", "{world}/bundle"], None, 5,
+     "decision: uncalibrated"),
 ]
 
 def _edit_manifest(folder, change):
     """Rewrite a bundle's manifest.json body as ``change(body)`` returns it (checksums as they were)."""
     path = folder / MANIFEST
     path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return folder
 
 
 def _shift_scores(value, *outputs):
@@ -375,9 +524,9 @@ BUNDLE_CASES = [  # every file the runtime loads is inside the bundle and checks
     ("graph symlinked outside the bundle", PAIR,
      lambda w, t: _tampered_bundle(w, t, _symlinked_outside("embedder.onnx")), 1, "lies outside the bundle"),
     ("graph in the unchecksummed cache folder", PAIR,
-     lambda w, t: _tampered_bundle(w, t, _graph_changed(PLUS_ONE, copy_to="cache/matcher.onnx"),
-                                   lambda f: _edit_manifest(f, lambda d: {**d, "graphs": {"fp32": {
-                                       **d["graphs"]["fp32"], "matcher": "cache/matcher.onnx"}}})), 1,
+     lambda w, t: _edit_manifest(_tampered_bundle(w, t, _graph_changed(PLUS_ONE, copy_to="cache/matcher.onnx")),
+                                 lambda d: {**d, "graphs": {"fp32": {**d["graphs"]["fp32"],
+                                                                     "matcher": "cache/matcher.onnx"}}}), 1,
      "never checksums"),
     ("detector without a checksum", PAIR,
      lambda w, t: _tampered_bundle(w, t, _bundled_detector(w, t), checksummed=False), 1,

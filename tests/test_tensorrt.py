@@ -291,6 +291,11 @@ def make_fakes(version: str, calls: dict, drift: float = 0.0):
     return trt, rt, memory
 
 
+def _named(shape, axis):
+    """An engine's shape (-1 for a dynamic dimension) as a manifest records it: an axis name."""
+    return [axis if d < 0 else d for d in shape]
+
+
 @pytest.fixture
 def fake_bundle(tmp_path):
     root = tmp_path / "bundle"
@@ -316,10 +321,10 @@ def fake_bundle(tmp_path):
                 "fp16": {"embedder": "embedder.fp16.onnx", "matcher": "matcher.fp16.onnx"},
                 "int8-cpu": {"embedder": "embedder.onnx", "matcher": "matcher.onnx"}},
         embedder=GraphIO("embedder.onnx", {"images": ["batch", 3, S, S]},
-                         {k: list(v) for k, v in OUTPUTS["embedder"].items()}),
+                         {k: _named(v, "batch") for k, v in OUTPUTS["embedder"].items()}),
         matcher=GraphIO("matcher.onnx", {"query_local": [1, R, D], "query_embedding": [1, E],
                                          "candidate_local": ["K", R, D], "candidate_embedding": ["K", E]},
-                        {k: list(v) for k, v in OUTPUTS["matcher"].items()}),
+                        {k: _named(v, "K") for k, v in OUTPUTS["matcher"].items()}),
         limits={"embedder": {"size": None, "fixed": False}, "matcher": {"size": None, "fixed": False}},
         preprocessing=PreprocessSpec(),  # not read by the engine build, which uses the graph inputs
         validation_inputs={"inputs": "validation/inputs.npz", "outputs": outputs}).write(root)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.agreement import EMBEDDING_COSINE, MAP_AT_R_DROP, SCORE_TOL, row_cosines
-from ..runtime.chunking import Limit, run_in_chunks
+from ..runtime.chunking import CHUNKED, Limit, run_in_chunks
 from .validate import session
 
 MATCHER_SCORE_TOL = SCORE_TOL
@@ -49,11 +49,11 @@ class GraphRunner:
 
 
 def embedder_runner(path, limit: Limit = Limit()) -> GraphRunner:
-    return GraphRunner(path, ("images",), limit)
+    return GraphRunner(path, CHUNKED["embedder"], limit)
 
 
 def matcher_runner(path) -> GraphRunner:
-    return GraphRunner(path, ("candidate_local", "candidate_embedding", "candidate_marginal"))
+    return GraphRunner(path, CHUNKED["matcher"])
 
 
 def matcher_feeds(embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray | None = None) -> dict[str, np.ndarray]:

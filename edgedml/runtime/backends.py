@@ -6,18 +6,27 @@ fp16, int8 or int8-cpu), and knows each graph's axis-0 limit (:class:`~.chunking
 
 - ``onnxruntime``: providers TensorRT EP → CUDA EP → CPU, whichever this onnxruntime has. The
   TensorRT EP gets explicit profile shapes and keeps its engine and timing caches outside the
-  checksummed bundle (``$EDGEDML_CACHE``, default ``~/.cache/edgedml``);
+  checksummed bundle (``$EDGEDML_CACHE``, default ``~/.cache/edgedml``); its profile and the
+  backend's chunking come from one :class:`~.chunking.Limit` per graph
+  (:func:`tensorrt_ep_limits`), so no request exceeds the profile;
 - ``opencv``: OpenCV's own DNN module (CPU, or CUDA / CUDA-FP16 targets where OpenCV is built
-  with CUDA, as in JetPack): a runtime that needs nothing but numpy and OpenCV;
+  with CUDA, as in JetPack; FP16 only for the fp16 graphs, :func:`opencv_cuda_target`): a
+  runtime that needs nothing but numpy and OpenCV;
 - ``tensorrt``: the bundle's native engines (:mod:`edgedml.runtime.tensorrt`). Not executed
   where this was developed (no TensorRT, no GPU).
+
+Every backend opens its graph files through :meth:`~edgedml.bundle.Manifest.path` (inside the
+bundle, checksummed), and a graph its runtime cannot load (a bad protobuf, an unknown opset) is a
+one-line :class:`~edgedml.errors.BundleError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -29,6 +38,7 @@ from .chunking import Limit
 
 BACKENDS = ("onnxruntime", "opencv", "tensorrt")
 GRAPHS = ("embedder", "matcher")
+TENSORRT_EP_MAX = {"embedder": 8, "matcher": 100}  # the EP's profile where the graph sets no limit: batch, K
 log = logging.getLogger("edgedml")
 
 
@@ -40,6 +50,32 @@ def graph_files(manifest: Manifest, precision: str) -> dict[str, str]:
         raise BundleError(f"this bundle has no {precision} graphs (it has {have}); re-export "
                           f"it with `edgedml export --precision {precision} ...` or pick one of those")
     return files
+
+
+def graph_paths(bundle: Path, manifest: Manifest, precision: str) -> dict[str, Path]:
+    """{graph: path} of one precision's graph files, each inside the bundle and checksummed
+    (:meth:`~edgedml.bundle.Manifest.path`), or a one-line :class:`BundleError`."""
+    manifest = rooted(manifest, bundle)
+    return {graph: manifest.path(file, f"{precision} {graph} graph")
+            for graph, file in graph_files(manifest, precision).items()}
+
+
+def rooted(manifest: Manifest, bundle: Path) -> Manifest:
+    """The manifest with the folder its files are opened from (a manifest built in code has none)."""
+    return manifest if manifest.root is not None else dataclasses.replace(manifest, root=Path(bundle))
+
+
+def load_error(file: str, runtime: str, exc: Exception) -> BundleError:
+    """A runtime's failure to load a graph (bad protobuf, unknown opset...) as one line."""
+    text = str(exc)
+    found = re.search(r"error: \(-?\d+:[^)]*\) (.*?)(?: in function|$)", text, re.S)  # OpenCV's cv2.error
+    text = found.group(1) if found else text
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (Load model from .*? failed:)?", "", text.strip())
+    text = re.sub(r"^/\S+:\d+ .*?\) ", "", text)  # onnxruntime's C++ source location and signature
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    first = first if len(first) <= 240 else f"{first[:150]} … {first[-80:]}"  # the cause is often at the end
+    return BundleError(f"{runtime} cannot load the graph {file} ({first}); re-export the bundle with this edgedml, "
+                       f"or use another backend or precision")
 
 
 def graph_limits(manifest: Manifest) -> dict[str, Limit]:
@@ -83,17 +119,23 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
-        files = graph_files(manifest, precision)
+        files, paths = graph_files(manifest, precision), graph_paths(bundle, manifest, precision)
+        profile = tensorrt_ep_limits(manifest)  # the TensorRT EP's profile, and then this backend's limits
         self.limits = graph_limits(manifest)
         self.sessions = {}
         for graph in GRAPHS:
             chosen = []
             for provider in wanted:
                 if provider == "TensorrtExecutionProvider":
-                    chosen.append((provider, tensorrt_ep_options(manifest, graph, files[graph])))
+                    chosen.append((provider, tensorrt_ep_options(manifest, graph, files[graph], limit=profile[graph])))
                 else:
                     chosen.append(provider)
-            self.sessions[graph] = ort.InferenceSession(str(bundle / files[graph]), options, providers=chosen)
+            try:
+                self.sessions[graph] = ort.InferenceSession(str(paths[graph]), options, providers=chosen)
+            except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail...) derive from Exception only
+                raise load_error(files[graph], "ONNX Runtime", exc) from exc
+            if "TensorrtExecutionProvider" in self.sessions[graph].get_providers():
+                self.limits[graph] = profile[graph]  # requests beyond the profile are chunked
         self.providers = self.sessions["embedder"].get_providers()
         self.precision = precision
 
@@ -106,14 +148,26 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime {self.precision} ({', '.join(self.providers)})"
 
 
-def tensorrt_ep_options(manifest: Manifest, graph: str, file: str, max_batch: int = 8, max_candidates: int = 100) -> dict:
+def tensorrt_ep_limits(manifest: Manifest, max_batch: int = TENSORRT_EP_MAX["embedder"],
+                       max_candidates: int = TENSORRT_EP_MAX["matcher"]) -> dict[str, Limit]:
+    """The axis-0 limit of each graph under ONNX Runtime's TensorRT execution provider: the
+    graph's own (a fixed or limited export), else ``max_batch`` images / ``max_candidates``
+    candidates. Both the provider's profile (:func:`tensorrt_ep_options`) and the backend's
+    chunking use it, so no request exceeds the profile."""
+    top = {"embedder": max_batch, "matcher": max_candidates}
+    return {graph: limit if limit.size else Limit(top[graph], False) for graph, limit in graph_limits(manifest).items()}
+
+
+def tensorrt_ep_options(manifest: Manifest, graph: str, file: str, max_batch: int = TENSORRT_EP_MAX["embedder"],
+                        max_candidates: int = TENSORRT_EP_MAX["matcher"], limit: Limit | None = None) -> dict:
     """Options of ONNX Runtime's TensorRT execution provider for one graph: explicit profile
-    shapes (so it builds one engine for the whole range instead of rebuilding per new shape),
-    caches outside the bundle, and no fp16/int8 flags (the precision is in the graph, which
-    ORT then builds as a strongly typed network)."""
+    shapes from the graph's :func:`tensorrt_ep_limits` (``limit``; so it builds one engine for
+    the whole range instead of rebuilding per new shape), caches outside the bundle, and no
+    fp16/int8 flags (the precision is in the graph, which ORT then builds as a strongly typed
+    network)."""
     inputs = getattr(manifest, graph).inputs
-    limit = graph_limits(manifest)[graph]
-    top = limit.size if limit.size else (max_batch if graph == "embedder" else max_candidates)
+    limit = limit or tensorrt_ep_limits(manifest, max_batch, max_candidates)[graph]
+    top = limit.size
     low = top if limit.fixed else 1
 
     def shapes(first: int) -> str:
@@ -142,20 +196,18 @@ class OpenCVBackend(Backend):
                 cuda = cv2.cuda.getCudaEnabledDeviceCount() > 0
             except Exception:  # OpenCV built without its CUDA module
                 cuda = False
-        files = graph_files(manifest, precision)
+        files, paths = graph_files(manifest, precision), graph_paths(bundle, manifest, precision)
         self.limits = graph_limits(manifest)
         self.nets, self.outputs, self.locks = {}, {}, {}
+        targets = {"cuda": cv2.dnn.DNN_TARGET_CUDA, "cuda_fp16": cv2.dnn.DNN_TARGET_CUDA_FP16}
         for graph in GRAPHS:
             try:
-                net = cv2.dnn.readNetFromONNX(str(bundle / files[graph]))
+                net = cv2.dnn.readNetFromONNX(str(paths[graph]))
             except cv2.error as exc:
-                raise BundleError(f"OpenCV's DNN module cannot read {files[graph]} ({str(exc).strip()[:120]}); use "
-                                  f"backend='onnxruntime' or another precision") from exc
+                raise load_error(files[graph], "OpenCV's DNN module", exc) from exc
             if cuda:
                 net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
-                # fp16 only for the embedder: the scaling-form matcher underflows in fp16
-                fp16 = graph == "embedder" or precision == "fp16" or manifest.matcher.form == "log"
-                net.setPreferableTarget(cv2.dnn.DNN_TARGET_CUDA_FP16 if fp16 else cv2.dnn.DNN_TARGET_CUDA)
+                net.setPreferableTarget(targets[opencv_cuda_target(precision)])
             self.nets[graph] = net
             self.outputs[graph] = list(getattr(manifest, graph).outputs)
             self.locks[graph] = threading.Lock()  # a cv2.dnn.Net is not safe to share between threads
@@ -171,6 +223,13 @@ class OpenCVBackend(Backend):
 
     def describe(self) -> str:
         return f"opencv dnn ({self.target})"
+
+
+def opencv_cuda_target(precision: str) -> str:
+    """OpenCV DNN's CUDA target for a graph set: "cuda_fp16" only for the fp16 set (whose
+    matcher is always the fp16-safe log form), "cuda" for every other: an fp32 or INT8 set runs
+    in fp32, as asked (the fp32 scaling-form matcher underflows in fp16)."""
+    return "cuda_fp16" if precision == "fp16" else "cuda"
 
 
 def _tensorrt(bundle: Path, manifest: Manifest, precision: str) -> Backend:

@@ -4,6 +4,10 @@ A TensorRT engine accepts batches up to its profile's maximum; a graph exported 
 accepts exactly that batch. :func:`run_in_chunks` splits any larger request along axis 0 of the
 chunked inputs, pads the last chunk of a fixed-size graph by repeating its last row, runs each
 chunk and concatenates the outputs (axis 0), dropping the padding.
+
+:data:`CHUNKED` names, once for every caller (the :class:`~.matcher.Matcher`, the export's
+precision report, the TensorRT engine check), the inputs of each graph that are split: the
+embedder's images, and the matcher's candidates with their rollout marginals.
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+
+# graph → the inputs split along axis 0 (the rest, the query's, go whole to every chunk); the
+# matcher's optional inputs (a rollout bundle's candidate_marginal) are split when present
+CHUNKED: dict[str, tuple[str, ...]] = {
+    "embedder": ("images",),
+    "matcher": ("candidate_local", "candidate_embedding", "candidate_marginal"),
+}
 
 
 @dataclass(frozen=True)

@@ -184,8 +184,8 @@ def load_detector(spec: str, settings: DetectorSettings | None = None) -> YuNetD
 
 
 def bundle_detector(manifest, settings: DetectorSettings | None = None) -> YuNetDetector | None:
-    """The detector a bundle carries (``manifest.detector``), or None. Its file's checksum was
-    verified with the rest of the bundle."""
+    """The detector a bundle carries (``manifest.detector``), or None. Its file is opened through
+    ``manifest.path``: inside the bundle, with the checksum verified with the rest of it."""
     entry = manifest.detector
     if not entry:
         return None
@@ -193,7 +193,7 @@ def bundle_detector(manifest, settings: DetectorSettings | None = None) -> YuNet
         raise DetectorError(f"the bundle's detector {entry.get('kind')!r} is not one this edgedml runs "
                             f"({', '.join(KINDS)}); re-export the bundle or pass detector='none'")
     stored = DetectorSettings.from_dict(entry.get("settings", {}))
-    return YuNetDetector(manifest.root / entry["file"], settings or stored)
+    return YuNetDetector(manifest.path(entry.get("file"), "detector"), settings or stored)
 
 
 def install(detector: YuNetDetector, bundle_dir: str | Path) -> dict:

@@ -27,15 +27,17 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..bundle import read_manifest
+from ..errors import BundleError
 from . import explain
+from .agreement import SCORE_TOL
 from .backends import create_backend
-from .chunking import Limit, run_in_chunks
+from .chunking import CHUNKED, Limit, run_in_chunks
 from .detection import DetectorSettings, Face, NoFaceFound, YuNetDetector, bundle_detector, load_detector
 from .image import ImageInput, load_image
 from .preprocess import to_network_input
 from .roi import View, face_view, whole_view
 from .structural import flow as region_flow
-from .thresholds import check_threshold
+from .thresholds import CalibrationMismatch, calibrated_threshold, check_threshold
 
 
 class RegionMatch(NamedTuple):
@@ -153,10 +155,6 @@ class Matcher:
         self.spec = self.manifest.preprocessing
         self.precision = precision
         self.backend = create_backend(self.bundle, self.manifest, backend, precision)
-        calibrated = self.manifest.thresholds.get(threshold_name)
-        self.threshold = threshold if threshold is not None else (calibrated["threshold"] if calibrated else None)
-        if self.threshold is not None:
-            self.threshold = check_threshold(self.threshold, self.manifest)
         self.grid = int(round(math.sqrt(self.manifest.regions)))
         if detector is None:
             self.detector = bundle_detector(self.manifest, detector_settings)
@@ -164,6 +162,26 @@ class Matcher:
             self.detector = load_detector(detector, detector_settings)
         else:
             self.detector = detector
+        # the calibrated threshold serves only the cropping and graph set it was measured on;
+        # otherwise it is not available (``threshold_refused`` says why) and deciding needs one given
+        calibrated, self.threshold_refused = calibrated_threshold(self.manifest, threshold_name, self.cropping,
+                                                                  precision)
+        self.threshold = calibrated if threshold is None else check_threshold(threshold, self.manifest)
+
+    @property
+    def cropping(self) -> str:
+        """How this matcher cuts images: its detector's fingerprint, or "none" (whole images)."""
+        return self.detector.fingerprint() if self.detector is not None else "none"
+
+    def decision_threshold(self, threshold: float | None = None) -> float | None:
+        """The threshold a decision uses: ``threshold`` (checked), else this matcher's; None when
+        the bundle is uncalibrated and none was given. :class:`CalibrationMismatch` when the
+        bundle's calibrated threshold was measured another way (cropping or precision)."""
+        if threshold is not None:
+            return check_threshold(threshold, self.manifest)
+        if self.threshold is None and self.threshold_refused:
+            raise CalibrationMismatch(self.threshold_refused)
+        return self.threshold
 
     def views(self, image: ImageInput) -> tuple[np.ndarray, list[View]]:
         """An input → its RGB frame and what the embedder is to see of it: the whole frame
@@ -207,10 +225,12 @@ class Matcher:
                                      np.float32)), []
         return self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in views])), views
 
-    def _run(self, graph: str, feeds: dict[str, np.ndarray], chunked: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def _run(self, graph: str, feeds: dict[str, np.ndarray], chunked: tuple[str, ...] | None = None
+             ) -> dict[str, np.ndarray]:
         """Run a graph within its limit (a TensorRT profile, a fixed export batch): larger
-        requests are split into chunks, and a fixed-size graph's last chunk is padded."""
-        return run_in_chunks(lambda part: self.backend.run(graph, part), feeds, chunked,
+        requests are split into chunks (of the inputs :data:`~.chunking.CHUNKED` names), and a
+        fixed-size graph's last chunk is padded."""
+        return run_in_chunks(lambda part: self.backend.run(graph, part), feeds, chunked or CHUNKED[graph],
                              self.backend.limits.get(graph, Limit()))
 
     def _embed_batch(self, batch: np.ndarray) -> Features:
@@ -232,12 +252,14 @@ class Matcher:
                                  "with marginal (as embed() returns them)")
             feeds.update(query_marginal=query.marginal, candidate_marginal=candidates.marginal)
         feeds = {name: np.asarray(value, np.float32) for name, value in feeds.items()}  # the graphs take float32
-        return self._run("matcher", feeds, ("candidate_local", "candidate_embedding", "candidate_marginal"))
+        out = self._run("matcher", feeds)
+        check_scores(out, SCORE_RANGE_TOL.get(self.precision, SCORE_RANGE_TOL["fp32"]))  # a broken graph never decides
+        return out
 
     def compare(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
                 top_matches: int = 5) -> MatchResult:
         """Score two images and explain the score on their frames (see :class:`MatchResult`)."""
-        threshold = self.threshold if threshold is None else check_threshold(threshold, self.manifest)
+        threshold = self.decision_threshold(threshold)
         (rgb_a, views_a), (rgb_b, views_b) = self.views(image_a), self.views(image_b)
         if not views_a or not views_b:
             return self._no_face(rgb_a, rgb_b, views_a, views_b, threshold)
@@ -291,6 +313,29 @@ class Matcher:
         detector = self.detector.describe() if self.detector else "none"
         return (f"Matcher({str(self.bundle)!r}, precision={self.precision!r}, backend={self.backend.describe()!r}, "
                 f"threshold={self.threshold}, detector={detector!r})")
+
+
+# how far past its range a score may lie: float32 rounding, and the fp16 graphs' agreement bound
+SCORE_RANGE_TOL = {"fp32": 1e-3, "fp16": SCORE_TOL}
+
+
+def check_scores(out: dict[str, np.ndarray], tolerance: float = SCORE_RANGE_TOL["fp32"]) -> None:
+    """Refuse matcher outputs no honest graph produces, so a tampered or broken graph never
+    decides: any inf or NaN, a structural similarity outside [-1, 1] (a transport plan of mass
+    ≤ 1 over cosines), a global cosine (multiscale − structural) outside [-1, 1], so a
+    multi-scale score outside [-2, 2]. Raises a one-line :class:`BundleError`."""
+    for name, value in out.items():
+        if not np.isfinite(value).all():
+            raise BundleError(f"the matcher graph returned inf or NaN in '{name}': the graph is broken or was "
+                              f"tampered with, so nothing is decided; re-export the bundle")
+    structural = np.asarray(out["structural"], np.float64)
+    multiscale = np.asarray(out["multiscale"], np.float64)
+    for what, values, bound in (("structural similarity", structural, 1.0), ("multi-scale score", multiscale, 2.0),
+                                ("global cosine", multiscale - structural, 1.0)):
+        worst = float(np.abs(values).max()) if values.size else 0.0
+        if worst > bound + tolerance:
+            raise BundleError(f"the matcher graph returned a {what} of {worst:.4g}, outside [-{bound:g}, {bound:g}]: "
+                              f"the graph is broken or was tampered with, so nothing is decided; re-export the bundle")
 
 
 def _describe(image: ImageInput) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...bundle import Manifest
 from ...errors import BundleError, MissingDependencyError
-from ..backends import GRAPHS
+from ..backends import GRAPHS, rooted
 from ..chunking import Limit
 from .gpu import EngineUnavailable, cuda_unpack, cudart, import_tensorrt
 
@@ -24,8 +24,13 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, bundle: Path, manifest: Manifest, precision: str = "fp32"):
+    def __init__(self, bundle: Path, manifest: Manifest, precision: str = "fp32",
+                 staged: dict[str, Path] | None = None):
+        """``staged``: {graph: engine file} just built by :func:`~.build.build_engines` and not
+        yet recorded (checksummed) in the manifest, to check them; otherwise every engine is
+        opened through :meth:`~edgedml.bundle.Manifest.path` (inside the bundle, checksummed)."""
         bundle = Path(bundle)
+        manifest = rooted(manifest, bundle)
         recorded = manifest.engines
         engines = recorded.get(precision) or {}
         if not all(isinstance(engines.get(g), dict) and engines[g].get("file") for g in GRAPHS):
@@ -46,14 +51,15 @@ class TensorRTBackend:
         self.runtime = self.trt.Runtime(self.trt.Logger(self.trt.Logger.WARNING))
         try:
             for graph in GRAPHS:
-                self._load(bundle, graph, engines[graph]["file"])
+                path = (staged or {}).get(graph) or manifest.path(f"engines/{engines[graph]['file']}",
+                                                                  f"{precision} {graph} engine")
+                self._load(bundle, graph, Path(path))
         except BaseException:
             self.close()
             raise
 
-    def _load(self, bundle: Path, graph: str, file: str) -> None:
+    def _load(self, bundle: Path, graph: str, path: Path) -> None:
         trt, rt = self.trt, self.cudart
-        path = bundle / "engines" / file
         if not path.is_file():
             raise BundleError(f"the {graph} engine {path} is missing; rebuild it with "
                               f"`edgedml build-engine {bundle} --engine {self.precision}`")

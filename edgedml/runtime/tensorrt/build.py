@@ -163,13 +163,13 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
         facts = {}
         for graph, shapes, tf32 in (("embedder", emb_shapes, True), ("matcher", match_shapes, False)):
             log(f"building the {graph} engine ({precision}, from {graphs[precision][graph]})")
-            facts[graph] = build_engine(root / graphs[precision][graph], staged[graph], shapes, cache, tf32,
-                                        precision=precision)
+            source = manifest.path(graphs[precision][graph], f"{precision} {graph} graph")
+            facts[graph] = build_engine(source, staged[graph], shapes, cache, tf32, precision=precision)
             facts[graph]["file"] = final[graph].name
         trial = dataclasses.replace(manifest, engines={
             precision: {g: {**facts[g], "file": staged[g].name} for g in GRAPHS} | {"limits": limits}})
         log("checking the engines against the stored ONNX Runtime outputs")
-        backend = TensorRTBackend(root, trial, precision)
+        backend = TensorRTBackend(root, trial, precision, staged=staged)
         try:
             check, failures = check_engines(backend, root, manifest, precision)
         finally:

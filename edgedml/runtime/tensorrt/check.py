@@ -10,7 +10,8 @@ import numpy as np
 
 from ...bundle import Manifest
 from ..agreement import EMBEDDING_COSINE, SCORE_TOL, row_cosines
-from ..chunking import run_in_chunks
+from ..backends import rooted
+from ..chunking import CHUNKED, run_in_chunks
 from .backend import TensorRTBackend
 
 MATCHER_CHECKED = ("structural", "multiscale")
@@ -20,14 +21,16 @@ def check_engines(backend: TensorRTBackend, root: Path, manifest: Manifest, prec
     """Run the engines on the bundle's stored validation inputs; compare with ONNX Runtime's
     stored outputs of the same precision. Returns (numbers, failures)."""
     stored = manifest.validation_inputs
-    with np.load(root / stored["inputs"], allow_pickle=False) as data:
+    manifest = rooted(manifest, root)
+    with np.load(manifest.path(stored["inputs"], "validation inputs"), allow_pickle=False) as data:
         inputs = {k: data[k] for k in data.files}
-    with np.load(root / stored["outputs"][precision], allow_pickle=False) as data:
+    with np.load(manifest.path(stored["outputs"][precision], f"{precision} validation outputs"),
+                 allow_pickle=False) as data:
         want = {k: data[k] for k in data.files}
     embedded = run_in_chunks(lambda f: backend.run("embedder", f), {"images": inputs["images"].astype(np.float32)},
-                             ("images",), backend.limits["embedder"])
+                             CHUNKED["embedder"], backend.limits["embedder"])
     feeds = {k: inputs[k].astype(np.float32) for k in manifest.matcher.inputs}
-    matched = run_in_chunks(lambda f: backend.run("matcher", f), feeds, ("candidate_local", "candidate_embedding"),
+    matched = run_in_chunks(lambda f: backend.run("matcher", f), feeds, CHUNKED["matcher"],
                             backend.limits["matcher"])
     check: dict = {"embedder": {}, "matcher": {}, "reference": f"onnxruntime {precision} outputs",
                    "bounds": {"embedding_cosine_mean": EMBEDDING_COSINE[precision],
