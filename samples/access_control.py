@@ -30,17 +30,19 @@ from edgedml.errors import EdgeDMLError
 from edgedml.runtime import Matcher
 from edgedml.runtime.gallery import Gallery
 from edgedml.runtime.image import image_extensions
+from edgedml.runtime.names import identity_name
 
 from camera_app import draw_face, frames, open_source
 
 
 def enroll_folder(gallery: Gallery, folder: Path) -> None:
     suffixes = image_extensions()
+    enrolled = gallery.identities()
     for person in sorted(p for p in folder.iterdir() if p.is_dir()):
         photos = sorted(str(f) for f in person.iterdir() if f.suffix.lower() in suffixes)
         new = [p for p in photos if p not in gallery.sources(person.name)]  # re-runs add only new photos
-        if new:
-            gallery.enroll(person.name, new)
+        if new:  # a folder's new photos go to the person enrolled from it (add=True), on purpose
+            gallery.enroll(person.name, new, add=identity_name(person.name) in enrolled)
             print(f"enrolled {person.name}: {len(new)} new photos ({len(photos) - len(new)} already enrolled)")
 
 

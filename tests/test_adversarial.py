@@ -599,7 +599,128 @@ BUNDLE_CASES = [  # every file the runtime loads is inside the bundle and checks
      "limits['matcher']"),
 ]
 
+def _bundle_and(world, tmp, extra):
+    """A copy of the world's bundle with the user's files added (``extra``: {relative path: bytes})."""
+    shutil.copytree(world / "bundle", tmp / "b")
+    for name, body in extra.items():
+        (tmp / "b" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "b" / name).write_bytes(body)
+    return tmp / "b"
+
+
+def _manifest_among_user_files(world, tmp):
+    folder = _user_folder(world, tmp)
+    shutil.copy(world / "bundle" / MANIFEST, folder / MANIFEST)
+    return folder
+
+
+def _link_to_a_bundle(world, tmp):
+    (tmp / "t").mkdir()
+    shutil.copytree(world / "bundle", tmp / "t" / "b")
+    (tmp / "t" / "link").symlink_to(tmp / "t" / "b", target_is_directory=True)
+    return tmp / "t"
+
+
+def _orl_face(name="1.pgm"):
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "orl_faces" / "s01" / name
+    if not path.is_file():
+        pytest.skip(f"the ORL faces are not at {path.parent}")
+    return path
+
+
+def _crop_source(world, tmp, photos=("1.pgm",), out=None):
+    """{target}/yunet.onnx, {target}/src/s01/<photos> (ORL faces; b"..." for a file's bytes) and,
+    when ``out`` is given, {target}/out holding those files."""
+    root = tmp / "c"
+    (root / "src" / "s01").mkdir(parents=True)
+    shutil.copy(_yunet(world, tmp), root / "yunet.onnx")
+    for k, photo in enumerate(photos):
+        if isinstance(photo, tuple):  # (name, bytes)
+            (root / "src" / "s01" / photo[0]).write_bytes(photo[1])
+        elif photo.endswith(".png"):  # an ORL face re-saved as PNG under this name
+            cv2.imwrite(str(root / "src" / "s01" / photo), cv2.imread(str(_orl_face(f"{k + 1}.pgm"))))
+        else:
+            shutil.copy(_orl_face(photo), root / "src" / "s01" / photo)
+    for name, body in (out or {}).items():
+        (root / "out" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "out" / name).write_bytes(body)
+    return root
+
+
+def _earlier_crops_and_notes(world, tmp):
+    from edgedml.runtime.detection import load_detector
+    from edgedml.runtime.face_crops import crop_dataset
+
+    root = _crop_source(world, tmp)
+    crop_dataset(root / "src", root / "out", load_detector(f"yunet:{root / 'yunet.onnx'}"))
+    (root / "out" / "NOTES.txt").write_text("who is who")
+    return root
+
+
+def _folder_of(tmp, files):
+    (tmp / "d").mkdir()
+    for name, body in files.items():
+        (tmp / "d" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "d" / name).write_bytes(body)
+    return tmp / "d"
+
+
+def _four_classes(world, tmp):
+    for c in range(4):
+        (tmp / "f" / f"c{c}").mkdir(parents=True)
+        for i in range(2):
+            _image(tmp / "f" / f"c{c}" / f"{i}.png", 10 * c + i)
+    return tmp / "f"
+
+
+EXPORT = ["export", "--checkpoint", "{world}/model.safetensors", "--out"]
+CROP = ["crop-faces", "{target}/src", "{target}/out", "--detector", "yunet:{target}/yunet.onnx"]
 EXPORT_CASES = [  # exports, crops and calibration sets that keep the user's files (items 7, 8, 14)
+    ("overwrite a bundle holding the user's notes and photos", EXPORT + ["{target}", "--overwrite"],
+     lambda w, t: _bundle_and(w, t, {"NOTES.txt": b"door codes", "staff_photos/ann.png": b"ann"}), 1,
+     "it also holds NOTES.txt, staff_photos/"),
+    ("overwrite a bundle with the user's file in engines/", EXPORT + ["{target}", "--overwrite"],
+     lambda w, t: _bundle_and(w, t, {"engines/notes.txt": b"which GPU"}), 1, "engines/notes.txt"),
+    ("overwrite a user's folder holding a copied manifest", EXPORT + ["{target}", "--overwrite"],
+     _manifest_among_user_files, 1, "it also holds thesis.txt"),
+    ("overwrite through a link to a bundle", EXPORT + ["{target}/link", "--overwrite"], _link_to_a_bundle, 1,
+     "is a symbolic link"),
+    ("crop faces into a folder of the user's", CROP, lambda w, t: _crop_source(w, t, out={"thesis.txt": b"mine"}), 1,
+     "exists and is not empty"),
+    ("crop faces over the user's photo of the crop's name", CROP,
+     lambda w, t: _crop_source(w, t, out={"s01/1.png": b"the user's own picture"}), 1, "exists and is not empty"),
+    ("crop faces --overwrite over a folder crop-faces did not write", CROP + ["--overwrite"],
+     lambda w, t: _crop_source(w, t, out={"s01/1.png": b"the user's own picture"}), 1, "not written by crop-faces"),
+    ("crop faces --overwrite over crops beside the user's notes", CROP + ["--overwrite"], _earlier_crops_and_notes, 1,
+     "did not write, or changed since (NOTES.txt)"),
+    ("crop faces of two photos with one name", CROP, lambda w, t: _crop_source(w, t, ("1.pgm", "1.png")), 1,
+     "would be written to one crop file"),
+    ("crop faces of an unreadable photo", ["crop-faces", "{target}/src", "{target}/../crops", "--detector",
+                                           "yunet:{target}/yunet.onnx"],
+     lambda w, t: _crop_source(w, t, ("1.pgm", ("broken.jpg", b"\xff\xd8 not a photo"))), 0,
+     "unreadable photo left out"),
+    ("int8 calibrated on an empty folder", EXPORT + ["{world}/never", "--precision", "int8-cpu", "--calib", "{target}"],
+     lambda w, t: _folder_of(t, {}), 1, "holds no image files"),
+    ("int8 calibrated on a folder of text files", EXPORT + ["{world}/never", "--precision", "int8-cpu", "--calib",
+                                                            "{target}"],
+     lambda w, t: _folder_of(t, {"names.txt": b"ann\nbob\n", "a/list.csv": b"1,2\n"}), 1, "holds no image files"),
+    ("int8 calibrated on corrupt images", EXPORT + ["{world}/never", "--precision", "int8-cpu", "--calib", "{target}"],
+     lambda w, t: _folder_of(t, {"a/0.png": b"\x89PNG truncated", "b/0.jpg": b""}), 1,
+     "none of its 2 image files can be decoded"),
+    ("fp16 validated with corrupt images", EXPORT + ["{world}/never", "--precision", "fp32,fp16", "--validate-with",
+                                                     "{target}"],
+     lambda w, t: _folder_of(t, {"0.png": b"not a picture"}), 1, "--validate-with"),
+    ("MAP@R on a labelled set of one class", EXPORT + ["{world}/never", "--precision", "fp32,fp16", "--validate-with",
+                                                       "{target}/a", "--validate-data", "{target}"],
+     lambda w, t: _labelled(t / "l").parent / "l" if False else _folder_of(t, {"a/0.png": cv2.imencode(
+         ".png", np.full((80, 80, 3), 90, np.uint8))[1].tobytes()}), 1, "MAP@R needs at least 2"),
+    ("MAP@R on a labelled set of corrupt images", EXPORT + ["{world}/never", "--precision", "fp32,fp16",
+                                                            "--validate-with", "{world}", "--validate-data",
+                                                            "{target}"],
+     lambda w, t: _folder_of(t, {"a/0.png": b"x", "a/1.png": b"y", "b/0.png": b"z"}), 1, "MAP@R needs at least 2"),
+    ("eval on a folder of unseen classes", ["eval", "--data", "{target}", "--checkpoint", "{world}/model.safetensors",
+                                            "--workers", "0", "--device", "cpu", "--no-structural", "--no-nmi"],
+     _four_classes, 0, "pass --split all"),
 ]
 
 ARGUMENT_CASES = [  # decode guards, ranges and exit codes of arguments (items 11, 12, 13, 15)

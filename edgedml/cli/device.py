@@ -308,10 +308,11 @@ def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, 
               help="A bundle folder written by `edgedml export`.")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
               help="Class-per-folder images; genuine pairs are drawn from it.")
-@click.option("--pairs", default=20, show_default=True, type=click.IntRange(min=1), help="Genuine pairs to explain.")
+@click.option("--pairs", default=20, show_default=True, type=COUNT,
+              help="Distinct genuine pairs to explain, drawn without replacement (all of them where there are fewer).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--methods", default="evidence,attention,occlusion,random", show_default=True,
-              help="Comma-separated: evidence, attention (grouping and abe heads), occlusion, random.")
+@click.option("--methods", help="Comma-separated: evidence, attention (grouping and abe heads only), occlusion, random "
+                                "[default: every one the bundle's head has].")
 @click.option("--json", "json_path", type=OutputFile(), help="Write the report (curves included) here.")
 @click.option("--plot", "plot_path", type=OutputFile(EXPLAIN_SUFFIXES), help="Draw the mean curves (PNG) here.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto")
@@ -323,9 +324,9 @@ def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backe
     from ..runtime.faithfulness import METHODS, draw, evaluate
     from ..runtime.matcher import Matcher
 
-    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    unknown = sorted(set(chosen) - set(METHODS))
-    if unknown or not chosen:
+    chosen = None if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = sorted(set(chosen or ()) - set(METHODS))
+    if unknown or chosen == ():
         raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(METHODS)}", param_hint="--methods")
     if plot_path and Path(plot_path).suffix.lower() not in EXPLAIN_SUFFIXES:
         raise click.BadParameter(f"give a path ending in {', '.join(EXPLAIN_SUFFIXES)}", param_hint="--plot")
@@ -336,7 +337,9 @@ def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backe
         click.echo("", err=True)
     except (EdgeDMLError, ValueError) as exc:
         _fail(exc)
-    click.echo(f"{pairs} genuine pairs of {data}, {report['grid']}×{report['grid']} cells, removed cells set to "
+    if report["pairs"] < pairs:
+        click.echo(f"--pairs {pairs}: {data} has only {report['pairs']} distinct genuine pairs; explained all of them")
+    click.echo(f"{report['pairs']} genuine pairs of {data}, {report['grid']}×{report['grid']} cells, removed cells set to "
                f"{report['replacement']}; a compare takes {report['compare_ms']:.0f} ms")
     click.echo(f"{'method':<10} {'deletion AUC':>13} {'insertion AUC':>14} {'extra ms':>9}")
     for name, m in report["methods"].items():
@@ -357,9 +360,13 @@ def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backe
               help="The face detector (a YuNet ONNX file).")
 @click.option("--margin", type=MARGIN, help="Crop margin around the face box [default: the detector's default].")
 @click.option("--align/--no-align", default=True, show_default=True, help="Level the eyes.")
-def crop_faces(source, out, spec, margin, align):
+@click.option("--overwrite", is_flag=True,
+              help="Replace OUT when it holds nothing but the crops an earlier crop-faces run wrote there.")
+def crop_faces(source, out, spec, margin, align, overwrite):
     """Write the largest face of every photo of a class-per-folder SOURCE to OUT (same classes),
-    cut as a detector bundle cuts it: train and calibrate on what the door sees."""
+    cut as a detector bundle cuts it: train and calibrate on what the door sees. OUT must be new
+    or empty (or, with --overwrite, an earlier run's crops); photos without a face or that cannot
+    be read are listed and left out."""
     import dataclasses
 
     from ..runtime.detection import DetectorSettings, load_detector
@@ -370,13 +377,16 @@ def crop_faces(source, out, spec, margin, align):
         detector = load_detector(spec, settings)
         if detector is None:
             raise click.UsageError("crop-faces needs a detector: --detector yunet:PATH")
-        report = crop_dataset(source, out, detector, progress=lambda m: click.echo(m, err=True))
+        report = crop_dataset(source, out, detector, progress=lambda m: click.echo(m, err=True),
+                              overwrite=overwrite)
     except EdgeDMLError as exc:
         _fail(exc)
     for photo in report.without_face:
         click.echo(f"no face found: {photo}", err=True)
+    for reason in report.unreadable:
+        click.echo(f"unreadable photo left out: {reason}", err=True)
     click.echo(f"{report.written} face crops of {report.classes} classes in {out} "
-               f"({len(report.without_face)} photos without a face left out); "
+               f"({len(report.without_face)} photos without a face, {len(report.unreadable)} unreadable left out); "
                f"settings {dataclasses.asdict(settings)}")
 
 

@@ -4,14 +4,19 @@ live is the store's business (:mod:`.gallery_store`): an SQLite file on one devi
 fleet of doors (:mod:`.postgres_store`, ``Gallery("postgresql://…", matcher)``). Same API on both:
 
 - ``enroll(name, images)`` embeds first, then writes the identity and all its templates in one
-  transaction: a process killed mid-enrollment leaves the gallery as it was before.
+  transaction: a process killed mid-enrollment leaves the gallery as it was before. The name must
+  be new; ``enroll(name, images, add=True)`` adds templates to an enrolled identity (and refuses a
+  name that is not enrolled), decided inside that transaction.
+- Names pass :func:`.names.identity_name` at every call that takes one: stored in Unicode NFC,
+  control, format and invisible characters, stray spaces and names over 256 characters refused.
 - ``verify(image, name)`` (1:1): the query against that identity's templates with the batched
   matcher; the best multi-scale score decides.
 - ``identify(image, top_k)`` (1:N): the store's nearest templates by global cosine (SQLite: numpy,
   FAISS exact or FAISS IVF by gallery size, :mod:`.template_index`; PostgreSQL: pgvector's HNSW
   index), then the matcher re-ranks the best K templates; identities ranked by their best
   multi-scale score.
-- ``remove(name)`` (alias ``revoke``) deletes an identity and its templates.
+- ``remove(name)`` (alias ``revoke``) deletes an identity and its templates (every stored spelling
+  of the name, so a gallery enrolled before names were normalised loses its other spellings too).
 - With a detector (the matcher's): enrollment photos must show a face (the largest is enrolled);
   ``verify`` and ``identify`` decide on the largest face of the frame, and a frame without a face
   is rejected with ``reason="no face found"`` and no score; ``identify_faces`` decides on every
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import socket
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +44,7 @@ from .detection import Face
 from .gallery_store import GalleryError, GalleryUnavailable, Layout, Templates, is_url
 from .image import ImageInput
 from .matcher import Features, Matcher
+from .names import identity_name
 from .template_index import IndexSettings, top_by_cosine
 from .thresholds import check_threshold
 
@@ -97,27 +104,47 @@ class Gallery:
 
     # --- enrollment -------------------------------------------------------------------------
 
-    def enroll(self, name: str, images: Sequence[ImageInput], sources: Sequence[str] | None = None) -> int:
-        """Add ``name`` with one template per image (all or nothing); returns the template count.
-        Enrolling an existing name adds templates to it."""
-        if not isinstance(name, str) or not name.strip():
-            raise GalleryError("an identity needs a non-empty name")
+    def enroll(self, name: str, images: Sequence[ImageInput], sources: Sequence[str | None] | None = None,
+               add: bool = False) -> int:
+        """Enroll ``name`` (which must be new) with one template per image, all or nothing; with
+        ``add=True``, add the templates to the enrolled ``name`` instead (refused when it is not
+        enrolled). ``sources``: what each image was (default: the path of each image given as a
+        file). Returns the number of templates written."""
+        name = identity_name(name)
+        if not isinstance(add, bool):
+            raise GalleryError(f"add must be True or False, got {add!r}")
+        if isinstance(images, (str, bytes, Path)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+            raise GalleryError(f"enrolling {name!r} needs a list of images; got one image: pass [image]")
+        images = list(images)
         if not images:
             raise GalleryError(f"enrolling {name!r} needs at least one image")
-        features = self.matcher.embed(list(images))  # before the transaction: slow, may fail
-        sources = list(sources) if sources is not None else [str(i) if isinstance(i, (str, Path)) else None
-                                                              for i in images]
-        return self.store.enroll(name, features.embedding, features.local, features.marginal, sources)
+        if sources is not None:
+            sources = list(sources) if isinstance(sources, (list, tuple)) else None
+            if sources is None or len(sources) != len(images):
+                raise GalleryError(f"enrolling {name!r}: give one source per image ({len(images)} images, "
+                                   f"{'no list of' if sources is None else len(sources)} sources), or none")
+            if not all(s is None or isinstance(s, str) for s in sources):
+                raise GalleryError(f"enrolling {name!r}: each source is a string or None")
+        features = self.matcher.embed(images)  # before the transaction: slow, may fail
+        sources = sources if sources is not None else [str(i) if isinstance(i, (str, Path)) else None for i in images]
+        return self.store.enroll(name, features.embedding, features.local, features.marginal, sources, add=add)
 
     def remove(self, name: str) -> bool:
-        """Delete (revoke) an identity and its templates; False if it was not enrolled."""
-        return self.store.remove(name)
+        """Delete (revoke) an identity and its templates; False if it was not enrolled. Removes
+        every stored spelling of the name (a gallery enrolled before names were NFC may hold
+        "Zoë" twice)."""
+        name = identity_name(name)
+        removed = self.store.remove(name)
+        for stored in self.store.identities():
+            if stored != name and unicodedata.normalize("NFC", stored) == name:
+                removed = self.store.remove(stored) or removed
+        return removed
 
     revoke = remove
 
     def sources(self, name: str) -> set[str]:
         """The image paths ``name``'s templates were enrolled from (those given as files)."""
-        return self.store.sources(name)
+        return self.store.sources(identity_name(name))
 
     def identities(self) -> dict[str, int]:
         """{name: number of templates}, sorted by name."""
@@ -132,8 +159,9 @@ class Gallery:
 
     def _require_threshold(self, threshold: float | None) -> float:
         threshold = self.threshold if threshold is None else check_threshold(threshold, self.matcher.manifest)
-        if threshold is None:
-            raise GalleryError("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass one")
+        if threshold is None:  # the bundle's calibrated one, when measured on another cropping, is not available
+            raise GalleryError(self.matcher.threshold_refused
+                               or "no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass one")
         return threshold
 
     def _query(self, image: ImageInput | Features) -> tuple[Features | None, Face | None]:
@@ -155,8 +183,9 @@ class Gallery:
 
     def verify(self, image: ImageInput | Features, name: str, threshold: float | None = None) -> Decision:
         """1:1: is ``image`` the enrolled ``name``? (Rejected with a reason when no face is found.)"""
+        name = identity_name(name)
         threshold = self._require_threshold(threshold)
-        templates = self.store.templates_of(name) if isinstance(name, str) else None
+        templates = self.store.templates_of(name)
         if templates is None:
             raise GalleryError(f"{name!r} is not enrolled in {self.path}; enroll them first, or check the name")
         query, face = self._query(image)
@@ -173,7 +202,7 @@ class Gallery:
         """1:N: the enrolled identities most like ``image`` (its largest face, with a detector),
         best first; accepted when the best scores at least the threshold. No face: rejected with
         ``reason="no face found"``."""
-        threshold = self._identify_checks(top_k, threshold)
+        threshold = self._identify_checks(top_k, rerank, threshold)
         query, face = self._query(image)
         if query is None:
             return self.no_face(threshold)
@@ -187,13 +216,16 @@ class Gallery:
                        threshold: float | None = None) -> list[Decision]:
         """1:N for every face the matcher's detector finds in the frame, largest first (an empty
         list when there is none); without a detector, one decision on the whole frame."""
-        threshold = self._identify_checks(top_k, threshold)
+        threshold = self._identify_checks(top_k, rerank, threshold)
         features, views = self.matcher.embed_faces(image)
         return [self._identify(features[i], views[i].face, top_k, rerank, threshold) for i in range(len(views))]
 
-    def _identify_checks(self, top_k, threshold) -> float:
+    def _identify_checks(self, top_k, rerank, threshold) -> float:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise GalleryError(f"top_k must be a whole number ≥ 1, got {top_k!r}")
+        if rerank is not None and (isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 1):
+            raise GalleryError(f"rerank (templates the matcher re-ranks) must be a whole number ≥ 1, or None for "
+                               f"the bundle's {self.matcher.manifest.rerank_k}, got {rerank!r}")
         return self._require_threshold(threshold)
 
     def _identify(self, query: Features, face: Face | None, top_k: int, rerank: int | None,

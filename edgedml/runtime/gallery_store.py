@@ -6,7 +6,8 @@ A :class:`~.gallery.Gallery` decides; a store keeps. Two stores exist:
 - :class:`~.postgres_store.PostgresStore`: one PostgreSQL database with pgvector shared by a
   fleet of doors (``postgresql://…``).
 
-Both answer the same calls: ``enroll(name, features, sources)`` (one transaction),
+Both answer the same calls: ``enroll(name, features, sources, add)`` (one transaction, which
+also decides whether the name may be created or extended: :func:`enrollment_conflict`),
 ``remove(name)``, ``identities()``, ``sources(name)``, ``templates_of(name)``,
 ``nearest(query, k)`` (the k templates nearest by global cosine, best first, with the local
 features the matcher re-ranks with), ``log(row)`` and ``decisions(limit)``. Both refuse a matcher
@@ -85,6 +86,19 @@ class Templates:
                     if rows and all(row[4] is not None for row in rows) else None)
         return cls(np.array([row[0] for row in rows], np.int64), [row[1] for row in rows], embedding.reshape(-1, e),
                    local, marginal, [row[5] for row in rows])
+
+
+def enrollment_conflict(name: str, where: str, exists: bool, add: bool) -> str | None:
+    """Why ``name`` cannot be enrolled, or None: a new enrollment needs a new name, and adding
+    templates (``add``) needs an enrolled one. Stores call it inside the enrollment transaction,
+    so two enrollments of one new name cannot both create it."""
+    if exists and not add:
+        return (f"{name!r} is already enrolled in {where}; to add these photos to that identity pass --add "
+                f"(API: add=True), or revoke {name!r} first to enroll it anew")
+    if add and not exists:
+        return (f"{name!r} is not enrolled in {where}, and --add (add=True) only adds photos to an enrolled "
+                f"identity: enroll {name!r} without --add first, or check the name")
+    return None
 
 
 def is_url(location: str | Path) -> bool:

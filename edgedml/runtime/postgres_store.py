@@ -20,13 +20,15 @@ holds at every door from its commit on. Enrollment is one transaction.
 When the server cannot be reached, each call raises :class:`~.gallery_store.GalleryUnavailable`
 (one line, the fix included) and nothing is decided; the next call reconnects, so a door resumes
 by itself when the server is back.
+
+Messages name the gallery by its URL without secrets (:mod:`.gallery_url`), and the driver's own
+messages are scrubbed of them; a URL that does not parse is refused before it reaches the driver.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from contextlib import contextmanager
@@ -34,7 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .gallery_store import GalleryError, GalleryUnavailable, Layout, Templates, as_bytes
+from .gallery_store import GalleryError, GalleryUnavailable, Layout, Templates, as_bytes, enrollment_conflict
+from .gallery_url import parse_gallery_url, scrub
 
 SCHEMA = """
 CREATE SCHEMA IF NOT EXISTS edgedml;
@@ -72,8 +75,11 @@ log = logging.getLogger("edgedml")
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@/]+@", r"\1:***@", url)
+    """The URL without its secrets, for messages and logs ("the gallery URL" when it does not parse)."""
+    try:
+        return parse_gallery_url(url).shown
+    except GalleryError:
+        return "the gallery URL"
 
 
 def vector_text(embedding: np.ndarray) -> str:
@@ -89,11 +95,12 @@ class PostgresStore:
     """``PostgresStore(url, layout)``: connect, create the schema on first use, check the layout."""
 
     def __init__(self, url: str, layout: Layout, read_only: bool | None = None, ef_search: int = EF_SEARCH):
+        parsed = parse_gallery_url(url)  # before the driver sees it: libpq would echo a malformed one
         try:
             import psycopg  # noqa: F401
         except ImportError as exc:
             raise GalleryError("a postgresql:// gallery needs psycopg: pip install 'edgedml[fleet]'") from exc
-        self.url, self.where = url, redact(url)
+        self.url, self.where, self._secrets = url, parsed.shown, parsed.secrets
         self.layout, self.read_only, self.ef_search = layout, bool(read_only), ef_search
         self._lock = threading.RLock()
         self._connection = None
@@ -123,13 +130,18 @@ class PostgresStore:
                 yield self._connection
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._drop()
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                # from None: the driver's exception may quote the URL, secrets included
                 raise GalleryUnavailable(
-                    f"the gallery server {self.where} cannot be reached while {doing} ({reason}); nothing was "
-                    f"decided. Check that PostgreSQL is running and reachable; the next call reconnects") from exc
+                    f"the gallery server {self.where} cannot be reached while {doing} ({self._reason(exc)}); "
+                    f"nothing was decided. Check that PostgreSQL is running and reachable; the next call "
+                    f"reconnects") from None
             except psycopg.Error as exc:
-                reason = str(exc).strip().splitlines()[0]
-                raise GalleryError(f"{self.where}: {doing} failed ({reason})") from exc
+                raise GalleryError(f"{self.where}: {doing} failed ({self._reason(exc)})") from None
+
+    def _reason(self, exc: Exception) -> str:
+        """The driver's message, first line, without the URL's secrets."""
+        text = str(exc).strip()
+        return scrub(text.splitlines()[0], self._secrets) if text else type(exc).__name__
 
     def _drop(self) -> None:
         if self._connection is not None:
@@ -151,9 +163,9 @@ class PostgresStore:
                     db.execute("CREATE EXTENSION IF NOT EXISTS vector")
             except psycopg.Error as exc:
                 raise GalleryError(
-                    f"{self.where} has no pgvector extension ({str(exc).strip().splitlines()[0]}): install pgvector "
+                    f"{self.where} has no pgvector extension ({self._reason(exc)}): install pgvector "
                     f"on the server and run CREATE EXTENSION vector as a superuser, or use a server that has it"
-                ) from exc
+                ) from None
             if self._stored_dim(db) is None:
                 for statement in SCHEMA.format(dim=self.layout.embedding_size).split(";"):
                     db.execute(statement)
@@ -186,16 +198,28 @@ class PostgresStore:
     # --- identities and templates ----------------------------------------------------------
 
     def enroll(self, name: str, embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray | None,
-               sources: Sequence[str | None]) -> int:
+               sources: Sequence[str | None], add: bool = False) -> int:
+        """One transaction: ``name`` is created (``add`` False: it must be new) or extended
+        (``add`` True: it must exist), then its templates are inserted."""
         self._writable("enroll")
         now = time.time()
         rows = [(vector_text(embedding[i]), as_bytes(local[i]), None if marginal is None else as_bytes(marginal[i]),
                  sources[i], now) for i in range(len(embedding))]
         with self._session(f"enrolling {name!r} (rolled back unless the server had committed it)") as db:
             with db.transaction():
-                db.execute("INSERT INTO edgedml.identities (name, created) VALUES (%s, %s) "
-                           "ON CONFLICT (name) DO NOTHING", (name, now))
-                identity = db.execute("SELECT id FROM edgedml.identities WHERE name = %s", (name,)).fetchone()[0]
+                # the unique index decides between doors enrolling one new name at once: the second
+                # waits for the first's commit, then finds the name taken
+                created = db.execute("INSERT INTO edgedml.identities (name, created) VALUES (%s, %s) "
+                                     "ON CONFLICT (name) DO NOTHING RETURNING id", (name, now)).fetchone()
+                found = created or db.execute("SELECT id FROM edgedml.identities WHERE name = %s FOR KEY SHARE",
+                                              (name,)).fetchone()  # held against a revocation until commit
+                if found is None and not add:  # taken, then revoked by another door before this read
+                    raise GalleryError(f"{name!r} was revoked at another door while it was being enrolled here; "
+                                       f"nothing was written: enroll again")
+                problem = enrollment_conflict(name, self.where, exists=created is None and found is not None, add=add)
+                if problem:
+                    raise GalleryError(problem)  # rolls the transaction back
+                identity = found[0]
                 with db.cursor() as cursor:
                     cursor.executemany("INSERT INTO edgedml.templates (identity_id, embedding, local, marginal, "
                                        "source, created) VALUES (%s, %s::vector, %s, %s, %s, %s)",
