@@ -271,10 +271,10 @@ def test_the_cli_exports_a_detector_and_decides_on_faces(yunet, faces, scene, tm
     model = ["--model", str(tmp_path / "bundle")]
     compared = runner.invoke(main, ["compare", str(DAISY), str(tmp_path / "frame.png"), *model,
                                     "--explain", str(tmp_path / "why.png")])
-    assert compared.exit_code == 0 and "NO MATCH (no face found in image a)" in compared.output, compared.output
+    assert compared.exit_code == 4 and "NO MATCH (no face found in image a)" in compared.output, compared.output
     assert (tmp_path / "why.png").is_file()
     compared = runner.invoke(main, ["compare", str(tmp_path / "frame.png"), str(tmp_path / "enrolled.png"), *model])
-    assert compared.exit_code == 0 and "face in a:" in compared.output, compared.output
+    assert compared.exit_code == 5 and "face in a:" in compared.output, compared.output  # uncalibrated
     db = str(tmp_path / "door.db")
     assert runner.invoke(main, ["enroll", db, "s21", str(tmp_path / "enrolled.png"), *model]).exit_code == 0
     refused = runner.invoke(main, ["enroll", db, "daisy", str(DAISY), *model])
@@ -292,7 +292,7 @@ def test_the_cli_exports_a_detector_and_decides_on_faces(yunet, faces, scene, tm
         for k, photo in enumerate(photos):
             cv2.imwrite(str(people / person / f"{k}.png"), photo[:, :, ::-1])
     shutil.copy(DAISY, people / "s22" / "daisy.jpg")
-    calibrated = runner.invoke(main, ["calibrate", str(tmp_path / "bundle"), "--data", str(people)])
+    calibrated = runner.invoke(main, ["calibrate", str(tmp_path / "bundle"), "--data", str(people), "--force"])
     assert calibrated.exit_code == 0, calibrated.output
     assert "6 images" in calibrated.output and "skipped 1 images: unreadable, or without a face" in calibrated.output
     calibration = read_manifest(tmp_path / "bundle").calibration

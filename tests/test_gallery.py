@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from conftest import kill_mid_enrollment
 from edgedml.cli import EXIT_REJECTED, main
+from edgedml.errors import EdgeDMLError
 from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import ModelConfig, build_model
 from edgedml.runtime import Matcher
@@ -104,11 +105,15 @@ def test_calibration_writes_thresholds_and_pictures(bundle, tmp_path):
         cv2.imwrite(str(data / name / "flipped.jpg"), flipped)
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    report = calibrate(copy, data)
+    with pytest.raises(EdgeDMLError, match="6 impostor pairs cannot measure FAR 0.001"):
+        calibrate(copy, data)
+    report = calibrate(copy, data, force=True)
     assert report["genuine_pairs"] == 3 + 1 and report["impostor_pairs"] == 3 * 2
     thresholds = Matcher(copy).manifest.thresholds  # re-reads and re-verifies the checksums
-    assert thresholds["default"]["from"] == "eer"  # 6 impostor pairs cannot resolve FAR 1e-3
-    assert not thresholds["far_0.001"]["resolvable"]
+    # 6 impostor pairs cannot resolve FAR 1e-3: forced, the default is still that row (above every
+    # impostor seen), marked unresolved, never the laxer EER threshold
+    assert thresholds["default"]["from"] == "far_0.001" and not thresholds["default"]["resolvable"]
+    assert not thresholds["far_0.001"]["resolvable"] and report["resolved"] is False
     assert Matcher(copy).threshold == thresholds["default"]["threshold"]
     assert cv2.imread(str(copy / "calibration_roc.png")) is not None
     assert cv2.imread(str(copy / "calibration_scores.png")) is not None

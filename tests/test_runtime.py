@@ -145,8 +145,8 @@ def test_cli_compare_json_and_explanation(exported, tmp_path):
     out = tmp_path / "why.png"
     result = CliRunner().invoke(main, ["compare", str(A), str(B), "--model", str(bundle), "--json",
                                        "--explain", str(out), "--threshold", "0.3"])
-    assert result.exit_code == 0, result.output
     data = json.loads(result.output)
+    assert result.exit_code == (0 if data["is_match"] else 4), result.output  # 4: NO MATCH
     assert data["is_match"] == (data["score"] >= 0.3) and cv2.imread(str(out)) is not None
     bad = CliRunner().invoke(main, ["compare", str(A), str(Path(__file__)), "--model", str(bundle)])
     assert bad.exit_code == 1 and "cannot decode" in bad.output and "Traceback" not in bad.output
@@ -161,7 +161,10 @@ def test_runtime_runs_with_torch_unimportable(exported):
         "    r.render()\n"
         "    print(backend, r.score)\n"
         "from edgedml.cli import main\n"
-        f"main(['compare', {str(A)!r}, {str(C)!r}, '--model', {str(bundle)!r}], standalone_mode=False)\n"
+        "try:\n"
+        f"    main(['compare', {str(A)!r}, {str(C)!r}, '--model', {str(bundle)!r}], standalone_mode=False)\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 5, exc.code  # uncalibrated: a score, no decision\n"
         "assert not any(m.split('.')[0] == 'torch' for m in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -7,7 +7,8 @@ from __future__ import annotations
 import click
 
 EXIT_NO_ENGINE = 3  # the bundle is complete but TensorRT or a GPU is missing here
-EXIT_REJECTED = 4  # verify/identify ran and the answer is no (not the same person, unknown)
+EXIT_REJECTED = 4  # verify/identify/compare ran and the answer is no (not the same person, unknown, no face)
+EXIT_UNDECIDED = 5  # compare scored but had no threshold to decide with (uncalibrated bundle, none given)
 
 
 def _fail(exc: Exception) -> None:

@@ -4,13 +4,24 @@ Every pair of images of a class-per-folder set is scored with the bundle's multi
 (same class: genuine, different classes: impostor). From the two score sets: the equal error
 rate (EER), the true-accept rate at false-accept rates 1e-2, 1e-3 and 1e-4 with their thresholds,
 a ROC curve and score histograms (PNG, drawn with OpenCV). The thresholds go into the bundle's
-manifest; ``default`` is the FAR 1e-3 threshold where the impostor pairs can resolve it (at least
-1,000 of them), the EER threshold otherwise.
+manifest; ``default`` is the threshold at the target FAR 1e-3.
+
+A false-accept rate below 1/n cannot be measured on n impostor pairs: a set with fewer than 1,000
+impostor pairs is refused before anything is written, unless ``force`` (``--force``) is given;
+then ``default`` is the FAR 1e-3 row all the same (just above the highest impostor score seen,
+never the laxer EER threshold), and every row the pairs cannot resolve is marked
+``"resolvable": false``. A calibration that lowers the bundle's previous default threshold says
+so (``report["lowered"]``, a warning, and the CLI prints old → new).
+
+The calibration records how its images were cut (``calibration.detector``: the detector's
+fingerprint, or "none") and with which graphs (``calibration.precision``); a matcher that cuts or
+runs otherwise may not decide with these thresholds (:func:`.thresholds.calibrated_threshold`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -22,7 +33,33 @@ from .image import image_extensions
 from .matcher import Features, Matcher
 
 FARS = (1e-2, 1e-3, 1e-4)
+TARGET_FAR = 1e-3  # the default threshold's
 log = logging.getLogger("edgedml")
+
+
+class CalibrationError(EdgeDMLError):
+    """The labelled set cannot calibrate the bundle (too few pairs, no genuine pairs)."""
+
+
+def pairs_needed(far: float) -> int:
+    """Impostor pairs needed to resolve a false-accept rate: 1/far (one false accept among them)."""
+    return math.ceil(1 / far - 1e-9)
+
+
+def impostor_pair_count(labels: np.ndarray) -> int:
+    """Pairs i < j of different labels."""
+    counts = np.unique(np.asarray(labels), return_counts=True)[1].astype(np.int64)
+    return int((counts.sum() ** 2 - (counts ** 2).sum()) // 2)
+
+
+def require_resolvable(impostor_pairs: int, force: bool, far: float = TARGET_FAR) -> None:
+    """:class:`CalibrationError` when ``impostor_pairs`` cannot resolve ``far`` and not ``force``."""
+    needed = pairs_needed(far)
+    if impostor_pairs < needed and not force:
+        raise CalibrationError(
+            f"{impostor_pairs} impostor pairs cannot measure FAR {far:g} (it needs at least {needed}: one false "
+            f"accept among them); nothing was written. Calibrate on more images and identities (e.g. 10 identities "
+            f"of 12 images give 5940 pairs), or pass --force (force=True) to write thresholds marked unresolved")
 
 
 def labelled_images(root: str | Path, per_class: int | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -194,21 +231,29 @@ def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict,
 
 
 def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None, backend: str = "auto",
-              progress: bool = False, precision: str = "fp32", detector: str | None = None) -> dict:
+              progress: bool = False, precision: str = "fp32", detector: str | None = None,
+              force: bool = False) -> dict:
     """Score all pairs of ``data``, write thresholds, ROC and histograms into ``bundle``.
-    ``detector``: as :class:`Matcher`'s (default: the bundle's); calibrate the way the door runs."""
+    ``detector``: as :class:`Matcher`'s (default: the bundle's); calibrate the way the door runs.
+    A set whose impostor pairs cannot resolve FAR 1e-3 is refused (:class:`CalibrationError`,
+    nothing written) unless ``force``. The report holds the thresholds, the calibration record,
+    ``previous_default`` (the default threshold it replaces, or None) and ``lowered``."""
     import cv2
 
     started = time.perf_counter()
     matcher = Matcher(bundle, backend=backend, precision=precision, detector=detector)
     paths, labels, names = labelled_images(data, per_class)
+    require_resolvable(impostor_pair_count(labels), force)  # before the work: even every image is too few
     features, kept, skipped = embed_readable(matcher, paths)
     for line in skipped:  # listed, and left out of every count
         log.warning("edgedml: skipped %s", line)
     paths, labels = [paths[i] for i in kept], labels[kept]
+    require_resolvable(impostor_pair_count(labels), force)  # what is left once the unreadable are out
     genuine, impostor = pair_scores(matcher, features, labels, progress=progress)
     if len(genuine) == 0:
-        raise EdgeDMLError(f"{data} has no class with two images: no genuine pairs to calibrate on")
+        raise CalibrationError(f"{data} has no class with two images: no genuine pairs to calibrate on")
+    if len(impostor) == 0:
+        raise CalibrationError(f"{data} has no two readable classes: no impostor pairs to calibrate on")
     eer, eer_threshold = equal_error_rate(genuine, impostor)
     eer_far, eer_tar = far_tar(genuine, impostor, eer_threshold)
     thresholds = {"eer": {"threshold": eer_threshold, "far": eer_far, "tar": eer_tar}}
@@ -216,11 +261,20 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
         t = threshold_at_far(impostor, far)
         measured_far, tar = far_tar(genuine, impostor, t)
         thresholds[f"far_{far:g}"] = {"threshold": t, "far": measured_far, "tar": tar,
-                                      "resolvable": len(impostor) >= 1 / far}
-    default = "far_0.001" if thresholds["far_0.001"]["resolvable"] else "eer"
+                                      "resolvable": len(impostor) >= pairs_needed(far)}
+    default = f"far_{TARGET_FAR:g}"  # unresolved (forced): just above every impostor seen, never the EER's
     thresholds["default"] = {**thresholds[default], "from": default}
     root = Path(bundle)
     manifest = read_manifest(root)  # verified before anything is written: a broken bundle stays as it was
+    before = manifest.thresholds.get("default")
+    previous = float(before["threshold"]) if before else None
+    lowered = previous is not None and thresholds["default"]["threshold"] < previous
+    if not thresholds["default"]["resolvable"]:
+        log.warning("edgedml: %d impostor pairs cannot resolve FAR %g; the thresholds are written unresolved "
+                    "(--force)", len(impostor), TARGET_FAR)
+    if lowered:
+        log.warning("edgedml: the default threshold goes down from %.4f to %.4f: more impostors are accepted",
+                    previous, thresholds["default"]["threshold"])
     cv2.imwrite(str(root / "calibration_roc.png"), draw_roc({"": (genuine, impostor)}))  # reports, not checksummed
     cv2.imwrite(str(root / "calibration_scores.png"), draw_histograms(
         genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
@@ -229,6 +283,7 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
                    "skipped": skipped, "classes": len(names),
                    "genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
                    "eer": eer, "impostor_min": float(impostor.min()) if len(impostor) else None,
+                   "target_far": TARGET_FAR, "resolved": bool(thresholds["default"]["resolvable"]),
                    "seconds": round(time.perf_counter() - started, 1)}
     manifest.update(thresholds=thresholds, calibration=calibration)
-    return {"thresholds": thresholds, **calibration}
+    return {"thresholds": thresholds, **calibration, "previous_default": previous, "lowered": lowered}
