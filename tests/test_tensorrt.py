@@ -401,6 +401,36 @@ def test_precision_errors_and_missing_engines(fake_bundle, monkeypatch, tmp_path
         t.TensorRTBackend(fake_bundle, read_manifest(fake_bundle), "fp16")
 
 
+def test_fake_engines_load_only_with_a_checksum(fake_bundle, monkeypatch, tmp_path):
+    """An engine the manifest records but does not checksum is refused (issue 22, item 5)."""
+    from edgedml.runtime import tensorrt as t
+
+    install(monkeypatch, tmp_path)
+    t.build_engines(fake_bundle, "fp16", max_batch=4, max_candidates=5, log=lambda m: None)
+    t.TensorRTBackend(fake_bundle, read_manifest(fake_bundle), "fp16").close()
+    body = json.loads((fake_bundle / "manifest.json").read_text())
+    del body["files"]["engines/matcher.fp16.engine"]
+    (fake_bundle / "manifest.json").write_text(json.dumps(body))
+    with pytest.raises(BundleError, match="matcher.fp16.engine has no checksum"):
+        t.TensorRTBackend(fake_bundle, read_manifest(fake_bundle), "fp16")
+
+
+def test_fake_engine_check_reads_validation_data_only_inside_the_bundle(fake_bundle, monkeypatch, tmp_path):
+    """Validation data symlinked out of the bundle (checksums rewritten to agree) is refused, and
+    the manifest stays as it was (issue 22, item 5)."""
+    from edgedml.runtime import tensorrt as t
+
+    install(monkeypatch, tmp_path)
+    outside = tmp_path / "inputs.npz"
+    (fake_bundle / "validation" / "inputs.npz").rename(outside)
+    (fake_bundle / "validation" / "inputs.npz").symlink_to(outside)
+    read_manifest(fake_bundle, verify=False).write(fake_bundle)
+    before = (fake_bundle / "manifest.json").read_bytes()
+    with pytest.raises(BundleError, match="validation/inputs.npz lies outside the bundle"):
+        t.build_engines(fake_bundle, "fp16", log=lambda m: None)
+    assert (fake_bundle / "manifest.json").read_bytes() == before
+
+
 def test_without_tensorrt_the_error_says_the_onnx_bundle_is_complete(fake_bundle, monkeypatch):
     from edgedml.runtime import tensorrt as t
 
