@@ -74,14 +74,6 @@ STATEMENT_SECONDS = 30
 log = logging.getLogger("edgedml")
 
 
-def redact(url: str) -> str:
-    """The URL without its secrets, for messages and logs ("the gallery URL" when it does not parse)."""
-    try:
-        return parse_gallery_url(url).shown
-    except GalleryError:
-        return "the gallery URL"
-
-
 def vector_text(embedding: np.ndarray) -> str:
     """pgvector's text form of a float32 vector, exact (each value printed with float64 digits)."""
     return "[" + ",".join(repr(float(v)) for v in np.asarray(embedding, np.float32).ravel()) + "]"
