@@ -545,6 +545,12 @@ BUNDLE_CASES = [  # every file the runtime loads is inside the bundle and checks
     # item 5: a checksummed graph that returns what no honest graph can does not decide
     ("tampered matcher, checksums rewritten", PAIR, lambda w, t: _tampered_bundle(w, t, _graph_changed(PLUS_ONE)),
      1, "structural similarity of"),
+    ("door verifying with a tampered matcher", ["verify", "{world}/door.db", IMG, "ann", "--model", "{target}",
+                                                "--threshold", "2"],
+     lambda w, t: _tampered_bundle(w, t, _graph_changed(PLUS_ONE)), 1, "tampered with"),
+    ("door identifying with a tampered matcher", ["identify", "{world}/door.db", IMG, "--model", "{target}",
+                                                  "--threshold", "2"],
+     lambda w, t: _tampered_bundle(w, t, _graph_changed(PLUS_ONE)), 1, "tampered with"),
     ("tampered multi-scale score, checksums rewritten", PAIR,
      lambda w, t: _tampered_bundle(w, t, _graph_changed(_shift_scores(1.0, "multiscale"))), 1,
      "multi-scale score of"),
@@ -712,18 +718,163 @@ EXPORT_CASES = [  # exports, crops and calibration sets that keep the user's fil
      lambda w, t: _folder_of(t, {"0.png": b"not a picture"}), 1, "--validate-with"),
     ("MAP@R on a labelled set of one class", EXPORT + ["{world}/never", "--precision", "fp32,fp16", "--validate-with",
                                                        "{target}/a", "--validate-data", "{target}"],
-     lambda w, t: _labelled(t / "l").parent / "l" if False else _folder_of(t, {"a/0.png": cv2.imencode(
-         ".png", np.full((80, 80, 3), 90, np.uint8))[1].tobytes()}), 1, "MAP@R needs at least 2"),
+     lambda w, t: _folder_of(t, {"a/0.png": (w / "0.png").read_bytes()}), 1, "MAP@R needs at least 2"),
     ("MAP@R on a labelled set of corrupt images", EXPORT + ["{world}/never", "--precision", "fp32,fp16",
                                                             "--validate-with", "{world}", "--validate-data",
                                                             "{target}"],
      lambda w, t: _folder_of(t, {"a/0.png": b"x", "a/1.png": b"y", "b/0.png": b"z"}), 1, "MAP@R needs at least 2"),
     ("eval on a folder of unseen classes", ["eval", "--data", "{target}", "--checkpoint", "{world}/model.safetensors",
                                             "--workers", "0", "--device", "cpu", "--no-structural", "--no-nmi"],
-     _four_classes, 0, "pass --split all"),
+     _four_classes, 0, "every class with --split all"),
 ]
 
+def _crafted(kind):
+    """A file of a few hundred bytes whose header claims an image past 50 MP (tests/crafted_images.py)."""
+    def make(world, tmp):
+        from crafted_images import HUGE
+
+        (tmp / "huge.img").write_bytes(HUGE[kind]())
+        return tmp / "huge.img"
+    return make
+
+
+def _encoded(suffix):
+    """A small picture, encoded by OpenCV as ``suffix`` (a format whose header edgedml does not read)."""
+    def make(world, tmp):
+        ok, data = cv2.imencode(suffix, cv2.imread(str(world / "0.png")))
+        assert ok
+        (tmp / f"small{suffix}").write_bytes(data.tobytes())
+        return tmp / f"small{suffix}"
+    return make
+
+
+def _weights(content):
+    """A folder holding weights.pth (or .safetensors) with ``content(folder)``'s bytes."""
+    def make(world, tmp):
+        name, data = content(tmp / "w")
+        (tmp / "w").mkdir()
+        (tmp / "w" / name).write_bytes(data)
+        return tmp / "w"
+    return make
+
+
+class _RunsCode:
+    """Unpickled, it would create the folder ``pwned`` in the row's target (the runner sees it)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.folder / "pwned"),)
+
+
+def _torch_pickle(folder):
+    return "weights.pth", _saved({"conv1.weight": _RunsCode(folder)})
+
+
+def _saved(obj):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _pairs_folder(world, tmp):
+    """Two classes: a with two photos (2 distinct genuine pairs, either order), b with one."""
+    for cls, names in (("a", ("0.png", "1.png")), ("b", ("2.png",))):
+        (tmp / "p" / cls).mkdir(parents=True)
+        for n in names:
+            shutil.copy(world / n, tmp / "p" / cls / n)
+    return tmp / "p"
+
+
+COMPARE_TARGET = ["compare", "{target}", IMG, "--model", "{world}/bundle"]
+PAST_50_MP = "edgedml decodes at most 50 MP"
+VIT_EXPORT = ["export", "--backbone", "deit_tiny_patch16_224", "--out", "{world}/never", "--backbone-weights"]
 ARGUMENT_CASES = [  # decode guards, ranges and exit codes of arguments (items 11, 12, 13, 15)
+    *[(f"image past the pixel limit: {kind}", COMPARE_TARGET, _crafted(kind), 1, PAST_50_MP) for kind in (
+        "jpeg", "jpeg after 128 KB of comments", "bmp", "bmp top-down", "bmp os2", "tiff little-endian",
+        "tiff big-endian", "tiff short sides", "bigtiff", "bigtiff big-endian", "webp vp8", "webp vp8l", "webp vp8x",
+        "pbm", "pgm", "ppm", "ppm ascii", "pam", "gif", "gif frame past its screen")],
+    ("image in a format whose size is not read: JPEG 2000", COMPARE_TARGET, _encoded(".jp2"), 1,
+     "its format is not one edgedml reads"),
+    ("image in a format whose size is not read: Sun raster", COMPARE_TARGET, _encoded(".ras"), 1,
+     "its format is not one edgedml reads"),
+    ("image of float pixels: PFM", COMPARE_TARGET, _encoded(".pfm"), 1, "float pixels"),
+    ("image of float pixels: Radiance HDR", COMPARE_TARGET, _encoded(".hdr"), 1, "float pixels"),
+    ("faithfulness asked for a billion pairs", ["faithfulness", "--model", "{world}/bundle", "--data", "{target}",
+                                                "--pairs", "1000000000", "--methods", "evidence"], _pairs_folder, 0,
+     "has only 2 distinct genuine pairs"),
+    ("faithfulness attention on a DIML head", ["faithfulness", "--model", "{world}/bundle", "--data", "{target}",
+                                               "--methods", "attention"], _pairs_folder, 1,
+     "the diml head has no attention maps"),
+    ("faithfulness report into a missing folder", ["faithfulness", "--model", "{world}/bundle", "--data", "{target}",
+                                                   "--json", "{target}/missing/r.json"], _pairs_folder, 2,
+     "does not exist"),
+    ("faithfulness plot into a missing folder", ["faithfulness", "--model", "{world}/bundle", "--data", "{target}",
+                                                 "--plot", "{target}/missing/r.png"], _pairs_folder, 2,
+     "does not exist"),
+    ("explanation into a missing folder", ["compare", IMG, IMG, "--model", "{world}/bundle", "--explain",
+                                           "{world}/missing/why.png"], None, 2, "does not exist"),
+    ("eval results into a missing folder", ["eval", "--data", "{target}", "--checkpoint", "{world}/model.safetensors",
+                                            "--split", "all", "--json-out", "{target}/missing/r.json"],
+     _pairs_folder, 2, "does not exist"),
+    ("eval batch size -1", ["eval", "--data", "{target}", "--checkpoint", "{world}/model.safetensors",
+                            "--batch-size", "-1"], _pairs_folder, 2, "--batch-size"),
+    ("eval workers -3", ["eval", "--data", "{target}", "--checkpoint", "{world}/model.safetensors", "--workers", "-3"],
+     _pairs_folder, 2, "--workers"),
+    ("eval partial mass nan", ["eval", "--data", "{target}", "--checkpoint", "{world}/model.safetensors",
+                               "--partial-mass", "nan"], _pairs_folder, 2, "not a finite number"),
+    ("train lr nan", ["train", "--data", "{target}", "--out", "{target}/run", "--lr", "nan"], _pairs_folder, 2,
+     "not a finite number"),
+    ("train head lr inf", ["train", "--data", "{target}", "--out", "{target}/run", "--head-lr", "inf"], _pairs_folder,
+     2, "not a finite number"),
+    ("train lr 0", ["train", "--data", "{target}", "--out", "{target}/run", "--lr", "0"], _pairs_folder, 2, "--lr"),
+    ("train epochs 0", ["train", "--data", "{target}", "--out", "{target}/run", "--epochs", "0"], _pairs_folder, 2,
+     "--epochs"),
+    ("train validation fraction 1", ["train", "--data", "{target}", "--out", "{target}/run", "--val-fraction", "1"],
+     _pairs_folder, 2, "--val-fraction"),
+    ("train negative diversity weight", ["train", "--data", "{target}", "--out", "{target}/run",
+                                         "--diversity-weight", "-1"], _pairs_folder, 2, "--diversity-weight"),
+    ("train backbone weights missing", ["train", "--data", "{target}", "--out", "{target}/run", "--backbone",
+                                        "resnet50", "--backbone-weights", "{target}/resnet50.pth"], _pairs_folder, 2,
+     "does not exist"),
+    ("export partial mass nan", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
+                                 "--partial-mass", "nan"], None, 2, "not a finite number"),
+    ("export max batch 0", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
+                            "--max-batch", "0"], None, 2, "--max-batch"),
+    ("export calibration images 0", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
+                                     "--calib-images", "0"], None, 2, "--calib-images"),
+    ("export face score 2", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
+                             "--face-score", "2"], None, 2, "--face-score"),
+    ("export detector file missing", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
+                                      "--detector", "yunet:{world}/yunet.onnx"], None, 2, "does not exist"),
+    ("backbone weights missing", VIT_EXPORT + ["{world}/deit.safetensors"], None, 2, "does not exist"),
+    ("backbone weights of random bytes", VIT_EXPORT + ["{target}/weights.pth"],
+     _weights(lambda f: ("weights.pth", bytes(range(256)) * 4)), 1, "not a readable weights file"),
+    ("backbone weights of a corrupt safetensors", VIT_EXPORT + ["{target}/weights.safetensors"],
+     _weights(lambda f: ("weights.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")), 1,
+     "not a readable weights file"),
+    ("backbone weights pickling code, torch format", VIT_EXPORT + ["{target}/weights.pth"], _weights(_torch_pickle), 1,
+     "edgedml never unpickles other objects"),
+    ("backbone weights pickling code, plain pickle", VIT_EXPORT + ["{target}/weights.pth"],
+     _weights(lambda f: ("weights.pth", __import__("pickle").dumps({"conv1.weight": _RunsCode(f)}))), 1,
+     "edgedml never unpickles other objects"),
+    ("backbone weights that are no state dict", VIT_EXPORT + ["{target}/weights.pth"],
+     _weights(lambda f: ("weights.pth", _saved({"blocks.0.norm1.weight": 3}))), 1, "is not a named tensor"),
+    ("threshold 1e9 on compare", ["compare", IMG, IMG, "--model", "{world}/bundle", "--threshold", "1e9"], None, 2,
+     "rejects every pair"),
+    ("threshold inf on identify", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle", "--threshold",
+                                   "inf"], None, 2, "must be finite"),
+    ("calibrate per class 0", ["calibrate", "{world}/bundle", "--data", "{target}", "--per-class", "0"], _pairs_folder,
+     2, "--per-class"),
+    ("crop faces margin nan", ["crop-faces", "{target}", "{target}/../crops", "--detector",
+                               "yunet:{world}/model.safetensors", "--margin", "nan"], _pairs_folder, 2,
+     "not a finite number"),
+    ("crop faces detector file missing", ["crop-faces", "{target}", "{target}/../crops", "--detector",
+                                          "yunet:{world}/yunet.onnx"], _pairs_folder, 2, "does not exist"),
+    ("build engines for a batch of 0", ["build-engine", "{world}/bundle", "--max-batch", "0"], None, 2, "--max-batch"),
 ]
 
 CASES = CASES + GALLERY_CASES + CALIBRATION_CASES + BUNDLE_CASES + EXPORT_CASES + ARGUMENT_CASES

@@ -239,7 +239,8 @@ class Matcher:
 
     def match(self, query: Features, candidates: Features) -> dict[str, np.ndarray]:
         """One query against K candidates → structural (K), multiscale (K), plan (K, R, R),
-        query_evidence (K, R), candidate_evidence (K, R)."""
+        query_evidence (K, R), candidate_evidence (K, R). Outputs no honest graph produces (a
+        score outside its range, inf or NaN) raise :class:`BundleError` (:func:`check_scores`)."""
         if len(query) != 1:
             raise ValueError(f"match takes one query, got {len(query)}; use query[i] to pick one")
         if len(candidates) == 0:
@@ -332,8 +333,8 @@ def check_scores(out: dict[str, np.ndarray], tolerance: float = SCORE_RANGE_TOL[
     multiscale = np.asarray(out["multiscale"], np.float64)
     for what, values, bound in (("structural similarity", structural, 1.0), ("multi-scale score", multiscale, 2.0),
                                 ("global cosine", multiscale - structural, 1.0)):
-        worst = float(np.abs(values).max()) if values.size else 0.0
-        if worst > bound + tolerance:
+        worst = float(values.flat[np.abs(values).argmax()]) if values.size else 0.0
+        if abs(worst) > bound + tolerance:
             raise BundleError(f"the matcher graph returned a {what} of {worst:.4g}, outside [-{bound:g}, {bound:g}]: "
                               f"the graph is broken or was tampered with, so nothing is decided; re-export the bundle")
 
