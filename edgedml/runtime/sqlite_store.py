@@ -16,6 +16,9 @@
   through the ``-shm`` index when it can be used, else by reading the log itself. Where SQLite
   cannot read the log consistently (a ``-wal`` without a usable ``-shm`` in a read-only folder)
   the gallery refuses to open: a door never decides on an older snapshot than the last commit.
+  A gallery without a ``-wal`` on a read-only mount (closed cleanly: the file holds every commit)
+  is read as it is (``immutable=1``) while it stays so: every read is redone through a fresh
+  connection when a log appeared or the file changed meanwhile (:func:`_current`).
 - Writes (enroll, revoke) refuse a read-only gallery and, before this connection's first write, a
   file that fails ``PRAGMA quick_check``: nothing is written into a damaged file.
 - Closing a writable gallery checkpoints the log into the file (``wal_checkpoint(TRUNCATE)``), so
@@ -110,6 +113,26 @@ def _surfaced(method):
     return call
 
 
+def _current(method):
+    """A read call of a gallery opened without its log (immutable): redone through a fresh
+    connection when a log appeared beside the file or the file changed during the call, so no
+    answer comes from an older snapshot than the file's last commit."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        for _ in range(3):
+            result = method(self, *args, **kwargs)
+            if self._frozen is None or self._frozen == self._file_state():
+                return result
+            with self._lock:
+                self.db.close()
+                self._connect()
+        raise GalleryError(f"{self.path} kept changing while this read-only door read it; no decision was made: "
+                           f"retry, or make the gallery's folder writable so SQLite can coordinate the readers")
+
+    return call
+
+
 def _require_sqlite(path: Path) -> None:
     """Refuse a file that exists, is not empty and is not an SQLite database."""
     if path.is_dir():
@@ -143,9 +166,10 @@ class SQLiteStore:
 
     @_surfaced
     def _connect(self) -> None:
-        if self.read_only:  # mode=ro reads the WAL (never immutable=1: it ignores the WAL, revocations included)
-            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                      check_same_thread=False, isolation_level=None, timeout=BUSY_SECONDS)
+        self._frozen = None  # the file's state when it is read without a log (immutable), else None
+        self._version = None  # data_version belongs to a connection: the search index reconciles anew
+        if self.read_only:
+            self.db = self._connect_read_only()
         else:
             self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
                                       timeout=BUSY_SECONDS)
@@ -154,6 +178,34 @@ class SQLiteStore:
         except BaseException:
             self.db.close()
             raise
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro``, which reads the WAL (never ``immutable=1`` while a log exists: it ignores the
+        log, revocations included). SQLite cannot open a WAL-mode file read-only when it can neither
+        use nor make a -shm; then a file without a -wal (closed cleanly: the file holds every
+        commit) is read immutable under :func:`_current`'s watch, and one with a -wal is refused."""
+        uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None,
+                             timeout=BUSY_SECONDS)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file, its log and -shm
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            state = self._file_state() if self.path.is_file() else None
+            if state is None:  # no file, or a log that cannot be read consistently (see explain)
+                raise
+        db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False,
+                             isolation_level=None)
+        self._frozen = state
+        return db
+
+    def _file_state(self) -> tuple | None:
+        """The file's identity and last change, or None when a write-ahead log lies beside it."""
+        if wal_files(self.path)[0].exists():
+            return None
+        info = os.stat(self.path)
+        return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
     def _open(self) -> None:
         """Check (and on first use create or upgrade) the schema, then the embedder and cropping."""
@@ -276,6 +328,7 @@ class SQLiteStore:
         return bool(deleted)
 
     @_surfaced
+    @_current
     def identities(self) -> dict[str, int]:
         with self._lock:
             rows = self.db.execute("SELECT i.name, COUNT(t.id) FROM identities i LEFT JOIN templates t "
@@ -283,6 +336,7 @@ class SQLiteStore:
         return dict(rows)
 
     @_surfaced
+    @_current
     def sources(self, name: str) -> set[str]:
         with self._lock:
             rows = self.db.execute("SELECT t.source FROM templates t JOIN identities i ON i.id = t.identity_id "
@@ -290,6 +344,7 @@ class SQLiteStore:
         return {row[0] for row in rows}
 
     @_surfaced
+    @_current
     def templates_of(self, name: str) -> Templates | None:
         with self._lock:
             rows = self.db.execute(f"{ROWS} WHERE i.name=? ORDER BY t.id", (name,)).fetchall()
@@ -298,6 +353,7 @@ class SQLiteStore:
     # --- search -----------------------------------------------------------------------------
 
     @_surfaced
+    @_current
     def nearest(self, query: np.ndarray, k: int) -> Templates:
         """The k templates nearest ``query`` (E,) by global cosine, best first."""
         with self._lock:
@@ -316,6 +372,7 @@ class SQLiteStore:
         return rows
 
     @_surfaced
+    @_current
     def index_kind(self) -> str:
         with self._lock:
             self._sync_index()
@@ -386,6 +443,7 @@ class SQLiteStore:
         return int(cursor.lastrowid)
 
     @_surfaced
+    @_current
     def decisions(self, limit: int, door: str | None = None) -> list[dict]:
         with self._lock:
             cursor = self.db.execute(f"SELECT * FROM decisions {'WHERE door = ? ' if door else ''}ORDER BY id DESC "
