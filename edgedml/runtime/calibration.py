@@ -59,7 +59,7 @@ def require_resolvable(impostor_pairs: int, force: bool, far: float = TARGET_FAR
         raise CalibrationError(
             f"{impostor_pairs} impostor pairs cannot measure FAR {far:g} (it needs at least {needed}: one false "
             f"accept among them); nothing was written. Calibrate on more images and identities (e.g. 10 identities "
-            f"of 12 images give 5940 pairs), or pass --force (force=True) to write thresholds marked unresolved")
+            f"of 12 images give 6480), or pass --force (force=True) to write thresholds marked unresolved")
 
 
 def labelled_images(root: str | Path, per_class: int | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -271,7 +271,7 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     lowered = previous is not None and thresholds["default"]["threshold"] < previous
     if not thresholds["default"]["resolvable"]:
         log.warning("edgedml: %d impostor pairs cannot resolve FAR %g; the thresholds are written unresolved "
-                    "(--force)", len(impostor), TARGET_FAR)
+                    "(forced)", len(impostor), TARGET_FAR)
     if lowered:
         log.warning("edgedml: the default threshold goes down from %.4f to %.4f: more impostors are accepted",
                     previous, thresholds["default"]["threshold"])
