@@ -65,16 +65,19 @@ def rooted(manifest: Manifest, bundle: Path) -> Manifest:
     return manifest if manifest.root is not None else dataclasses.replace(manifest, root=Path(bundle))
 
 
-def load_error(file: str, runtime: str, exc: Exception) -> BundleError:
-    """A runtime's failure to load a graph (bad protobuf, unknown opset...) as one line."""
+def load_error(file: str, runtime: str, exc: Exception, verb: str = "load") -> BundleError:
+    """A runtime's failure to load (or run) a graph (bad protobuf, unknown opset or operator...)
+    as one line."""
     text = str(exc)
-    found = re.search(r"error: \(-?\d+:[^)]*\) (.*?)(?: in function|$)", text, re.S)  # OpenCV's cv2.error
-    text = found.group(1) if found else text
+    found = re.search(r"error: \(-?\d+:[^)]*\) ?(.*?)(?:\s*in function|$)", text, re.S)  # OpenCV's cv2.error
+    if found:  # its cause, and the "> ..." lines OpenCV 5 appends
+        detail = [line.strip("> \t") for line in text[found.end():].splitlines() if line.startswith(">")]
+        text = " ".join(part for part in (found.group(1).strip(), *detail) if part)
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (Load model from .*? failed:)?", "", text.strip())
     text = re.sub(r"^/\S+:\d+ .*?\) ", "", text)  # onnxruntime's C++ source location and signature
     first = (text.strip().splitlines() or [type(exc).__name__])[0]
     first = first if len(first) <= 240 else f"{first[:150]} … {first[-80:]}"  # the cause is often at the end
-    return BundleError(f"{runtime} cannot load the graph {file} ({first}); re-export the bundle with this edgedml, "
+    return BundleError(f"{runtime} cannot {verb} the graph {file} ({first}); re-export the bundle with this edgedml, "
                        f"or use another backend or precision")
 
 
@@ -197,7 +200,7 @@ class OpenCVBackend(Backend):
             except Exception:  # OpenCV built without its CUDA module
                 cuda = False
         files, paths = graph_files(manifest, precision), graph_paths(bundle, manifest, precision)
-        self.limits = graph_limits(manifest)
+        self.files, self.limits = files, graph_limits(manifest)
         self.nets, self.outputs, self.locks = {}, {}, {}
         targets = {"cuda": cv2.dnn.DNN_TARGET_CUDA, "cuda_fp16": cv2.dnn.DNN_TARGET_CUDA_FP16}
         for graph in GRAPHS:
@@ -205,6 +208,9 @@ class OpenCVBackend(Backend):
                 net = cv2.dnn.readNetFromONNX(str(paths[graph]))
             except cv2.error as exc:
                 raise load_error(files[graph], "OpenCV's DNN module", exc) from exc
+            if net.empty():  # OpenCV 5 returns an empty net for operators it lacks, and fails only at run time
+                raise load_error(files[graph], "OpenCV's DNN module", RuntimeError(
+                    "it holds operators this OpenCV does not implement"))
             if cuda:
                 net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
                 net.setPreferableTarget(targets[opencv_cuda_target(precision)])
@@ -214,11 +220,16 @@ class OpenCVBackend(Backend):
         self.target = "cuda" if cuda else "cpu"
 
     def run(self, graph, feeds):
+        import cv2
+
         net = self.nets[graph]
         with self.locks[graph]:
-            for name, value in feeds.items():
-                net.setInput(np.ascontiguousarray(value, dtype=np.float32), name)
-            values = net.forward(self.outputs[graph])
+            try:
+                for name, value in feeds.items():
+                    net.setInput(np.ascontiguousarray(value, dtype=np.float32), name)
+                values = net.forward(self.outputs[graph])
+            except cv2.error as exc:  # a graph OpenCV read but cannot run: one line, no decision
+                raise load_error(self.files.get(graph, graph), "OpenCV's DNN module", exc, "run") from exc
         return dict(zip(self.outputs[graph], (np.asarray(v) for v in values)))
 
     def describe(self) -> str:
