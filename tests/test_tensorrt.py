@@ -431,6 +431,26 @@ def test_fake_engine_check_reads_validation_data_only_inside_the_bundle(fake_bun
     assert (fake_bundle / "manifest.json").read_bytes() == before
 
 
+def test_fake_build_never_writes_through_a_symlink_out_of_the_bundle(fake_bundle, monkeypatch, tmp_path):
+    """engines/ (or a staged engine) planted as a symlink to a user's folder or file: nothing of
+    theirs is written (issue 22, item 5)."""
+    from edgedml.runtime import tensorrt as t
+
+    install(monkeypatch, tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (fake_bundle / "engines").symlink_to(mine)
+    with pytest.raises(BundleError, match="leads outside the bundle"):
+        t.build_engines(fake_bundle, "fp16", log=lambda m: None)
+    assert list(mine.iterdir()) == []
+    (fake_bundle / "engines").unlink()
+    (fake_bundle / "engines").mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    (fake_bundle / "engines" / "embedder.fp16.engine.tmp").symlink_to(mine / "thesis.txt")
+    t.build_engines(fake_bundle, "fp16", max_batch=4, max_candidates=5, log=lambda m: None)
+    assert (mine / "thesis.txt").read_text() == "years of work"
+
+
 def test_without_tensorrt_the_error_says_the_onnx_bundle_is_complete(fake_bundle, monkeypatch):
     from edgedml.runtime import tensorrt as t
 

@@ -153,11 +153,15 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
 
     engines_dir = root / "engines"
     engines_dir.mkdir(exist_ok=True)
+    if not engines_dir.resolve().is_relative_to(root.resolve()):
+        raise BundleError(f"{engines_dir} leads outside the bundle (a symlink); remove it and build again")
     cache = timing_cache_path()
     final = {g: engines_dir / f"{g}.{precision}.engine" for g in GRAPHS}
     # built under a temporary name (checksums skip *.tmp): a failed build or check never
     # replaces or deletes engines that the manifest already records
     staged = {g: p.with_name(p.name + ".tmp") for g, p in final.items()}
+    for path in staged.values():  # a leftover (or a symlink planted there) is never written through
+        path.unlink(missing_ok=True)
     limits = {"embedder": embedder.to_dict(), "matcher": matcher.to_dict()}
     try:
         facts = {}
