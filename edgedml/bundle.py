@@ -297,7 +297,9 @@ class Manifest:
         written = dataclasses.replace(self, files=files, root=root)
         target = root / MANIFEST
         tmp = target.with_name(MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(written.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.unlink(missing_ok=True)  # a leftover, or a symlink planted there, is never written through
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(json.dumps(written.to_dict(), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, target)
         return written
 

@@ -163,6 +163,9 @@ def test_the_opencv_backend_runs_fp32_graphs_on_the_fp32_cuda_target(tmp_path, m
     targets = []
 
     class Net:
+        def empty(self):
+            return False
+
         def setPreferableBackend(self, backend):
             pass
 
@@ -271,3 +274,14 @@ def test_manifest_path_opens_only_checksummed_files_inside_the_bundle(tmp_path):
     (bundle / "manifest.json").write_text(json.dumps(body))
     with pytest.raises(BundleError, match="link.onnx lies outside the bundle"):
         backends.create_backend(bundle, read_manifest(bundle), "onnxruntime")
+
+
+def test_rewriting_a_manifest_never_writes_through_a_planted_symlink(tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "embedder.onnx").write_bytes(b"graph")
+    (tmp_path / "thesis.txt").write_text("years of work")
+    (bundle / "manifest.json.tmp").symlink_to(tmp_path / "thesis.txt")
+    _write(bundle).update(thresholds={"default": {"threshold": 1.5}})
+    assert (tmp_path / "thesis.txt").read_text() == "years of work"
+    assert read_manifest(bundle).thresholds["default"]["threshold"] == 1.5
