@@ -7,18 +7,28 @@ for a whole data set, so that training and calibration see the same pixels as th
     edgedml crop-faces ../shared/data/orl_faces crops/orl_faces --detector yunet:yunet.onnx
 
 Each photo's largest face is written as PNG under the same class folder and file stem; photos
-without a face are listed and left out. numpy + OpenCV only.
+without a face, and photos that cannot be decoded, are listed and left out. The user's files are
+never written over: OUT must be new or empty, or (with ``--overwrite``) hold nothing but what an
+earlier run wrote there, unchanged (recorded in ``crop_faces.json``); two photos that would give
+one crop file (``x.png`` and ``x.jpg`` of a class) are refused before anything is written; the
+crops appear under OUT only once all are written. numpy + OpenCV only.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EdgeDMLError
+from ..bundle import sha256_file
+from ..errors import ConfigError, EdgeDMLError, InvalidImageError
+from ..output_folders import move_into_place, refuse_link, staging_folder
 from .detection import YuNetDetector
 from .image import image_extensions, load_image
 from .roi import face_view
+
+RECORD = "crop_faces.json"  # what a run wrote (names and sha256): --overwrite replaces only such a folder
 
 
 @dataclass
@@ -26,10 +36,75 @@ class CropReport:
     written: int = 0
     classes: int = 0
     without_face: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # the decoder's message per photo left out
 
 
-def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, progress=None) -> CropReport:
-    """Write the largest face of every photo under ``source``/<class>/ to ``out``/<class>/<stem>.png."""
+def crop_name(photo: Path) -> str:
+    """The crop's file name: the photo's stem, as PNG (``a/x.jpg`` → ``a/x.png``)."""
+    return f"{photo.stem}.png"
+
+
+def plan(source: Path, classes: list[Path]) -> dict[str, Path]:
+    """{crop path relative to OUT: photo} for every photo; refuses (before anything is written)
+    two photos that would be written to one crop file, e.g. ``x.png`` and ``x.jpg`` of a class."""
+    suffixes = image_extensions()
+    crops: dict[str, Path] = {}
+    clashes = []
+    for folder in classes:
+        for photo in sorted(f for f in folder.iterdir() if f.suffix.lower() in suffixes and f.is_file()):
+            name = f"{folder.name}/{crop_name(photo)}"
+            if name in crops:
+                clashes.append(f"{crops[name].relative_to(source)} and {photo.relative_to(source)} → {name}")
+            else:
+                crops[name] = photo
+    if clashes:
+        raise ConfigError(f"{len(clashes)} pair(s) of photos would be written to one crop file ({'; '.join(clashes[:3])}"
+                          f"{'; …' if len(clashes) > 3 else ''}): rename one photo of each pair; nothing was written")
+    return crops
+
+
+def check_out_folder(out: Path, overwrite: bool) -> None:
+    """OUT may be new or empty; with ``overwrite``, a folder holding nothing but the crops an
+    earlier crop-faces run wrote there, unchanged (its :data:`RECORD`). Anything else is refused,
+    naming what is not crop-faces' own: the user's files are never written over or deleted."""
+    refuse_link(out, "OUT")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"OUT {out} is a file; choose a folder path for the crops")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ConfigError(f"OUT {out} exists and is not empty; choose a new folder, or pass --overwrite to replace "
+                          f"the crops an earlier crop-faces run wrote there")
+    try:
+        written = json.loads((out / RECORD).read_text())["files"]
+        assert isinstance(written, dict)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise ConfigError(f"OUT {out} was not written by crop-faces (no readable {RECORD}), so --overwrite will not "
+                          f"replace it: nothing was changed; choose a new folder") from None
+    foreign = []
+    for path in sorted(out.rglob("*")):
+        relative = path.relative_to(out).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            continue
+        if path.is_symlink() or not path.is_file() or (relative != RECORD
+                                                       and written.get(relative) != sha256_file(path)):
+            foreign.append(relative)
+    if foreign:
+        raise ConfigError(f"OUT {out} holds files crop-faces did not write, or changed since ({', '.join(foreign[:8])}"
+                          f"{f' and {len(foreign) - 8} more' if len(foreign) > 8 else ''}), so --overwrite will not "
+                          f"replace it: nothing was changed; move those out or choose a new folder")
+
+
+def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, progress=None,
+                 overwrite: bool = False) -> CropReport:
+    """Write the largest face of every photo under ``source``/<class>/ to ``out``/<class>/<stem>.png.
+
+    Decided before any photo is read: ``out`` (:func:`check_out_folder`) and the crops' names
+    (:func:`plan`). The crops are written to a staging folder renamed to ``out`` when all are
+    done, so a failed run leaves nothing. Photos that cannot be decoded, or show no face, are
+    left out and listed in the report (and in ``out``/:data:`RECORD`)."""
     import cv2
 
     source, out = Path(source), Path(out)
@@ -38,38 +113,49 @@ def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, p
         raise EdgeDMLError(f"{source} has no class folders; pass a folder with one sub-folder of photos per class")
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:
         raise EdgeDMLError(f"--out {out} is inside the source {source}; write the crops to a folder of their own")
-    suffixes = image_extensions()
+    check_out_folder(out, overwrite)
+    crops = plan(source, classes)
     settings = detector.settings
     report = CropReport(classes=len(classes))
-    for folder in classes:
-        target = out / folder.name
-        target.mkdir(parents=True, exist_ok=True)
-        for photo in sorted(f for f in folder.iterdir() if f.suffix.lower() in suffixes):
-            rgb = load_image(photo)
-            faces = detector.detect(rgb)
-            if not faces:
-                report.without_face.append(str(photo))
-                continue
-            view = face_view(rgb, faces[0], settings.margin, settings.align)
-            if not cv2.imwrite(str(target / f"{photo.stem}.png"), cv2.cvtColor(view.pixels, cv2.COLOR_RGB2BGR)):
-                raise EdgeDMLError(f"could not write {target / photo.stem}.png; check the folder is writable")
-            report.written += 1
-        if progress:
-            progress(f"{folder.name}: {report.written} crops so far")
+    staging = staging_folder(out)
+    try:
+        written = {}
+        for folder in classes:
+            (staging / folder.name).mkdir()
+            for name, photo in ((n, p) for n, p in crops.items() if p.parent == folder):
+                try:
+                    rgb = load_image(photo)
+                except InvalidImageError as exc:
+                    report.unreadable.append(str(exc))
+                    continue
+                faces = detector.detect(rgb)
+                if not faces:
+                    report.without_face.append(str(photo))
+                    continue
+                view = face_view(rgb, faces[0], settings.margin, settings.align)
+                if not cv2.imwrite(str(staging / name), cv2.cvtColor(view.pixels, cv2.COLOR_RGB2BGR)):
+                    raise EdgeDMLError(f"could not write {out / name}; check the folder is writable")
+                written[name] = sha256_file(staging / name)
+                report.written += 1
+            if progress:
+                progress(f"{folder.name}: {report.written} crops so far")
+        (staging / RECORD).write_text(json.dumps({
+            "source": str(source), "settings": {"margin": settings.margin, "align": settings.align},
+            "files": written, "without_face": report.without_face, "unreadable": report.unreadable}, indent=2) + "\n")
+        check_out_folder(out, overwrite)  # still new, empty or crop-faces' own at the last moment
+        move_into_place(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return report
 
 
 def cropped_copy(source: str | Path, out: str | Path, detector: YuNetDetector) -> Path:
     """``out``, filled with :func:`crop_dataset` of ``source`` unless it already exists (how the
-    training recipes and benchmarks keep one cropped copy of a data set)."""
+    training recipes and benchmarks keep one cropped copy of a data set; an interrupted run
+    leaves no ``out``)."""
     out = Path(out)
     if not out.is_dir():
-        staging = out.with_name(out.name + ".partial")
-        if staging.exists():
-            import shutil
-
-            shutil.rmtree(staging)
-        report = crop_dataset(source, staging, detector)
-        staging.rename(out)  # only a finished copy is ever used
+        report = crop_dataset(source, out, detector)
         print(f"{Path(source).name}: {report.written} crops in {out}; no face in {report.without_face or 'none'}")
     return out
