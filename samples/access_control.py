@@ -126,7 +126,8 @@ def main(argv=None) -> int:
             except EdgeDMLError as exc:  # an unreadable photo, or one without a face: nobody half-enrolled
                 raise SystemExit(str(exc))
         if gallery.threshold is None:
-            raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
+            raise SystemExit(matcher.threshold_refused  # calibrated on other crops or graphs
+                             or "no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
         try:
             enrolled = gallery.identities()  # at any door, for a fleet gallery
         except EdgeDMLError as exc:  # the fleet's server went away after the gallery opened

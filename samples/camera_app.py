@@ -145,7 +145,8 @@ def main(argv=None) -> int:
         raise SystemExit(str(exc))
     with Gallery(args.gallery, matcher, threshold=args.threshold) as gallery:
         if gallery.threshold is None:  # every frame would be skipped
-            raise SystemExit("no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
+            raise SystemExit(matcher.threshold_refused  # calibrated on other crops or graphs
+                             or "no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
         result = run(args.source, gallery, args.headless, args.max_frames)
         print(result)
     if result["frames"] == 0 or result["skipped"] >= result["frames"]:

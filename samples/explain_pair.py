@@ -7,6 +7,7 @@ import argparse
 
 import cv2
 
+from edgedml.errors import EdgeDMLError
 from edgedml.runtime import Matcher
 
 
@@ -20,7 +21,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="why.png")
     parser.add_argument("--threshold", type=float)
     args = parser.parse_args(argv)
-    result = Matcher(args.model, precision=args.precision).compare(args.image_a, args.image_b, threshold=args.threshold)
+    try:
+        result = Matcher(args.model, precision=args.precision).compare(args.image_a, args.image_b,
+                                                                       threshold=args.threshold)
+    except EdgeDMLError as exc:  # a broken bundle, an unreadable image, a threshold calibrated another way
+        raise SystemExit(str(exc))
     print(f"score {result.score:.4f} = structural {result.structural:.4f} + global {result.global_similarity:.4f}")
     for m in result.matches:
         print(f"  region {m.region_a} at {m.point_a} -> region {m.region_b} at {m.point_b}: flow {m.flow:.4f}")
