@@ -265,6 +265,35 @@ def _fleet_row(row_id, url, message):
             message)
 
 
+# --- broken gallery files and backups (items 9 and 13): helpers of the last block of GALLERY_CASES ---
+def _zeroed(tree):
+    """A copy of the world's gallery whose b-tree ``tree`` (a table or an index) has its root page
+    zeroed, as a failing disk leaves it: the target, so its bytes must come through unchanged."""
+    def make(world, tmp):
+        from contextlib import closing
+
+        db = tmp / "zeroed.db"
+        shutil.copy(world / "door.db", db)
+        with closing(sqlite3.connect(str(db))) as con:
+            size = con.execute("PRAGMA page_size").fetchone()[0]
+            page = con.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (tree,)).fetchone()[0]
+        with open(db, "r+b") as handle:
+            handle.seek((page - 1) * size)
+            handle.write(bytes(size))
+        return db
+    return make
+
+
+def _gallery_copy(world, tmp):
+    shutil.copy(world / "door.db", tmp / "copy.db")
+    return tmp / "copy.db"
+
+
+def _earlier_notes(world, tmp):
+    (tmp / "notes.txt").write_text("the door codes, not a gallery")
+    return tmp / "notes.txt"
+
+
 GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery files (items 1, 4, 9, 10, 13)
     # --- names (item 4): one spelling per visible name, nothing that forges a line or hides ---
     _name_row("name with a newline forging a line", "x\nACCEPTED: admin", "holds a control character (U+000A"),
@@ -276,6 +305,7 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
     _name_row("name that is a Hangul filler", "\u3164", "renders as nothing (U+3164"),
     _name_row("name with a private-use character", "ann\ue000", "private-use character (U+E000"),
     _name_row("name with an unassigned code point", "ann\u0378", "unassigned code point (U+0378"),
+    _name_row("name in invalid UTF-8 (a lone surrogate)", "ann\udcff", "holds a surrogate (U+DCFF"),
     _name_row("name with a trailing space", "ann ", "starts or ends with a space"),
     _name_row("name of spaces only", "   ", "is only spaces"),
     _name_row("name of 257 characters", "a" * 257, "names have at most 256"),
@@ -306,6 +336,43 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
     _fleet_row("fleet URL whose password has a bad escape", "postgresql://door:%zzs3cret@/access?host={target}",
                "the gallery URL does not parse (a '%' not followed"),
     # --- end of names and secrets ---
+    # --- broken gallery files (item 13): one line, no decision, nothing written into a damaged file ---
+    ("verify on a gallery with a zeroed page", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle",
+                                                "--threshold", "0.5"], _zeroed("templates"), 1, "is damaged"),
+    ("verify on a gallery with a zeroed index page", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle",
+                                                      "--threshold", "0.5"], _zeroed("templates_identity"), 1,
+     "is damaged"),
+    ("identify on a gallery with a zeroed page", ["identify", "{target}", IMG, "--model", "{world}/bundle",
+                                                  "--threshold", "0.5"], _zeroed("identities"), 1, "is damaged"),
+    ("enroll into a gallery with a zeroed page", ["enroll", "{target}", "cat", IMG, "--model", "{world}/bundle"],
+     _zeroed("identities"), 1, "is damaged"),
+    ("enroll into a gallery damaged where enroll does not look", ["enroll", "{target}", "cat", IMG, "--model",
+                                                                  "{world}/bundle"], _zeroed("decisions"), 1,
+     "is damaged (quick_check"),
+    ("revoke in a gallery damaged where revoke does not look", ["revoke", "{target}", "bob", "--model",
+                                                                "{world}/bundle"], _zeroed("decisions"), 1,
+     "is damaged (quick_check"),
+    # --- backups (item 9): one consistent file, never over a user's file ---
+    ("backup of an SQLite file that is no gallery", ["gallery", "backup", "{target}", "{world}/never.db"],
+     _not_a_gallery, 1, "not an edgedml gallery"),
+    ("backup of a file that is no SQLite", ["gallery", "backup", "{target}", "{world}/never.db"], _text_file, 1,
+     "not an SQLite file"),
+    ("backup of a fleet gallery", ["gallery", "backup", "postgresql://door:s3cret@localhost/access",
+                                   "{world}/never.db"], None, 1, "pg_dump"),
+    ("backup of a damaged gallery", ["gallery", "backup", "{target}", "{world}/never.db"], _zeroed("identities"), 1,
+     "failed its integrity check"),
+    ("backup over an existing file", ["gallery", "backup", "{world}/door.db", "{target}"], _earlier_notes, 1,
+     "exists; pass a new path, or --overwrite"),
+    ("backup --overwrite over a file that is no gallery", ["gallery", "backup", "{world}/door.db", "{target}",
+                                                           "--overwrite"], _earlier_notes, 1,
+     "--overwrite replaces only an earlier backup"),
+    ("backup onto the gallery itself", ["gallery", "backup", "{target}", "{target}", "--overwrite"], _gallery_copy, 1,
+     "is the gallery itself"),
+    ("backup into a missing folder", ["gallery", "backup", "{world}/door.db", "{world}/nowhere/door.db"], None, 1,
+     "does not exist; create it"),
+    ("backup into a folder", ["gallery", "backup", "{world}/door.db", "{target}"], _user_folder, 2,
+     "is a directory"),
+    # --- end of broken gallery files and backups ---
 ]
 
 def _calibrated(world, tmp, door=False, data=None, broken=0, **record):
@@ -804,8 +871,6 @@ ARGUMENT_CASES = [  # decode guards, ranges and exit codes of arguments (items 1
      "its format is not one edgedml reads"),
     ("image in a format whose size is not read: Sun raster", COMPARE_TARGET, _encoded(".ras"), 1,
      "its format is not one edgedml reads"),
-    ("image of float pixels: PFM", COMPARE_TARGET, _encoded(".pfm"), 1, "float pixels"),
-    ("image of float pixels: Radiance HDR", COMPARE_TARGET, _encoded(".hdr"), 1, "float pixels"),
     ("faithfulness asked for a billion pairs", ["faithfulness", "--model", "{world}/bundle", "--data", "{target}",
                                                 "--pairs", "1000000000", "--methods", "evidence"], _pairs_folder, 0,
      "has only 2 distinct genuine pairs"),
