@@ -109,7 +109,8 @@ def pfm(w=W, h=H):
 
 
 HUGE = {  # format → a file claiming a 56 MP (or larger) image
-    "png": png, "jpeg": jpeg, "jpeg after 128 KB of comments": lambda: jpeg(comments=140_000),
+    "png": png, "jpeg": lambda: jpeg(65000, 65000),  # past 50 MP even at 1/8 size (8125²)
+    "jpeg after 128 KB of comments": lambda: jpeg(65000, 65000, comments=140_000),
     "bmp": bmp, "bmp top-down": lambda: bmp(top_down=True), "bmp os2": bmp_os2,
     "tiff little-endian": tiff, "tiff big-endian": lambda: tiff(order=">"),
     "tiff short sides": lambda: tiff(w=65535, h=65535, long_sides=False),

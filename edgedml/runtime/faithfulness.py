@@ -24,7 +24,9 @@ embeddings, the costly reference) and ``random`` (the floor, seeded).
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,31 +138,96 @@ def pair_curves(matcher, input_a: np.ndarray, input_b: np.ndarray, methods=METHO
             for name, (order, ms) in found.items()}
 
 
-def genuine_pairs(folder, count: int, seed: int = 0) -> list[tuple]:
-    """``count`` pairs of different photos of one class of a class-per-folder set, seeded."""
+def _classes_with_pairs(folder) -> tuple[list, list[np.ndarray]]:
+    """The photos of a class-per-folder set and, per class with two or more, its members' indices."""
     from .calibration import labelled_images
 
     paths, labels, _ = labelled_images(folder)
-    rng = np.random.default_rng(seed)
-    classes = [c for c in np.unique(labels) if (labels == c).sum() >= 2]
-    if not classes:
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels) if (labels == c).sum() >= 2]
+    if not members:
         raise ValueError(f"{folder} has no class with two photos: no genuine pair to explain")
-    pairs = []
-    for _ in range(count):
-        members = np.flatnonzero(labels == rng.choice(classes))
-        a, b = rng.choice(members, size=2, replace=False)
-        pairs.append((paths[a], paths[b]))
-    return pairs
+    return paths, members
 
 
-def evaluate(matcher, folder, count: int, seed: int = 0, methods=METHODS, progress=None) -> dict:
+def pair_count(members: list[np.ndarray]) -> int:
+    """How many distinct genuine pairs (A, B) there are: two different photos of one class, in
+    either order (A is the photo explained, so (B, A) is another pair)."""
+    return sum(len(m) * (len(m) - 1) for m in members)
+
+
+def _row_start(i: int, n: int) -> int:
+    """How many pairs (i′ < j) of n items come in the rows i′ < i."""
+    return i * n - i * (i + 1) // 2
+
+
+def _unrank(t: int, n: int) -> tuple[int, int]:
+    """The t-th pair (i < j) of n items, row by row: row i holds the n − 1 − i pairs (i, j > i)."""
+    i = max(0, ((2 * n - 1) - math.isqrt((2 * n - 1) ** 2 - 8 * t)) // 2)  # the root of _row_start(i) = t
+    while _row_start(i + 1, n) <= t:
+        i += 1
+    while _row_start(i, n) > t:
+        i -= 1
+    return i, t - _row_start(i, n) + i + 1
+
+
+def draw_pairs(paths, members: list[np.ndarray], count: int, seed: int = 0) -> Iterator[tuple]:
+    """``min(count, pair_count(members))`` distinct genuine pairs, seeded, drawn without replacement
+    one at a time (memory grows with the pairs drawn, not with ``count``)."""
+    sizes = np.cumsum([len(m) * (len(m) - 1) for m in members])
+    total, rng, seen = int(sizes[-1]), np.random.default_rng(seed), set()
+    while len(seen) < min(count, total):
+        t = int(rng.integers(0, total))
+        if t in seen:
+            continue
+        seen.add(t)
+        k = int(np.searchsorted(sizes, t, side="right"))
+        local = t - (int(sizes[k - 1]) if k else 0)
+        i, j = _unrank(local >> 1, len(members[k]))
+        swap = local & 1
+        a, b = paths[members[k][i]], paths[members[k][j]]
+        yield (b, a) if swap else (a, b)
+
+
+def genuine_pairs(folder, count: int, seed: int = 0) -> list[tuple]:
+    """``count`` distinct pairs of different photos of one class of a class-per-folder set (all of
+    them when it has fewer), seeded."""
+    return list(draw_pairs(*_classes_with_pairs(folder), count, seed))
+
+
+def available_methods(matcher) -> tuple[str, ...]:
+    """The methods a bundle can rank regions by: attention only where its embedder outputs
+    attention maps (the grouping and ABE heads)."""
+    has_maps = "attention" in matcher.manifest.embedder.outputs
+    return tuple(m for m in METHODS if m != "attention" or has_maps)
+
+
+def check_methods(matcher, methods) -> tuple[str, ...]:
+    """``methods`` (None: every available one), or ConfigError for one this bundle cannot run."""
+    from ..errors import ConfigError
+
+    available = available_methods(matcher)
+    if methods is None:
+        return available
+    if "attention" in methods and "attention" not in available:
+        head = (matcher.manifest.model or {}).get("head", "this")
+        raise ConfigError(f"the {head} head has no attention maps (only the grouping and abe heads have them); "
+                          f"choose from {', '.join(available)}")
+    return tuple(methods)
+
+
+def evaluate(matcher, folder, count: int, seed: int = 0, methods=None, progress=None) -> dict:
     """Mean deletion and insertion curves, their AUCs and each method's cost over ``count``
-    seeded genuine pairs of ``folder`` (the largest face of each photo, with a detector)."""
+    seeded distinct genuine pairs of ``folder`` (all of them when it has fewer: the report's
+    ``pairs`` against ``pairs_asked``), the largest face of each photo with a detector.
+    ``methods``: None for every method the bundle has; one it lacks is refused."""
     from .detection import NoFaceFound
 
+    methods = check_methods(matcher, methods)
+    paths, members = _classes_with_pairs(folder)
+    total = min(count, pair_count(members))
     collected: dict[str, list[Curves]] = {}
     compare_ms = []
-    for number, (a, b) in enumerate(genuine_pairs(folder, count, seed)):
+    for number, (a, b) in enumerate(draw_pairs(paths, members, total, seed)):
         tick = time.perf_counter()
         result = matcher.compare(a, b)  # timed, and its network inputs are the pair's
         compare_ms.append(1000 * (time.perf_counter() - tick))
@@ -169,8 +236,8 @@ def evaluate(matcher, folder, count: int, seed: int = 0, methods=METHODS, progre
         for name, curve in pair_curves(matcher, *result.inputs, methods, seed + number).items():
             collected.setdefault(name, []).append(curve)
         if progress:
-            progress(number + 1, count)
-    report = {"pairs": count, "seed": seed, "grid": matcher.grid,
+            progress(number + 1, total)
+    report = {"pairs": total, "pairs_asked": count, "seed": seed, "grid": matcher.grid,
               "replacement": "the preprocessing mean (0 after normalisation)",
               "compare_ms": float(np.median(compare_ms)), "methods": {}}
     for name, items in collected.items():
