@@ -335,6 +335,8 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
                "the gallery URL does not parse (more than one '@'"),
     _fleet_row("fleet URL whose password has a bad escape", "postgresql://door:%zzs3cret@/access?host={target}",
                "the gallery URL does not parse (a '%' not followed"),
+    _fleet_row("fleet URL whose password holds a space", "postgresql://door:s3 cret@/access?host={target}",
+               "the gallery URL does not parse (a space"),
     # --- end of names and secrets ---
     # --- broken gallery files (item 13): one line, no decision, nothing written into a damaged file ---
     ("verify on a gallery with a zeroed page", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle",

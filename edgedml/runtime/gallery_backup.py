@@ -138,7 +138,10 @@ def _copy(source: Path, partial: Path) -> None:
 def _check(partial: Path, target: Path) -> tuple[int, int, int]:
     """(identities, templates, decisions) of the copy, once ``PRAGMA integrity_check`` passed."""
     with _Closing(sqlite3.connect(f"{partial.resolve().as_uri()}?mode=ro", uri=True)) as db:
-        problems = [row[0] for row in db.execute("PRAGMA integrity_check(3)")]
+        try:
+            problems = [row[0] for row in db.execute("PRAGMA integrity_check(3)")]
+        except sqlite3.DatabaseError as exc:  # a page too broken to check (a zeroed b-tree root)
+            problems = [" ".join(str(exc).split())]
         if problems != ["ok"]:
             raise GalleryError(f"the backup failed its integrity check ({'; '.join(problems)[:200]}); {target} was "
                                f"not written: check the gallery (it may be damaged) and the backup disk")

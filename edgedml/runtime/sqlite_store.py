@@ -275,7 +275,10 @@ class SQLiteStore:
         its first write's transaction)."""
         if self._checked:
             return
-        problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+        try:
+            problems = [row[0] for row in self.db.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as exc:  # a page too broken to check (a zeroed b-tree root)
+            problems = [" ".join(str(exc).split())]
         if problems != ["ok"]:
             raise GalleryError(f"{self.path} is damaged (quick_check: {'; '.join(problems)[:200]}): cannot {what}; "
                                f"nothing was changed. Restore it from a backup (`edgedml gallery backup` makes one) "
