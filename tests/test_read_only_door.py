@@ -247,6 +247,22 @@ def test_kill_9_of_the_revoker_then_a_read_only_remount(kit, tmpfs, shm):
     assert door.files() == before
 
 
+def test_a_revocation_checkpointed_at_close_needs_no_shm_on_a_read_only_remount(kit, tmpfs):
+    """`edgedml revoke` closes while a door holds the gallery: its close writes the revocation into
+    the file and empties the log. kill -9 of the door, the -shm lost, a read-only remount: the
+    empty log holds nothing, so the door decides on the file, where bob is revoked."""
+    where, _ = tmpfs
+    door = Door(kit, where)
+    door.hold()
+    assert edgedml("revoke", door.db, "bob", "--model", kit / "bundle").returncode == 0
+    door.kill()
+    assert not door.file_alone_has_bob() and (where / "g.db-wal").stat().st_size == 0
+    (where / "g.db-shm").unlink()
+    _mount(["-o", "remount,ro", str(where)])
+    assert_not_enrolled(verify(door, door.db, BOB, "bob"))
+    assert_accepted(verify(door, door.db, ALICE, "alice"))
+
+
 def test_enroll_and_revoke_on_a_read_only_mount_say_so_in_one_line(kit, tmpfs):
     where, _ = tmpfs
     door = Door(kit, where)

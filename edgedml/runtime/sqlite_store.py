@@ -90,7 +90,7 @@ def explain(where: str, exc: sqlite3.Error, read_only: bool = False) -> str:
         return f"{where}: the disk is full ({said}); nothing was changed: free some space and retry"
     if "unable to open" in text:
         wal, shm = wal_files(Path(where))
-        if read_only and wal.exists():
+        if read_only and wal.exists() and wal.stat().st_size > 0:
             return (f"{where} is read-only and its write-ahead log {wal.name} cannot be read consistently (no "
                     f"usable {shm.name} beside it, and none can be made): deciding on the file alone could accept "
                     f"someone already revoked, so no decision was made. Make the folder writable, or put {wal.name} "
@@ -201,8 +201,10 @@ class SQLiteStore:
         return db
 
     def _file_state(self) -> tuple | None:
-        """The file's identity and last change, or None when a write-ahead log lies beside it."""
-        if wal_files(self.path)[0].exists():
+        """The file's identity and last change, or None when a write-ahead log holding anything lies
+        beside it (an empty one, as a checkpoint at close leaves it, holds no commit)."""
+        wal = wal_files(self.path)[0]
+        if wal.exists() and wal.stat().st_size > 0:
             return None
         info = os.stat(self.path)
         return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
