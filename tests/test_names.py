@@ -227,8 +227,10 @@ SHAPES = {  # URL shapes carrying a secret; {host} is a folder with no server
     "password with a bad escape": "postgresql://door:%zzs3cret@/access?host={host}",
     "password key with a bad escape": "postgresql://door@/access?host={host}&password=%zzs3cret",
     "a #": "postgresql://door:s3cret@/access?host={host}#x",
+    "password with a space": "postgresql://door:s3 cret@/access?host={host}",
+    "password with a %00": "postgresql://door:s3cret%00@/access?host={host}",
 }
-FRAGMENTS = ("s3cret", "s3cr", "zzs3", "12/s", "s3cr%2F", "t%40pw", "t@pw", "/t@", "cret")
+FRAGMENTS = ("s3cret", "s3cr", "zzs3", "12/s", "s3cr%2F", "t%40pw", "t@pw", "/t@", "cret", "3 c")
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))

@@ -58,6 +58,8 @@ class _Unparsed(ValueError):
 def _parse(url: str) -> GalleryURL:
     if not isinstance(url, str) or not url.startswith(URL_SCHEMES):
         raise _Unparsed("not a postgresql:// URL")
+    if any(char.isspace() or not char.isprintable() for char in url):  # libpq stops at a NUL, refuses spaces
+        raise _Unparsed("a space or a control character; percent-encode it")
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -110,6 +112,10 @@ def _check_host(host: str) -> None:
 
 def _check_escapes(text: str) -> None:
     for position, char in enumerate(text):
-        if char == "%" and not (len(text) >= position + 3 and all(c in string.hexdigits
-                                                                   for c in text[position + 1:position + 3])):
+        if char != "%":
+            continue
+        digits = text[position + 1:position + 3]
+        if len(digits) < 2 or not all(c in string.hexdigits for c in digits):
             raise _Unparsed("a '%' not followed by two hex digits")
+        if digits == "00":
+            raise _Unparsed("a %00, which libpq refuses")
