@@ -275,7 +275,7 @@ class Manifest:
                               f"cannot be trusted; re-export the bundle")
         if not real.is_file():
             raise BundleError(f"the bundle's {what} {relative} is not a file; re-export the bundle")
-        return real
+        return self.root / relative  # as the bundle names it (checked above through every symlink)
 
     def to_dict(self) -> dict:
         """The JSON body, as ``manifest.json`` holds it."""

@@ -257,8 +257,8 @@ def test_manifest_path_opens_only_checksummed_files_inside_the_bundle(tmp_path):
     (bundle / "inner.onnx").symlink_to(bundle / "matcher.onnx")
     _write(bundle)
     manifest = read_manifest(bundle)
-    assert manifest.path("matcher.onnx") == (bundle / "matcher.onnx").resolve()
-    assert manifest.path("inner.onnx") == (bundle / "matcher.onnx").resolve()  # a link inside, to a listed file
+    assert manifest.path("matcher.onnx") == bundle / "matcher.onnx"
+    assert manifest.path("inner.onnx") == bundle / "inner.onnx"  # a link inside, to a listed file
     with pytest.raises(BundleError, match="lies outside the bundle"):
         manifest.path("link.onnx")
     (bundle / "late.onnx").write_bytes(b"graph")
