@@ -29,7 +29,8 @@ _detector_option = click.option(
               help="A bundle folder written by `edgedml export`.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto",
               show_default=True)
-@click.option("--threshold", type=Threshold(), help="Decision threshold [default: the bundle's calibrated one].")
+@click.option("--threshold", type=Threshold(),
+              help="Decision threshold, a score in (-2, 2] [default: the bundle's calibrated one].")
 @click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
               help="Which of the bundle's graph sets to run.")
 @click.option("--explain", "explain_path", type=OutputFile(EXPLAIN_SUFFIXES),
@@ -98,7 +99,7 @@ def _print_comparison(result, matcher, explain_path, check_result) -> None:
 _model_option = click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
                              help="A bundle folder written by `edgedml export`.")
 _threshold_option = click.option("--threshold", type=Threshold(),
-                                 help="Decision threshold [default: the bundle's calibrated one].")
+                                 help="Decision threshold, a score in (-2, 2] [default: the bundle's calibrated one].")
 _precision_option = click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
                                  help="Which of the bundle's graph sets to run (a gallery keeps to one).")
 
