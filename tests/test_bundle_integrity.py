@@ -15,7 +15,7 @@ import pytest
 from edgedml.bundle import GraphIO, Manifest, read_manifest
 from edgedml.errors import BundleError
 from edgedml.preprocessing import PreprocessSpec
-from edgedml.runtime import backends, chunking, matcher as matcher_module
+from edgedml.runtime import backends, matcher as matcher_module
 from edgedml.runtime.chunking import CHUNKED, Limit, run_in_chunks
 from edgedml.runtime.matcher import Features, Matcher, check_scores
 
