@@ -93,6 +93,19 @@ def test_a_header_that_cannot_be_read_is_refused(data, why):
         load_image(data)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_a_tiff_of_float_or_32_bit_samples_is_refused_before_decoding(dtype, monkeypatch):
+    ok, data = cv2.imencode(".tiff", np.zeros((8, 8, 3), dtype))
+    assert ok
+
+    def never(*args):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(cv2, "imdecode", never)
+    with pytest.raises(InvalidImageError, match="convert it to 8-bit"):
+        load_image(data.tobytes())
+
+
 def test_a_jpeg_whose_frame_header_follows_128_kb_of_comments_is_still_decoded_at_reduced_size():
     photo = cv2.resize(np.random.default_rng(0).integers(0, 255, (60, 45, 3), dtype=np.uint8), (4500, 6000))
     ok, data = cv2.imencode(".jpg", photo)

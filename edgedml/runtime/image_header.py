@@ -6,7 +6,8 @@ content, not the file name, so each format it may pick is recognised by its sign
 
 - PNG (IHDR), JPEG (the frame header, found by walking the markers wherever it lies: comment
   and APP segments may come first), BMP/DIB (both header kinds, top-down rows), TIFF (the first
-  IFD's ImageWidth and ImageLength, either byte order, classic and BigTIFF), WebP (VP8, VP8L and
+  IFD's ImageWidth and ImageLength, either byte order, classic and BigTIFF; float and
+  over-16-bit samples refused), WebP (VP8, VP8L and
   VP8X), PNM (P1–P6, comments included) and PAM (P7), GIF (the screen and the first frame);
 - refused without decoding: float formats (PFM, Radiance HDR: their pixels would be refused after
   decoding anyway) and everything else (JPEG 2000, AVIF, Sun raster, OpenEXR, …), whose headers
@@ -82,32 +83,46 @@ def bmp_size(data) -> tuple[int, int]:
     return width, abs(height)  # a negative height: rows stored top-down
 
 
-_TIFF_TYPES = {3: 2, 4: 4, 16: 8}  # SHORT, LONG, LONG8: the integer types a side may have
+_TIFF_TYPES = {3: 2, 4: 4, 16: 8}  # SHORT, LONG, LONG8: the integer types these tags may have
+_TIFF_TAGS = {256: "ImageWidth", 257: "ImageLength", 258: "BitsPerSample", 339: "SampleFormat"}
+
+
+def _tiff_values(data, at: int, order: str, big: bool) -> list[int]:
+    """An IFD entry's integers (at most 16), inline or at the offset the entry gives."""
+    tag, kind = _u(data, at, 2, order), _u(data, at + 2, 2, order)
+    if kind not in _TIFF_TYPES:
+        raise HeaderError(f"the TIFF gives {_TIFF_TAGS[tag]} as type {kind}, not an integer")
+    count = _u(data, at + 4, 8 if big else 4, order)
+    size, inline = _TIFF_TYPES[kind], at + (12 if big else 8)
+    start = inline if count * size <= (8 if big else 4) else _u(data, inline, 8 if big else 4, order)
+    return [_u(data, start + k * size, size, order) for k in range(min(count, 16))]
 
 
 def tiff_size(data) -> tuple[int, int]:
-    """ImageWidth (256) and ImageLength (257) of the first IFD: the image OpenCV decodes."""
+    """ImageWidth and ImageLength of the first IFD (the image OpenCV decodes); a TIFF of float
+    or over-16-bit samples is refused here, as its pixels would be after decoding."""
     order = "little" if _starts(data, b"II") else "big"
     big = _u(data, 2, 2, order) == 43
     if big and (_u(data, 4, 2, order) != 8 or _u(data, 6, 2, order) != 0):
         raise HeaderError("the BigTIFF header has an unknown offset size")
     ifd = _u(data, 8, 8, order) if big else _u(data, 4, 4, order)
     count = _u(data, ifd, 8, order) if big else _u(data, ifd, 2, order)
-    entry, first, value_at = (20, ifd + 8, 12) if big else (12, ifd + 2, 8)
+    entry, first = (20, ifd + 8) if big else (12, ifd + 2)
     if count * entry > len(data):
         raise HeaderError("the TIFF directory is truncated")
-    sides: dict[int, int] = {}
+    tags: dict[int, list[int]] = {}
     for k in range(count):
         at = first + k * entry
-        tag = _u(data, at, 2, order)
-        if tag in (256, 257):
-            kind = _u(data, at + 2, 2, order)
-            if kind not in _TIFF_TYPES:
-                raise HeaderError(f"the TIFF gives tag {tag} as type {kind}, not an integer")
-            sides[tag] = _u(data, at + value_at, _TIFF_TYPES[kind], order)
-    if 256 not in sides or 257 not in sides:
+        if _u(data, at, 2, order) in _TIFF_TAGS:
+            tags[_u(data, at, 2, order)] = _tiff_values(data, at, order, big)
+    if not tags.get(256) or not tags.get(257):
         raise HeaderError("the TIFF's first directory gives no ImageWidth or ImageLength")
-    return sides[256], sides[257]
+    if 3 in tags.get(339, []):
+        raise HeaderError("it is a TIFF of float pixels, which edgedml does not read; convert it to 8-bit JPEG/PNG")
+    if max(tags.get(258, [8]), default=8) > 16:
+        raise HeaderError(f"it is a TIFF of {max(tags[258])}-bit samples; edgedml reads 8- and 16-bit images: "
+                          f"convert it to 8-bit JPEG/PNG")
+    return tags[256][0], tags[257][0]
 
 
 def webp_size(data) -> tuple[int, int]:
@@ -192,5 +207,5 @@ def read_header(data) -> tuple[str, int, int]:
     for signature, name in FLOAT_FORMATS.items():
         if _starts(data, signature):
             raise HeaderError(f"it is a {name} image, whose float pixels edgedml does not read; "
-                              f"convert it to an 8-bit JPEG/PNG")
+                              f"convert it to 8-bit JPEG/PNG")
     raise HeaderError(f"its format is not one edgedml reads ({READ})")
