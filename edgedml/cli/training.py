@@ -180,6 +180,8 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, 
             raise ConfigError(f"{' + '.join(data)} has fewer than 2 classes with readable images in the {which} split")
         dev = resolve_device(device)
         model = with_matching(load_checkpoint(checkpoint, device=str(dev)), partial_mass, marginals)
+        if which != "all":  # said before the work: half a folder's classes is the DML protocol, not a default to miss
+            click.echo(_split_classes(split, which), err=True)
         results = evaluate_model(model, samples, device=dev, batch_size=batch_size, workers=workers,
                                  progress=True, k=rerank_k, structural=structural, nmi=nmi)
     except EdgeDMLError as exc:
@@ -190,6 +192,18 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, 
     if json_out:
         Path(json_out).write_text(json.dumps({"data": list(data), "split": which, "checkpoint": checkpoint,
                                               "images": len(samples), "results": results}, indent=2) + "\n")
+
+
+def _split_classes(split, which: str) -> str:
+    """Which classes the evaluated split holds, which the other one does, and how to take all."""
+    def names(classes: list[str]) -> str:
+        return ", ".join(classes[:6]) + (f", … ({len(classes)} in all)" if len(classes) > 6 else "")
+
+    other = "train" if which == "test" else "test"
+    mine, theirs = getattr(split, f"{which}_classes"), getattr(split, f"{other}_classes")
+    return (f"evaluating the {which} split: {len(mine)} of {len(mine) + len(theirs)} classes ({names(mine)}); the "
+            f"{other} split holds {names(theirs)}. A model not trained on these classes (a shipped preset on your "
+            f"own folder) is measured on every class with --split all")
 
 
 def _all_classes(split):
@@ -247,12 +261,13 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
-        from ..export.exporter import ExportOptions, export_bundle
+        from ..export.exporter import ExportOptions, check_output_folder, export_bundle
         from ..models import load_checkpoint
         from ..models.presets import PRESETS
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml export", "export"))
     try:
+        check_output_folder(Path(out), overwrite)  # before the checkpoint is even read
         options = ExportOptions(precisions=precisions, engine=engine, matcher_form=matcher_form, iters=iters,
                                 max_batch=max_batch, max_candidates=max_candidates, fixed_batch=fixed_batch,
                                 calib=calib, calib_images=calib_images, calib_method=calib_method,

@@ -2,16 +2,16 @@
 
 The bundle is assembled in a temporary folder beside ``out`` and renamed into place only when
 every file is written and validation passed, so an interrupted export never leaves a half
-bundle under the final name.
+bundle under the final name (:mod:`edgedml.output_folders`). What would stop it is decided
+before the work starts: ``out`` (a link, a file, a folder with anything but a bundle's own
+files: :func:`check_output_folder`) and every image folder it reads (:mod:`.image_sets`).
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..bundle import GraphIO, Manifest, SinkhornSettings, read_manifest
+from ..bundle import CACHE_FOLDER, MANIFEST, REPORTS, GraphIO, Manifest, SinkhornSettings, read_manifest
 from ..errors import BundleError, ConfigError
-from ..filemodes import as_created
 from ..models.embedder import EmbeddingModel
 from ..models.matcher import StructuralMatcher
+from ..output_folders import move_into_place, refuse_link, staging_folder
 from ..runtime.chunking import Limit
-from . import checks, graphs, precision, precision_report, validate
+from . import checks, graphs, image_sets, precision, precision_report, validate
 from .precision import QUANTIZED
 
 ENGINES = ("none", "fp32", "fp16", "int8")
@@ -81,33 +81,6 @@ class ExportOptions:
             DetectorSettings.from_dict(self.detector_settings)
 
 
-def image_files(folder: str | Path, limit: int, exclude: tuple[Path, ...] | list[Path] = ()) -> list[Path]:
-    """Up to ``limit`` image files under ``folder`` (recursively, sorted, spread over classes),
-    leaving out ``exclude`` while enough others remain."""
-    from ..runtime.image import image_extensions
-
-    suffixes = image_extensions()
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)
-    if not files:
-        raise ConfigError(f"no images found under {folder}; pass a folder of images (any depth)")
-    others = [f for f in files if f not in set(exclude)]
-    if len(others) >= min(limit, len(files)):
-        files = others
-    step = max(1, len(files) // limit)
-    return files[::step][:limit]
-
-
-def load_images(files: list[Path], model: EmbeddingModel) -> torch.Tensor:
-    """Images through the deployment preprocessing (OpenCV): (N, 3, S, S)."""
-    import numpy as np
-
-    from ..runtime.image import load_image
-    from ..runtime.preprocess import to_network_input
-
-    spec = model.config.preprocessing()
-    return torch.from_numpy(np.stack([to_network_input(load_image(f), spec) for f in files]))
-
-
 def _versions() -> dict:
     import onnx
     import onnxruntime
@@ -132,12 +105,19 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     check_output_folder(out, options.overwrite)
     face_settings = detection.DetectorSettings.from_dict(options.detector_settings or {})
     face_detector = detection.load_detector(options.detector, face_settings)  # a bad file fails before the slow work
-    out.parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     cfg = model.config
+    inputs = image_sets.export_images(  # an empty or unreadable folder fails before the slow work, too
+        cfg.preprocessing(), calib=options.calib, calib_images=options.calib_images,
+        quantize=any(p in QUANTIZED for p in options.precisions), validate_with=options.validate_with,
+        validation_images=options.validation_images, validate_data=options.validate_data,
+        compare_precisions=len(options.precisions) > 1)
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it (staging_folder makes it, too)
+    for warning in inputs.warnings:
+        log(warning)
     iters = options.iters or cfg.sinkhorn_iters
     model = model.eval().cpu()
     matcher = StructuralMatcher.for_model(cfg, options.matcher_form, iters)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    staging = staging_folder(out)
     started = time.perf_counter()
     try:
         log("exporting embedder.onnx" + (f" (fixed batch {options.fixed_batch})" if options.fixed_batch else ""))
@@ -149,11 +129,9 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
                   "matcher": Limit()}
 
         log("validating against PyTorch, POT and fp16")
-        calib_files = image_files(options.calib, options.calib_images) if options.calib else []
-        folder = options.validate_with or options.calib
-        if folder:
-            images = load_images(image_files(folder, options.validation_images, exclude=calib_files), model)
-            image_source = f"{len(images)} real images from {folder}"
+        if inputs.validation:
+            images = torch.from_numpy(inputs.validation.images)
+            image_source = f"{len(images)} real images from {inputs.validation.folder}"
         else:
             size = cfg.preprocessing().size
             images = torch.randn(options.validation_images, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -180,12 +158,13 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
         if failures:
             raise validate.ValidationError(report, failures)
 
-        graph_sets, precision_facts = _write_precisions(model, staging, options, calib_files, iters, log)
+        graph_sets, precision_facts = _write_precisions(model, staging, options, inputs.calibration, iters, log)
         runners = _runners(staging, graph_sets, limits["embedder"], fp32_embedder)
         stored = _store_validation_inputs(staging, images[:STORED_VALIDATION_IMAGES].numpy(), runners)
         if len(graph_sets) > 1:
             log("validating " + ", ".join(p for p in graph_sets if p != "fp32") + " against fp32 on real images")
-            report["precisions"], failures = _validate_precisions(runners, images.numpy(), options, cfg, iters, log)
+            report["precisions"], failures = _validate_precisions(runners, images.numpy(), inputs.labelled, cfg,
+                                                                        iters, options.max_candidates, log)
             report["precision_bounds"] = {p: vars(b) for p, b in precision_report.BOUNDS.items()} | {
                 "matcher_scores": precision_report.MATCHER_SCORE_TOL}
             if failures:
@@ -228,11 +207,8 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             export_seconds=round(time.perf_counter() - started, 2),
             tools=_versions(),
         ).write(staging)
-        as_created(staging)  # mkdtemp made it 0700: services running as other users must read it
-        if out.exists():
-            check_output_folder(out, options.overwrite)  # still a bundle (or empty) at the last moment
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        check_output_folder(out, options.overwrite)  # still only a bundle (or empty) at the last moment
+        move_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -240,9 +216,14 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     return read_manifest(out, verify=False)
 
 
+BUNDLE_FOLDERS = ("validation", "detector", "engines")  # what export and build-engine write, file by file
+
+
 def check_output_folder(out: Path, overwrite: bool) -> None:
-    """Refuse to write over anything but an empty folder or, with ``overwrite``, an edgedml
-    bundle: --overwrite replaces an old bundle, never a folder of the user's files."""
+    """Refuse to write over anything but an empty folder or, with ``overwrite``, a folder that
+    holds nothing but an edgedml bundle's own files (:func:`foreign_entries`): --overwrite
+    replaces an old bundle, never a user's file. Decided before any work starts."""
+    refuse_link(out, "--out")
     if not out.exists():
         return
     if not out.is_dir():
@@ -253,14 +234,48 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise ConfigError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
-    if not (out / "manifest.json").is_file():
+    if not (out / MANIFEST).is_file():
         raise ConfigError(f"{out} is not an edgedml bundle (no manifest.json), so --overwrite will not replace it: "
                           f"nothing was changed; choose a new folder for --out")
     try:
-        read_manifest(out, verify=False)
+        manifest = read_manifest(out, verify=False)
     except BundleError as exc:
         raise ConfigError(f"{out} is not an edgedml bundle ({exc}), so --overwrite will not replace it: nothing was "
                           f"changed; choose a new folder for --out") from exc
+    foreign = foreign_entries(out, manifest)
+    if foreign:
+        shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+        raise ConfigError(f"{out} is not an edgedml bundle alone: it also holds {shown}, so --overwrite will not "
+                          f"replace it: nothing was changed; move those out or choose a new folder for --out")
+
+
+def foreign_entries(root: Path, manifest: Manifest) -> list[str]:
+    """What in a bundle folder is not the bundle's own, as paths relative to it (sorted; a folder
+    outside the bundle's own ends with "/" and stands for all it holds). The bundle's own are:
+    the manifest (and its ``.tmp``), the files the manifest lists in ``files``, its reports (the
+    calibration pictures), temporary files (``*.tmp``) of a build in progress inside its folders
+    (``validation/``, ``detector/``, ``engines/``), and anything under ``cache/``. A link is never
+    the bundle's own."""
+    listed = set(manifest.files) | {MANIFEST, MANIFEST + ".tmp"} | REPORTS
+    folders = set(BUNDLE_FOLDERS) | {"/".join(name.split("/")[:k]) for name in listed
+                                     for k in range(1, name.count("/") + 1)}
+
+    def walk(folder: Path, prefix: str) -> list[str]:
+        found = []
+        for entry in sorted(folder.iterdir()):
+            relative = prefix + entry.name
+            if entry.is_symlink():
+                found.append(relative)
+            elif entry.is_dir():
+                if relative in folders:
+                    found += walk(entry, relative + "/")
+                elif relative != CACHE_FOLDER:
+                    found.append(relative + "/")
+            elif not (relative in listed or (relative.endswith(".tmp") and relative.split("/")[0] in BUNDLE_FOLDERS)):
+                found.append(relative)
+        return found
+
+    return walk(root, "")
 
 
 def _dynamic_axes(graph: str, io: dict, options: ExportOptions) -> dict[str, set[int]]:
@@ -271,8 +286,8 @@ def _dynamic_axes(graph: str, io: dict, options: ExportOptions) -> dict[str, set
                                                                                                *io["outputs"])}
 
 
-def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptions, calib_files: list[Path],
-                      iters: int, log) -> tuple[dict, dict]:
+def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptions,
+                      calibration: image_sets.ImageSet | None, iters: int, log) -> tuple[dict, dict]:
     """The fp16 / INT8 graph files beside the fp32 ones: ({precision: {graph: file}}, {precision: facts})."""
     cfg = model.config
     graph_sets = {"fp32": {g: precision.graph_file(g, "fp32") for g in ("embedder", "matcher")}}
@@ -288,7 +303,7 @@ def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptio
         (staging / "matcher.log.tmp").unlink()
     quantized = [p for p in options.precisions if p in QUANTIZED]
     if quantized:
-        calib = load_images(calib_files, model).numpy()
+        calib = calibration.images
         for name in quantized:
             log(f"quantizing the embedder to {name} ({precision.LAYOUTS[name].target}) on {len(calib)} images "
                 f"from {options.calib}")
@@ -336,7 +351,8 @@ def _store_validation_inputs(staging: Path, images, runners: dict) -> dict:
     return {"inputs": "validation/inputs.npz", "outputs": outputs}
 
 
-def _validate_precisions(runners: dict, images, options: ExportOptions, cfg, iters: int, log) -> tuple[dict, list[str]]:
+def _validate_precisions(runners: dict, images, labelled: image_sets.LabelledSet | None, cfg, iters: int, k: int,
+                         log) -> tuple[dict, list[str]]:
     """Run every non-fp32 graph set against fp32 (see :mod:`precision_report`)."""
     ref = runners["fp32"][0]({"images": images})
     feeds = precision_report.matcher_feeds(ref["embedding"], ref["local"], ref.get("marginal"))
@@ -344,11 +360,10 @@ def _validate_precisions(runners: dict, images, options: ExportOptions, cfg, ite
     reports = {name: {"embedder": precision_report.compare_outputs(embedder({"images": images}), ref),
                       "matcher": precision_report.compare_matchers(matcher(feeds), ref_match)}
                for name, (embedder, matcher) in runners.items() if name != "fp32"}
-    if options.validate_data:
-        scores = _labelled_map_at_r(options.validate_data, {n: r[0] for n, r in runners.items()}, cfg, iters,
-                                    options.max_candidates, log)
+    if labelled:
+        scores = _labelled_map_at_r(labelled, {n: r[0] for n, r in runners.items()}, cfg, iters, k, log)
         for name, report in reports.items():
-            report["map_at_r"] = {"fp32": scores["fp32"], name: scores[name], "data": options.validate_data,
+            report["map_at_r"] = {"fp32": scores["fp32"], name: scores[name], "data": labelled.folder,
                                   "drop_global": round(scores["fp32"]["global"] - scores[name]["global"], 5),
                                   "drop_multiscale": round(scores["fp32"]["multiscale"] - scores[name]["multiscale"],
                                                            5)}
@@ -356,16 +371,15 @@ def _validate_precisions(runners: dict, images, options: ExportOptions, cfg, ite
     return reports, failures
 
 
-def _labelled_map_at_r(folder: str, embedders: dict, cfg, iters: int, k: int, log) -> dict:
+def _labelled_map_at_r(labelled: image_sets.LabelledSet, embedders: dict, cfg, iters: int, k: int, log) -> dict:
     """MAP@R (global, multi-scale) of every precision's embedder on a class-per-folder set."""
     import numpy as np
 
-    from ..runtime.calibration import labelled_images
     from ..runtime.image import load_image
     from ..runtime.preprocess import to_network_input
 
-    paths, labels, names = labelled_images(folder)
-    log(f"MAP@R on {len(paths)} labelled images of {len(names)} classes from {folder}")
+    paths, labels = labelled.paths, labelled.labels
+    log(f"MAP@R on {len(paths)} labelled images of {len(labelled.names)} classes from {labelled.folder}")
     spec = cfg.preprocessing()
     features = {name: ([], []) for name in embedders}
     for start in range(0, len(paths), 32):
