@@ -369,3 +369,25 @@ def test_a_door_reading_a_cleanly_closed_gallery_sees_a_later_revocation(kit, tm
             assert writer.revoke("carol")
             assert reader.identities() == {"alice": 2}
         assert reader.verify(kit / ALICE, "alice").accepted
+
+
+def test_an_immutable_gallery_file_chattr_i(kit):
+    """`chattr +i g.db` (root cannot write it either) while the revoker still holds its log."""
+    folder = kit / f"immutable-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    door = Door(kit, folder)
+    door.hold()
+    door.hold("revoke")
+    assert door.file_alone_has_bob()
+    done = subprocess.run(["chattr", "+i", str(door.db)], capture_output=True, text=True)
+    if done.returncode:
+        door.kill()
+        pytest.skip(f"chattr +i is not available here: {done.stderr.strip()}")
+    try:
+        assert_not_enrolled(verify(door, door.db, BOB, "bob"))
+        assert_accepted(verify(door, door.db, ALICE, "alice"))
+        assert_one_line_refusal(edgedml("enroll", door.db, "carol", kit / "3.png", "--model", kit / "bundle"),
+                                "is read-only")
+    finally:
+        subprocess.run(["chattr", "-i", str(door.db)], capture_output=True)
+        door.kill()
