@@ -127,3 +127,14 @@ def test_an_array_past_the_limit_is_refused_before_any_copy(shape, dtype):
     finally:
         tracemalloc.stop()
     assert peak < 1 << 20
+
+
+def test_a_tiff_tag_given_twice_counts_at_its_larger_value():
+    import struct
+
+    entries = [(256, 4, 10), (256, 4, 100_000), (257, 4, 1000)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e[:2], 1, e[2]) for e in entries)
+    data = b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4
+    assert read_header(data) == ("tiff", 100_000, 1000)
+    with pytest.raises(InvalidImageError, match="edgedml decodes at most 50 MP"):
+        load_image(data)

@@ -113,8 +113,10 @@ def tiff_size(data) -> tuple[int, int]:
     tags: dict[int, list[int]] = {}
     for k in range(count):
         at = first + k * entry
-        if _u(data, at, 2, order) in _TIFF_TAGS:
-            tags[_u(data, at, 2, order)] = _tiff_values(data, at, order, big)
+        tag = _u(data, at, 2, order)
+        if tag in _TIFF_TAGS:  # a tag given twice: the larger values count, whichever a decoder takes
+            values = _tiff_values(data, at, order, big)
+            tags[tag] = max(tags.get(tag, values), values)
     if not tags.get(256) or not tags.get(257):
         raise HeaderError("the TIFF's first directory gives no ImageWidth or ImageLength")
     if 3 in tags.get(339, []):
