@@ -64,6 +64,7 @@ BUSY_SECONDS = 30.0  # how long a writer waits for another process's transaction
 SQLITE_MAGIC = b"SQLite format 3\x00"
 ROWS = "SELECT t.id, i.name, t.embedding, t.local, t.marginal, t.source FROM templates t " \
        "JOIN identities i ON i.id = t.identity_id"
+SQLITE_CANTOPEN = 14  # SQLite's primary result code for a file (or its -shm) that cannot be opened
 CHECKPOINT_WAIT_MS = 2000  # how long closing waits for readers to let the log be truncated
 log = logging.getLogger("edgedml")
 
@@ -190,8 +191,10 @@ class SQLiteStore:
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file, its log and -shm
             return db
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
             db.close()
+            if getattr(exc, "sqlite_errorcode", SQLITE_CANTOPEN) & 0xFF != SQLITE_CANTOPEN:
+                raise  # locked, damaged: never read the file alone then
             state = self._file_state() if self.path.is_file() else None
             if state is None:  # no file, or a log that cannot be read consistently (see explain)
                 raise
@@ -442,7 +445,7 @@ class SQLiteStore:
                 cursor = self.db.execute(
                     f"INSERT INTO decisions ({', '.join(row)}) VALUES ({','.join('?' * len(row))})",
                     [json.dumps(v) if isinstance(v, dict) else v for v in row.values()])
-        except sqlite3.DatabaseError as exc:  # read-only, locked past the timeout, disk full
+        except sqlite3.Error as exc:  # read-only, locked past the timeout, disk full
             log.warning("edgedml: the %s decision was not logged in %s (%s)", row["kind"], self.path, exc)
             return None
         return int(cursor.lastrowid)
