@@ -391,3 +391,31 @@ def test_an_immutable_gallery_file_chattr_i(kit):
     finally:
         subprocess.run(["chattr", "-i", str(door.db)], capture_output=True)
         door.kill()
+
+
+@pytest.mark.parametrize("left", ["nothing (closed cleanly)", "the log and its -shm", "the log alone"])
+def test_a_backup_from_a_read_only_mount(kit, tmpfs, left):
+    """`gallery backup` of a gallery on a read-only mount: the file as it is when it was closed
+    cleanly, the log's commits when the -shm is there, and a refusal when the log cannot be read."""
+    from edgedml.runtime.gallery_backup import backup_gallery
+    from edgedml.runtime.gallery_store import GalleryError
+
+    where, _ = tmpfs
+    door = Door(kit, where)
+    if left != "nothing (closed cleanly)":
+        door.hold()
+        door.hold("revoke")
+        door.kill()
+        if left == "the log alone":
+            (where / "g.db-shm").unlink()
+    _mount(["-o", "remount,ro", str(where)])
+    target = kit / f"backup-{uuid.uuid4().hex[:8]}.db"
+    if left == "the log alone":
+        with pytest.raises(GalleryError, match="write-ahead log g.db-wal cannot be read consistently"):
+            backup_gallery(door.db, target)
+        assert not target.exists()
+        return
+    done = backup_gallery(door.db, target)
+    with sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True) as db:
+        names = sorted(row[0] for row in db.execute("SELECT name FROM identities"))
+    assert names == (["alice", "bob"] if left.startswith("nothing") else ["alice"]) and done.identities == len(names)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .gallery_store import GalleryError, is_url
-from .sqlite_store import SQLITE_MAGIC, explain
+from .sqlite_store import SQLITE_MAGIC, explain, file_state, open_read_only
 
 GALLERY_TABLES = {"meta", "identities", "templates"}
 
@@ -98,17 +98,16 @@ def _is_gallery(path: Path) -> bool:
         return False
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
+def _read_only(path: Path) -> "_Closing":
     """A connection that never writes ``path`` and reads its write-ahead log (see sqlite_store)."""
-    return _Closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                                    timeout=30.0))
+    return _Closing(*open_read_only(path))
 
 
 class _Closing:
     """``with``: the connection, closed at the end (sqlite3's own ``with`` only commits)."""
 
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
+    def __init__(self, db: sqlite3.Connection, frozen: tuple | None = None):
+        self.db, self.frozen = db, frozen
 
     def __enter__(self) -> sqlite3.Connection:
         return self.db
@@ -122,7 +121,8 @@ def _tables(db: sqlite3.Connection) -> set[str]:
 
 
 def _copy(source: Path, partial: Path) -> None:
-    with _read_only(source) as db:
+    reading = _read_only(source)
+    with reading as db:
         tables = _tables(db)
         if not GALLERY_TABLES <= tables:
             raise GalleryError(f"{source} is an SQLite database but not an edgedml gallery (it has the tables "
@@ -133,6 +133,9 @@ def _copy(source: Path, partial: Path) -> None:
             copy.execute("PRAGMA journal_mode=DELETE")  # self-contained: no -wal to carry along
         finally:
             copy.close()
+    if reading.frozen is not None and file_state(source) != reading.frozen:  # read without its log
+        raise GalleryError(f"{source} changed while it was copied (its folder is read-only here, so SQLite could "
+                           f"not coordinate the copy with the writer); nothing was written: retry")
 
 
 def _check(partial: Path, target: Path) -> tuple[int, int, int]:

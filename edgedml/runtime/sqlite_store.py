@@ -114,6 +114,42 @@ def _surfaced(method):
     return call
 
 
+def open_read_only(path: Path) -> tuple[sqlite3.Connection, tuple | None]:
+    """A connection that never writes ``path`` and never reads an older snapshot than its last
+    commit, and the file's state when it is read without its log (else None).
+
+    ``mode=ro`` reads the WAL (never ``immutable=1`` while a log holds anything: it ignores the log,
+    revocations included). SQLite cannot open a WAL-mode file read-only when it can neither use nor
+    make a -shm (a read-only folder or mount); then a file without a log (closed cleanly: the file
+    holds every commit) is read immutable, to be watched with :func:`file_state` (see
+    :func:`_current`), and one with a log is refused (see :func:`explain`)."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None,
+                         timeout=BUSY_SECONDS)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file, its log and -shm
+        return db, None
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if getattr(exc, "sqlite_errorcode", SQLITE_CANTOPEN) & 0xFF != SQLITE_CANTOPEN:
+            raise  # locked, damaged: never read the file alone then
+        state = file_state(path) if path.is_file() else None
+        if state is None:  # no file, or a log that cannot be read consistently
+            raise
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False,
+                           isolation_level=None), state
+
+
+def file_state(path: Path) -> tuple | None:
+    """The file's identity and last change, or None when a write-ahead log holding anything lies
+    beside it (an empty one, as a checkpoint at close leaves it, holds no commit)."""
+    wal = wal_files(path)[0]
+    if wal.exists() and wal.stat().st_size > 0:
+        return None
+    info = os.stat(path)
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
+
+
 def _current(method):
     """A read call of a gallery opened without its log (immutable): redone through a fresh
     connection when a log appeared beside the file or the file changed during the call, so no
@@ -123,7 +159,7 @@ def _current(method):
     def call(self, *args, **kwargs):
         for _ in range(3):
             result = method(self, *args, **kwargs)
-            if self._frozen is None or self._frozen == self._file_state():
+            if self._frozen is None or self._frozen == file_state(self.path):
                 return result
             with self._lock:
                 self.db.close()
@@ -167,50 +203,18 @@ class SQLiteStore:
 
     @_surfaced
     def _connect(self) -> None:
-        self._frozen = None  # the file's state when it is read without a log (immutable), else None
         self._version = None  # data_version belongs to a connection: the search index reconciles anew
+        # _frozen: the file's state when it is read without its log (immutable), else None
         if self.read_only:
-            self.db = self._connect_read_only()
+            self.db, self._frozen = open_read_only(self.path)
         else:
-            self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
-                                      timeout=BUSY_SECONDS)
+            self.db, self._frozen = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                                    timeout=BUSY_SECONDS), None
         try:
             self._open()
         except BaseException:
             self.db.close()
             raise
-
-    def _connect_read_only(self) -> sqlite3.Connection:
-        """``mode=ro``, which reads the WAL (never ``immutable=1`` while a log exists: it ignores the
-        log, revocations included). SQLite cannot open a WAL-mode file read-only when it can neither
-        use nor make a -shm; then a file without a -wal (closed cleanly: the file holds every
-        commit) is read immutable under :func:`_current`'s watch, and one with a -wal is refused."""
-        uri = self.path.resolve().as_uri()
-        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, isolation_level=None,
-                             timeout=BUSY_SECONDS)
-        try:
-            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file, its log and -shm
-            return db
-        except sqlite3.OperationalError as exc:
-            db.close()
-            if getattr(exc, "sqlite_errorcode", SQLITE_CANTOPEN) & 0xFF != SQLITE_CANTOPEN:
-                raise  # locked, damaged: never read the file alone then
-            state = self._file_state() if self.path.is_file() else None
-            if state is None:  # no file, or a log that cannot be read consistently (see explain)
-                raise
-        db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False,
-                             isolation_level=None)
-        self._frozen = state
-        return db
-
-    def _file_state(self) -> tuple | None:
-        """The file's identity and last change, or None when a write-ahead log holding anything lies
-        beside it (an empty one, as a checkpoint at close leaves it, holds no commit)."""
-        wal = wal_files(self.path)[0]
-        if wal.exists() and wal.stat().st_size > 0:
-            return None
-        info = os.stat(self.path)
-        return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
     def _open(self) -> None:
         """Check (and on first use create or upgrade) the schema, then the embedder and cropping."""
@@ -272,8 +276,9 @@ class SQLiteStore:
 
     def _refuse_read_only(self, what: str) -> None:
         if self.read_only:
-            raise GalleryError(f"{self.path} is read-only (the file or its folder cannot be written, or read_only=True):"
-                               f" cannot {what}; nothing was changed. Run it where the gallery is writable")
+            raise GalleryError(f"{self.path} is read-only (the file or its folder cannot be written, or "
+                               f"read_only=True): cannot {what}; nothing was changed. Run it where the gallery is "
+                               f"writable")
 
     def _check_intact(self, what: str) -> None:
         """Refuse to write into a file that fails ``PRAGMA quick_check`` (once per connection, inside
