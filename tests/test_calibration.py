@@ -203,3 +203,16 @@ def test_compare_exits_0_only_on_match(lab, tmp_path):
     assert no.exit_code == 4 and json.loads(no.output)["is_match"] is False
     undecided = run(main, ["compare", a, other, *model])
     assert undecided.exit_code == 5 and "uncalibrated" in undecided.output
+
+
+def test_calibration_pictures_replace_a_planted_link_instead_of_writing_through_it(lab, tmp_path):
+    bundle = _copy(lab, tmp_path)
+    outside = tmp_path / "thesis.txt"
+    outside.write_text("years of work")
+    (bundle / "calibration_roc.png").symlink_to(outside)
+    calibrate(bundle, lab / "tiny", force=True)
+    assert outside.read_text() == "years of work"
+    roc = bundle / "calibration_roc.png"
+    assert not roc.is_symlink() and cv2.imread(str(roc)) is not None
+    assert not list(bundle.glob(".*.tmp"))
+    read_manifest(bundle)

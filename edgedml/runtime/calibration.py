@@ -29,6 +29,7 @@ import numpy as np
 
 from ..bundle import read_manifest
 from ..errors import EdgeDMLError
+from ..filemodes import as_created
 from .image import image_extensions
 from .matcher import Features, Matcher
 
@@ -230,6 +231,28 @@ def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict,
     return img
 
 
+def write_report(path: Path, picture: np.ndarray) -> None:
+    """Write a PNG report into the bundle through a new temporary file renamed over ``path``: a
+    link planted at ``path`` is replaced, never written through to a file outside the bundle."""
+    import os
+    import tempfile
+
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", picture)
+    if not ok:
+        raise EdgeDMLError(f"could not draw {path.name}")
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(encoded.tobytes())
+        as_created(tmp)  # mkstemp made it 0600: the pictures are for people and services to read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None, backend: str = "auto",
               progress: bool = False, precision: str = "fp32", detector: str | None = None,
               force: bool = False) -> dict:
@@ -275,8 +298,8 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     if lowered:
         log.warning("edgedml: the default threshold goes down from %.4f to %.4f: more impostors are accepted",
                     previous, thresholds["default"]["threshold"])
-    cv2.imwrite(str(root / "calibration_roc.png"), draw_roc({"": (genuine, impostor)}))  # reports, not checksummed
-    cv2.imwrite(str(root / "calibration_scores.png"), draw_histograms(
+    write_report(root / "calibration_roc.png", draw_roc({"": (genuine, impostor)}))  # reports, not checksummed
+    write_report(root / "calibration_scores.png", draw_histograms(
         genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
     calibration = {"data": str(data), "precision": precision, "images": len(paths),
                    "detector": matcher.detector.fingerprint() if matcher.detector is not None else "none",
