@@ -284,6 +284,26 @@ def _zeroed(tree):
     return make
 
 
+def _truncated(world, tmp):
+    """A copy of the world's gallery cut after its first half, as a full disk or a torn copy leaves it."""
+    data = (world / "door.db").read_bytes()
+    (tmp / "cut.db").write_bytes(data[:len(data) // 2])
+    return tmp / "cut.db"
+
+
+def _empty_file(world, tmp):
+    (tmp / "empty.db").write_bytes(b"")
+    return tmp / "empty.db"
+
+
+def _link_to_notes(world, tmp):
+    """A folder holding the user's notes and a symbolic link to them (the target: both must stay)."""
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "notes.txt").write_text("the door codes")
+    (tmp / "mine" / "link.db").symlink_to(tmp / "mine" / "notes.txt")
+    return tmp / "mine"
+
+
 def _gallery_copy(world, tmp):
     shutil.copy(world / "door.db", tmp / "copy.db")
     return tmp / "copy.db"
@@ -339,9 +359,10 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
                "the gallery URL does not parse (a space"),
     # --- end of names and secrets ---
     # --- broken gallery files (item 13): one line, no decision, nothing written into a damaged file ---
-    ("verify on a gallery with a zeroed page", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle",
-                                                "--threshold", "0.5"], _zeroed("templates"), 1, "is damaged"),
-    ("verify on a gallery with a zeroed index page", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle",
+    ("verify on a gallery with a zeroed name index page", ["verify", "{target}", IMG, "ann", "--model",
+                                                           "{world}/bundle", "--threshold", "0.5"],
+     _zeroed("sqlite_autoindex_identities_1"), 1, "is damaged"),
+    ("verify on a gallery with a zeroed template index page", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle",
                                                       "--threshold", "0.5"], _zeroed("templates_identity"), 1,
      "is damaged"),
     ("identify on a gallery with a zeroed page", ["identify", "{target}", IMG, "--model", "{world}/bundle",
@@ -351,6 +372,10 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
     ("enroll into a gallery damaged where enroll does not look", ["enroll", "{target}", "cat", IMG, "--model",
                                                                   "{world}/bundle"], _zeroed("decisions"), 1,
      "is damaged (quick_check"),
+    ("revoke in a gallery with a zeroed page", ["revoke", "{target}", "bob", "--model", "{world}/bundle"],
+     _zeroed("identities"), 1, "is damaged"),
+    ("verify on a truncated gallery", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle", "--threshold",
+                                       "0.5"], _truncated, 1, "is damaged"),
     ("revoke in a gallery damaged where revoke does not look", ["revoke", "{target}", "bob", "--model",
                                                                 "{world}/bundle"], _zeroed("decisions"), 1,
      "is damaged (quick_check"),
@@ -374,6 +399,11 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
      "does not exist; create it"),
     ("backup into a folder", ["gallery", "backup", "{world}/door.db", "{target}"], _user_folder, 2,
      "is a directory"),
+    ("backup of an empty file", ["gallery", "backup", "{target}", "{world}/never.db"], _empty_file, 1,
+     "not an SQLite file"),
+    ("backup of a folder", ["gallery", "backup", "{target}", "{world}/never.db"], _user_folder, 2, "is a directory"),
+    ("backup --overwrite through a symbolic link", ["gallery", "backup", "{world}/door.db", "{target}/link.db",
+                                                    "--overwrite"], _link_to_notes, 1, "is not a plain file"),
     # --- end of broken gallery files and backups ---
 ]
 
