@@ -125,6 +125,7 @@ class Gallery:
                                    f"{'no list of' if sources is None else len(sources)} sources), or none")
             if not all(s is None or isinstance(s, str) for s in sources):
                 raise GalleryError(f"enrolling {name!r}: each source is a string or None")
+        self.store.refuse_writes(f"enroll {name!r}")  # a read-only gallery: say so before the slow embedding
         features = self.matcher.embed(images)  # before the transaction: slow, may fail
         sources = sources if sources is not None else [str(i) if isinstance(i, (str, Path)) else None for i in images]
         return self.store.enroll(name, features.embedding, features.local, features.marginal, sources, add=add)

@@ -193,7 +193,7 @@ class PostgresStore:
                sources: Sequence[str | None], add: bool = False) -> int:
         """One transaction: ``name`` is created (``add`` False: it must be new) or extended
         (``add`` True: it must exist), then its templates are inserted."""
-        self._writable("enroll")
+        self.refuse_writes("enroll")
         now = time.time()
         rows = [(vector_text(embedding[i]), as_bytes(local[i]), None if marginal is None else as_bytes(marginal[i]),
                  sources[i], now) for i in range(len(embedding))]
@@ -219,7 +219,7 @@ class PostgresStore:
         return len(rows)
 
     def remove(self, name: str) -> bool:
-        self._writable("revoke")
+        self.refuse_writes("revoke")
         with self._session(f"revoking {name!r}") as db:
             return db.execute("DELETE FROM edgedml.identities WHERE name = %s", (name,)).rowcount > 0
 
@@ -251,7 +251,7 @@ class PostgresStore:
     def index_kind(self) -> str:
         return "pgvector-hnsw"
 
-    def _writable(self, doing: str) -> None:
+    def refuse_writes(self, doing: str) -> None:
         if self.read_only:
             raise GalleryError(f"{self.where} was opened read-only; open it without read_only to {doing}")
 

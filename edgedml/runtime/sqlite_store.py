@@ -274,7 +274,7 @@ class SQLiteStore:
 
         return Transaction()
 
-    def _refuse_read_only(self, what: str) -> None:
+    def refuse_writes(self, what: str) -> None:
         if self.read_only:
             raise GalleryError(f"{self.path} is read-only (the file or its folder cannot be written, or "
                                f"read_only=True): cannot {what}; nothing was changed. Run it where the gallery is "
@@ -301,7 +301,7 @@ class SQLiteStore:
     def enroll(self, name: str, embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray | None,
                sources: Sequence[str | None], add: bool = False) -> int:
         now = time.time()
-        self._refuse_read_only(f"enroll {name!r}")
+        self.refuse_writes(f"enroll {name!r}")
         with self._lock:
             ids = []
             with self._transaction():  # BEGIN IMMEDIATE: the name's check and its insert are one write
@@ -328,7 +328,7 @@ class SQLiteStore:
 
     @_surfaced
     def remove(self, name: str) -> bool:
-        self._refuse_read_only(f"revoke {name!r}")
+        self.refuse_writes(f"revoke {name!r}")
         with self._lock:
             with self._transaction():
                 self._check_intact(f"revoke {name!r}")
