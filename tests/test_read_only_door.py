@@ -182,6 +182,16 @@ def _mount(args):
     assert done.returncode == 0, done.stderr
 
 
+def _read_only_view(kit, where, mounts):
+    """``where`` seen through a new read-only bind mount (unmounted by the tmpfs fixture)."""
+    view = kit / f"ro-{uuid.uuid4().hex[:8]}"
+    view.mkdir()
+    _mount(["--bind", str(where), str(view)])
+    mounts.append(view)
+    _mount(["-o", "remount,bind,ro", str(view)])
+    return view
+
+
 def test_the_issue_reproduction_on_a_read_only_bind_mount(kit, tmpfs):
     """enroll alice and bob; a door holds the gallery; `edgedml revoke g.db bob`; the gallery seen
     through a read-only mount while the door still holds it → bob is not enrolled there."""
@@ -193,11 +203,7 @@ def test_the_issue_reproduction_on_a_read_only_bind_mount(kit, tmpfs):
         door.hold()
         done = edgedml("revoke", door.db, "bob", "--model", kit / "bundle")
         assert done.returncode == 0, done.stderr
-        view = kit / f"ro-{uuid.uuid4().hex[:8]}"
-        view.mkdir()
-        _mount(["--bind", str(where), str(view)])
-        mounts.append(view)
-        _mount(["-o", "remount,bind,ro", str(view)])
+        view = _read_only_view(kit, where, mounts)
         assert_not_enrolled(verify(door, view / "g.db", BOB, "bob"))
         assert_accepted(verify(door, view / "g.db", ALICE, "alice"))
     finally:
@@ -212,11 +218,7 @@ def test_a_read_only_mount_reads_a_live_revokers_log(kit, tmpfs):
         door.hold()
         door.hold("revoke")
         assert door.file_alone_has_bob()  # the revocation lives in g.db-wal only
-        view = kit / f"ro-{uuid.uuid4().hex[:8]}"
-        view.mkdir()
-        _mount(["--bind", str(where), str(view)])
-        mounts.append(view)
-        _mount(["-o", "remount,bind,ro", str(view)])
+        view = _read_only_view(kit, where, mounts)
         assert_not_enrolled(verify(door, view / "g.db", BOB, "bob"))
         assert_accepted(verify(door, view / "g.db", ALICE, "alice"))
     finally:
@@ -349,11 +351,7 @@ def test_a_door_reading_a_cleanly_closed_gallery_sees_a_later_revocation(kit, tm
 
     where, mounts = tmpfs
     door = Door(kit, where)
-    view = kit / f"ro-{uuid.uuid4().hex[:8]}"
-    view.mkdir()
-    _mount(["--bind", str(where), str(view)])
-    mounts.append(view)
-    _mount(["-o", "remount,bind,ro", str(view)])
+    view = _read_only_view(kit, where, mounts)
     assert not (where / "g.db-wal").exists()
     matcher = Matcher(kit / "bundle")
     with Gallery(view / "g.db", matcher, threshold=float(THRESHOLD)) as reader:
