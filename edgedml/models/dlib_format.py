@@ -16,7 +16,7 @@ dlib's format (``dlib/serialize.h``, ``dlib/dnn/core.h``, ``layers.h``, ``input.
   also by the sample expansion factor.
 
 :func:`read_dlib_face_resnet` checks every record against
-:func:`~edgedml.models.dlib_resnet.dlib_layers` and returns a state dict for
+:func:`~edgedml.models.dlib_architecture.dlib_layers` and returns a state dict for
 :class:`~edgedml.models.dlib_resnet.DlibFaceResNet`; any other file is refused in one line.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
-from .dlib_resnet import CHIP_SIZE, DLIB_MEAN_255, dlib_layers
+from .dlib_architecture import CHIP_SIZE, DLIB_MEAN_255, dlib_layers
 
 
 class _Malformed(Exception):
