@@ -23,7 +23,8 @@ def dlib_layers() -> list[tuple]:
     ``("relu",)``, ``("max_pool", size, stride, padding)``, ``("avg_pool", size, stride,
     padding)`` (size 0: the whole map), ``("add_prev",)``, ``("tag",)`` (a tag or skip layer: dlib
     writes no id for either), ``("fc", key, outputs, inputs)``. ``key`` names the parameters in
-    :class:`~edgedml.models.dlib_resnet.DlibFaceResNet`'s state dict. The reader of dlib's file checks the file against this.
+    the state dict of :class:`~edgedml.models.dlib_resnet.DlibFaceResNet`; the reader of dlib's
+    file checks the file against this list.
     """
     seq: list[tuple] = [("con", "conv", 32, 7, 2, 0), ("affine", "affine", 32), ("relu",), ("max_pool", 3, 2, 0)]
     for li, (n, blocks, down) in enumerate(LEVELS):
