@@ -3,7 +3,8 @@
 A :class:`View` is an image cut from a frame with the affine map from its pixels to the frame's,
 so that every explanation (evidence, attention, region centres) can be drawn on the frame the
 camera took. Without a detector the view is the whole frame (the identity map); with one it is a
-square around a face, rotated so that the eyes are level (:func:`face_view`).
+square around a face, rotated so that the eyes are level (:func:`face_view`), or dlib's 150×150
+face chip, the crop dlib's face descriptor was trained on (:func:`dlib_chip_view`).
 """
 
 from __future__ import annotations
@@ -70,3 +71,55 @@ def face_view(rgb: np.ndarray, face: Face, margin: float, align: bool) -> View:
     forward, side = face_transform(face, margin, align)
     crop = cv2.warpAffine(rgb, forward, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return View(crop, cv2.invertAffineTransform(forward), face)
+
+
+def dlib_chip_transform(face: Face) -> np.ndarray:
+    """(2, 3) affine map frame → dlib's 150×150 chip for a face: the similarity transform
+    (rotation, uniform scale, shift) that sends YuNet's five landmarks closest, in least squares,
+    onto their template in dlib's chip (:mod:`.dlib_chip`, derived from photos by
+    ``scripts/derive_dlib_chip_points.py``)."""
+    import cv2
+
+    from ..errors import EdgeDMLError
+    from .dlib_chip import YUNET_POINTS_IN_DLIB_CHIP
+
+    points = np.asarray(face.landmarks, np.float64).reshape(5, 2)
+    # A threshold beyond the chip keeps every point an inlier: the refined fit is least squares.
+    forward, _ = cv2.estimateAffinePartial2D(points, YUNET_POINTS_IN_DLIB_CHIP, method=cv2.RANSAC,
+                                             ransacReprojThreshold=1000.0, refineIters=50)
+    if forward is None or not np.isfinite(forward).all() or abs(np.linalg.det(forward[:, :2])) < 1e-12:
+        raise EdgeDMLError(f"the face's landmarks {face.to_dict()['landmarks']} do not define an alignment "
+                           f"(they coincide); pass a face from the detector")
+    return forward
+
+
+def dlib_chip_view(rgb: np.ndarray, face: Face) -> View:
+    """dlib's 150×150 face chip of ``face`` (RGB uint8 (150, 150, 3)): the frame warped by
+    :func:`dlib_chip_transform`, bilinear, zeros beyond the frame's edge (as ``dlib.get_face_chip``).
+    A face more than 1.5× larger than the chip is first shrunk with pixel-area averaging, as dlib
+    shrinks through an image pyramid, so that the chip does not alias; ``to_frame`` is the exact
+    inverse of the warp either way."""
+    import cv2
+
+    from .dlib_chip import DLIB_CHIP_SIZE
+
+    forward = dlib_chip_transform(face)
+    size = DLIB_CHIP_SIZE
+    scale = float(np.sqrt(abs(np.linalg.det(forward[:, :2]))))  # chip pixels per frame pixel
+    source, sample = rgb, forward
+    if scale < 2 / 3:
+        # Cut the chip's bounding box from the frame, shrink it by `scale`, then warp at about 1:1.
+        corners = View(np.zeros((size, size, 3), np.uint8), cv2.invertAffineTransform(forward)).outline()
+        height, width = rgb.shape[:2]
+        x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 2, 0, [width - 1, height - 1])
+        x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 3, [x0 + 1, y0 + 1], [width, height])
+        out_w, out_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+        source = cv2.resize(rgb[y0:y1, x0:x1], (out_w, out_h), interpolation=cv2.INTER_AREA)
+        # shrunk pixel centre (u, v) ↔ frame ((u + ½)·sx − ½ + x0, (v + ½)·sy − ½ + y0)
+        sx, sy = (x1 - x0) / out_w, (y1 - y0) / out_h
+        shrunk_to_frame = np.array([[sx, 0.0, 0.5 * sx - 0.5 + x0], [0.0, sy, 0.5 * sy - 0.5 + y0]])
+        linear = forward[:, :2]
+        sample = np.hstack([linear @ shrunk_to_frame[:, :2], (linear @ shrunk_to_frame[:, 2] + forward[:, 2])[:, None]])
+    chip = cv2.warpAffine(source, sample, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=0)
+    return View(chip, cv2.invertAffineTransform(forward), face)

@@ -1,0 +1,194 @@
+"""dlib's 150×150 face chip cut from YuNet's landmarks (edgedml.runtime.roi.dlib_chip_view)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import data_path, run_blocked
+from edgedml.runtime.detection import Face
+from edgedml.runtime.dlib_chip import DLIB_CHIP_SIZE, YUNET_POINTS_IN_DLIB_CHIP, YUNET_POINTS_SPREAD
+from edgedml.runtime.roi import dlib_chip_transform, dlib_chip_view
+
+YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def similarity(angle: float, scale: float, shift) -> np.ndarray:
+    cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+    return np.array([[cos, -sin, shift[0]], [sin, cos, shift[1]]])
+
+
+def apply(affine: np.ndarray, points) -> np.ndarray:
+    return np.asarray(points, np.float64) @ affine[:, :2].T + affine[:, 2]
+
+
+def face_at(points: np.ndarray) -> Face:
+    x0, y0 = points.min(0)
+    x1, y1 = points.max(0)
+    return Face((x0 - 10, y0 - 20, x1 - x0 + 20, y1 - y0 + 30), tuple(map(tuple, points)), 0.9)
+
+
+def least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Closed-form least-squares similarity src → dst (Umeyama, no reflection): the reference."""
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    a = (s * d).sum() / (s ** 2).sum()
+    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / (s ** 2).sum()
+    linear = np.array([[a, -b], [b, a]])
+    return np.hstack([linear, (md - linear @ ms)[:, None]])
+
+
+def photo_face() -> tuple[np.ndarray, Face]:
+    from edgedml.runtime.detection import YuNetDetector
+    from edgedml.runtime.image import load_image
+
+    if not YUNET.is_file():
+        pytest.skip(f"the YuNet model is not at {YUNET} (see ../shared/models/README.md)")
+    rgb = load_image(data_path("yalefaces") / "subject10" / "normal.png")
+    faces = YuNetDetector(YUNET).detect(rgb)
+    assert len(faces) == 1
+    return rgb, faces[0]
+
+
+def test_template_is_a_face_in_the_chip():
+    """The generated template: five distinct points inside the chip, eyes above nose above mouth,
+    the person's right eye and mouth corner on the image's left."""
+    t = YUNET_POINTS_IN_DLIB_CHIP
+    assert t.shape == (5, 2) and DLIB_CHIP_SIZE == 150 and YUNET_POINTS_SPREAD.shape == (5,)
+    assert ((t > 0) & (t < 149)).all()
+    assert t[0, 0] < t[2, 0] < t[1, 0] and t[3, 0] < t[2, 0] < t[4, 0]
+    assert max(t[0, 1], t[1, 1]) < t[2, 1] < min(t[3, 1], t[4, 1])
+
+
+def test_warp_sends_known_landmarks_onto_the_template_and_maps_back():
+    """Landmarks placed by a known similarity from the template: the warp is its exact inverse,
+    the chip's pixels come from where ``to_frame`` says, and the chip is RGB uint8 150×150."""
+    to_frame = similarity(0.3, 1.4, (120.0, 60.0))  # chip → frame
+    landmarks = apply(to_frame, YUNET_POINTS_IN_DLIB_CHIP)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    marks = np.array([[30.0, 30.0], [120.0, 40.0], [75.0, 130.0]])  # chip pixels
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    for (x, y), colour in zip(apply(to_frame, marks), colours):
+        frame[int(round(y)) - 3:int(round(y)) + 4, int(round(x)) - 3:int(round(x)) + 4] = colour
+    face = face_at(landmarks)
+
+    view = dlib_chip_view(frame, face)
+    assert view.pixels.shape == (150, 150, 3) and view.pixels.dtype == np.uint8 and view.face is face
+    np.testing.assert_allclose(view.to_frame, to_frame, atol=1e-6)
+    forward = dlib_chip_transform(face)
+    np.testing.assert_allclose(apply(forward, landmarks), YUNET_POINTS_IN_DLIB_CHIP, atol=1e-6)
+    np.testing.assert_allclose(apply(view.to_frame, apply(forward, [[0, 0], [149, 149], [10, 80]])),
+                               [[0, 0], [149, 149], [10, 80]], atol=1e-9)
+    np.testing.assert_allclose(view.points_to_frame(YUNET_POINTS_IN_DLIB_CHIP), landmarks, atol=1e-6)
+    for (x, y), colour in zip(marks.astype(int), colours):
+        assert tuple(view.pixels[y, x]) == colour
+    assert view.pixels[:, :, :].sum() < 3 * 255 * 3 * 49  # nothing but the three marks (and their blur)
+
+
+def test_real_photo_warp_is_the_least_squares_similarity():
+    """On a real photo (YuNet's five points do not fit the template exactly): the warp is the
+    least-squares similarity onto the template, its residual is within the template's spread,
+    and ``to_frame`` is the warp's inverse."""
+    rgb, face = photo_face()
+    view = dlib_chip_view(rgb, face)
+    points = np.array(face.landmarks)
+    forward = dlib_chip_transform(face)
+    np.testing.assert_allclose(forward, least_squares_similarity(points, YUNET_POINTS_IN_DLIB_CHIP), atol=1e-4)
+    residual = np.linalg.norm(apply(forward, points) - YUNET_POINTS_IN_DLIB_CHIP, axis=1)
+    assert residual.max() < 3 * YUNET_POINTS_SPREAD.max()
+    composed = view.to_frame[:, :2] @ forward[:, :2]
+    np.testing.assert_allclose(composed, np.eye(2), atol=1e-9)
+    np.testing.assert_allclose(view.points_to_frame(apply(forward, points)), points, atol=1e-6)
+    assert view.pixels.shape == (150, 150, 3) and view.pixels.dtype == np.uint8 and view.pixels.std() > 20
+
+
+def test_large_face_is_shrunk_before_the_warp():
+    """A photo enlarged 5× gives (nearly) the chip of the photo itself: the shrink keeps the chip
+    from aliasing, and the map back lands on the enlarged frame."""
+    import cv2
+
+    rgb, face = photo_face()
+    k = 5
+    big = cv2.resize(rgb, (rgb.shape[1] * k, rgb.shape[0] * k), interpolation=cv2.INTER_CUBIC)
+    scale = lambda p: (np.asarray(p, np.float64) + 0.5) * k - 0.5  # pixel centres
+    big_face = Face(tuple(np.array(face.box) * k), tuple(map(tuple, scale(face.landmarks))), face.score)
+    small, large = dlib_chip_view(rgb, face), dlib_chip_view(big, big_face)
+    np.testing.assert_allclose(large.to_frame[:, :2], small.to_frame[:, :2] * k, atol=1e-5)
+    np.testing.assert_allclose(large.points_to_frame([[20, 30], [130, 110]]),
+                               scale(small.points_to_frame([[20, 30], [130, 110]])), atol=1e-3)
+    assert np.abs(large.pixels.astype(int) - small.pixels.astype(int)).mean() < 1.5
+
+
+def test_large_face_does_not_alias():
+    """A face 6× the chip on pixel noise: each chip pixel averages the frame pixels it covers
+    (grey), where sampling the frame directly would keep the noise."""
+    import cv2
+
+    frame = np.random.default_rng(0).integers(0, 2, (1200, 1200, 1), np.uint8).repeat(3, 2) * 255
+    face = face_at(apply(similarity(0.1, 6.0, (150.0, 120.0)), YUNET_POINTS_IN_DLIB_CHIP))
+    view = dlib_chip_view(frame, face)
+    naive = cv2.warpAffine(frame, cv2.invertAffineTransform(view.to_frame), (150, 150), flags=cv2.INTER_LINEAR)
+    assert naive.std() > 60 and view.pixels.std() < 30
+    assert abs(view.pixels.mean() - 127.5) < 10
+
+
+def test_degenerate_landmarks_are_refused():
+    from edgedml.errors import EdgeDMLError
+
+    with pytest.raises(EdgeDMLError, match="do not define an alignment"):
+        dlib_chip_transform(Face((0, 0, 50, 50), ((10.0, 10.0),) * 5, 0.9))
+
+
+def test_dlib_chip_runs_without_torch():
+    out = run_blocked(
+        "import numpy as np\n"
+        "from edgedml.runtime.detection import Face\n"
+        "from edgedml.runtime.dlib_chip import YUNET_POINTS_IN_DLIB_CHIP as T\n"
+        "from edgedml.runtime.roi import dlib_chip_view\n"
+        "pts = T * 1.2 + 40\n"
+        "face = Face((40, 40, 180, 180), tuple(map(tuple, pts)), 0.9)\n"
+        "view = dlib_chip_view(np.full((300, 300, 3), 90, np.uint8), face)\n"
+        "assert view.pixels.shape == (150, 150, 3)\n"
+        "assert 'dlib' not in sys.modules\n"
+        "print(round(float(view.to_frame[0, 0]), 3))\n")
+    assert out.strip() == "1.2"
+
+
+@pytest.mark.slow
+def test_template_against_dlib_itself():
+    """dlib (the oracle): the replica of dlib's chip transform reproduces ``get_face_chip``, and on
+    photos of people the template was not derived from, YuNet's points land in dlib's chip within
+    the template's spread and dlib's descriptor barely changes between the two chips."""
+    dlib = pytest.importorskip("dlib")
+    import sys
+
+    import cv2
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from derive_dlib_chip_points import analyse, dlib_tools
+
+    from edgedml.models.dlib_files import dlib_model_file
+    from edgedml.runtime.detection import YuNetDetector
+
+    if not YUNET.is_file():
+        pytest.skip(f"the YuNet model is not at {YUNET}")
+    detector, (hog, predictor) = YuNetDetector(YUNET), dlib_tools()
+    net = dlib.face_recognition_model_v1(str(dlib_model_file()))
+    paths = [data_path("orl_faces") / f"s{i}" / "1.pgm" for i in (25, 31, 38)]
+    paths += [data_path("yalefaces") / f"subject{i}" / "normal.png" for i in (11, 14)]
+    distances, cosines = [], []
+    for path in paths:
+        found = analyse(path, detector, hog, predictor)
+        assert "miss" not in found, path
+        own = dlib.get_face_chip(found["rgb"], found["shape"], size=150, padding=0.25)
+        replica = cv2.warpAffine(found["rgb"], found["to_chip"], (150, 150), flags=cv2.INTER_LINEAR)
+        inside = cv2.warpAffine(np.ones(found["rgb"].shape[:2], np.uint8), found["to_chip"], (150, 150)) > 0
+        inside = cv2.erode(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # away from the photo's edge
+        assert (np.abs(own.astype(int) - replica.astype(int)).max(2)[inside] <= 1).mean() > 0.99
+        distances.append(np.linalg.norm(found["points"] - YUNET_POINTS_IN_DLIB_CHIP, axis=1))
+        a = np.array(net.compute_face_descriptor(own))
+        b = np.array(net.compute_face_descriptor(dlib_chip_view(found["rgb"], found["face"]).pixels))
+        cosines.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert np.median(distances, axis=0).max() < 2 * YUNET_POINTS_SPREAD.max()
+    assert min(cosines) > 0.95
