@@ -192,3 +192,22 @@ def test_template_against_dlib_itself():
         cosines.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
     assert np.median(distances, axis=0).max() < 2 * YUNET_POINTS_SPREAD.max()
     assert min(cosines) > 0.95
+
+
+def test_evidence_on_the_chip_lands_on_the_frame():
+    """A region map over the chip (network input = the chip, stretched at 150 px) is drawn where
+    the chip's region is in the frame: the explanation path of any View."""
+    from edgedml.preprocessing import PreprocessSpec
+    from edgedml.runtime.explain import region_centre, to_image
+
+    to_frame = similarity(-0.4, 1.7, (200.0, 90.0))
+    frame = np.zeros((520, 600, 3), np.uint8)
+    view = dlib_chip_view(frame, face_at(apply(to_frame, YUNET_POINTS_IN_DLIB_CHIP)))
+    spec = PreprocessSpec(size=150, resize="stretch")
+    region_map = np.zeros((5, 5), np.float32)
+    region_map[1, 3] = 1.0
+    heat = to_image(region_map, view, frame.shape, spec)
+    centre = apply(to_frame, [[(3 + 0.5) * 30, (1 + 0.5) * 30]])[0]  # the known chip → frame map
+    ys, xs = np.nonzero(heat > 0.5 * heat.max())
+    assert np.hypot(xs.mean() - centre[0], ys.mean() - centre[1]) < 2.0
+    assert np.hypot(*(np.array(region_centre(8, 5, view, spec)) - centre)) < 1.0
