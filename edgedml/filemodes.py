@@ -23,3 +23,21 @@ def as_created(*paths: str | Path) -> None:
     for root in map(Path, paths):
         for path in [root, *(root.rglob("*") if root.is_dir() else ())]:
             os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a new temporary file beside it, renamed over ``path`` once
+    complete (with the modes of a new file): a reader never sees half a file, and a link planted at
+    ``path`` (or at a fixed temporary name) is replaced, never written through."""
+    import tempfile
+
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        as_created(tmp)  # mkstemp made it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

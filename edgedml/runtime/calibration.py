@@ -29,7 +29,7 @@ import numpy as np
 
 from ..bundle import read_manifest
 from ..errors import EdgeDMLError
-from ..filemodes import as_created
+from ..filemodes import write_atomically
 from .image import image_extensions
 from .matcher import Features, Matcher
 
@@ -232,25 +232,14 @@ def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict,
 
 
 def write_report(path: Path, picture: np.ndarray) -> None:
-    """Write a PNG report into the bundle through a new temporary file renamed over ``path``: a
-    link planted at ``path`` is replaced, never written through to a file outside the bundle."""
-    import os
-    import tempfile
-
+    """Write a PNG report into the bundle through a new file renamed over ``path``: a link planted
+    at ``path`` is replaced, never written through to a file outside the bundle."""
     import cv2
 
     ok, encoded = cv2.imencode(".png", picture)
     if not ok:
         raise EdgeDMLError(f"could not draw {path.name}")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(encoded.tobytes())
-        as_created(tmp)  # mkstemp made it 0600: the pictures are for people and services to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, encoded.tobytes())
 
 
 def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None, backend: str = "auto",

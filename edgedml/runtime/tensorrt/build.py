@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ...bundle import Manifest, read_manifest
 from ...errors import BundleError, EdgeDMLError
+from ...filemodes import write_atomically
 from ..backends import GRAPHS, cache_dir
 from ..chunking import Limit
 from .backend import TensorRTBackend
@@ -23,12 +24,6 @@ CPU_ONLY = ("int8-cpu",)
 
 def _major(trt) -> int:
     return int(str(trt.__version__).split(".")[0])
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: dict[str, tuple],
@@ -72,7 +67,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, shapes: dict[st
     engine_path.write_bytes(bytes(serialized))
     try:
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+        write_atomically(timing_cache, bytes(config.get_timing_cache().serialize()))
     except OSError:  # a read-only home: the next build is slower, nothing else
         pass
     return {"file": engine_path.name, "onnx": onnx_path.name, "precision": precision,
