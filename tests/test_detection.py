@@ -57,6 +57,53 @@ def test_settings_refuse_values_that_cannot_work():
         DetectorSettings.from_dict({"score": 0.5})
 
 
+OLD_SETTINGS = {"score_threshold": 0.7, "nms_threshold": 0.3, "min_size": 32, "margin": 0.05, "align": True,
+                "detect_side": 640}  # a manifest's detector settings before the chip was recorded
+
+
+def test_the_chip_is_square_or_dlib_and_old_manifests_hold_square_crops():
+    assert DetectorSettings().chip == "square" and DetectorSettings(chip="dlib").chip == "dlib"
+    for bad in ("round", "Dlib", "", None, 150):
+        with pytest.raises(ConfigError, match="unknown face chip .* choose one of square, dlib"):
+            DetectorSettings(chip=bad)
+    old = DetectorSettings.from_dict(OLD_SETTINGS)
+    assert old.chip == "square" and old == DetectorSettings()
+    assert DetectorSettings.from_dict({**OLD_SETTINGS, "chip": "dlib"}).chip == "dlib"
+    assert DetectorSettings.from_dict(DetectorSettings(chip="dlib").to_dict()) == DetectorSettings(chip="dlib")
+    with pytest.raises(ConfigError, match="unknown face chip 'Square'"):
+        DetectorSettings.from_dict({**OLD_SETTINGS, "chip": "Square"})
+
+
+def test_square_crops_keep_their_fingerprint_and_the_dlib_chip_has_its_own(yunet):
+    digest = detection.hashlib.sha256(YUNET.read_bytes()).hexdigest()[:16]
+    assert detection.load_detector(yunet).fingerprint() == f"yunet:{digest}:margin=0.05:align=1"  # as before chips
+    square = detection.load_detector(yunet, DetectorSettings(margin=0.2, align=False, chip="square"))
+    assert square.fingerprint() == f"yunet:{digest}:margin=0.2:align=0"
+    chip = detection.load_detector(yunet, DetectorSettings(chip="dlib"))
+    assert chip.fingerprint() == f"yunet:{digest}:chip=dlib"
+    # margin and align do not change the dlib chip, so they do not change its fingerprint either
+    assert detection.load_detector(yunet, DetectorSettings(chip="dlib", margin=0.3, align=False)).fingerprint() \
+        == chip.fingerprint()
+    assert "dlib's 150×150 chip" in chip.describe() and "chip" not in square.describe()
+
+
+def test_cut_view_is_the_settings_crop():
+    """One function decides the crop: the square of margin/align, or dlib's chip (margin and
+    align ignored)."""
+    from edgedml.runtime.roi import cut_view, dlib_chip_view
+
+    frame = np.random.default_rng(0).integers(0, 255, (200, 220, 3), np.uint8)
+    face = _face()
+    for margin, align in ((0.05, True), (0.3, False)):
+        view = cut_view(frame, face, DetectorSettings(margin=margin, align=align))
+        want = face_view(frame, face, margin, align)
+        assert np.array_equal(view.pixels, want.pixels) and np.array_equal(view.to_frame, want.to_frame)
+    chip = cut_view(frame, face, DetectorSettings(chip="dlib", margin=0.3, align=False))
+    want = dlib_chip_view(frame, face)
+    assert chip.pixels.shape == (150, 150, 3) and chip.face is face
+    assert np.array_equal(chip.pixels, want.pixels) and np.array_equal(chip.to_frame, want.to_frame)
+
+
 def test_the_aligned_crop_levels_the_eyes_and_centres_the_face():
     face = _face()
     forward, side = face_transform(face, margin=0.25, align=True)

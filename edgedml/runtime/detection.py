@@ -1,9 +1,10 @@
 """Face detection before the embedder: YuNet through ``cv2.FaceDetectorYN`` (numpy + OpenCV).
 
 A door's camera sees a corridor with a face in it; the embedder must see the face. The detector
-finds faces and their five landmarks; :mod:`.roi` cuts the square, eye-levelled crop the
-embedder sees. OpenCV 5 no longer ships Haar cascades, so YuNet (OpenCV model zoo, MIT licence)
-is the detector to build on. Users bring the model file; nothing is downloaded.
+finds faces and their five landmarks; :mod:`.roi` cuts the crop the embedder sees
+(:func:`.roi.cut_view`: a square, eye-levelled crop, or dlib's 150×150 face chip). OpenCV 5 no
+longer ships Haar cascades, so YuNet (OpenCV model zoo, MIT licence) is the detector to build on.
+Users bring the model file; nothing is downloaded.
 
     detector = load_detector("yunet:face_detection_yunet.onnx")     # or "none"
     faces = detector.detect(rgb)                                    # largest first
@@ -26,6 +27,7 @@ import numpy as np
 from ..errors import ConfigError, EdgeDMLError, build_dataclass
 
 KINDS = ("yunet",)
+CHIPS = ("square", "dlib")  # how a face is cut: DetectorSettings.chip
 DETECTOR_FOLDER = "detector"  # inside a bundle
 
 
@@ -49,7 +51,11 @@ class DetectorSettings:
       values cut inside the box;
     - ``align``: rotate the crop so that the eyes lie on a horizontal line;
     - ``detect_side``: frames whose longer side is larger are downscaled for detection only
-      (crops are cut from the full frame); YuNet's cost grows with the pixels it sees.
+      (crops are cut from the full frame); YuNet's cost grows with the pixels it sees;
+    - ``chip``: the crop itself: "square" (the square of ``margin``, levelled with ``align``) or
+      "dlib" (dlib's 150×150 face chip, a similarity warp of the five landmarks onto their place
+      in the crop dlib's face network was trained on; ``margin`` and ``align`` do not apply).
+      Manifests written before this setting hold square crops.
     """
 
     score_threshold: float = 0.7
@@ -58,6 +64,7 @@ class DetectorSettings:
     margin: float = 0.05
     align: bool = True
     detect_side: int = 640
+    chip: str = "square"
 
     def __post_init__(self):
         if not 0 < self.score_threshold < 1 or not 0 < self.nms_threshold < 1:
@@ -68,6 +75,9 @@ class DetectorSettings:
                               f"and {self.detect_side}")
         if not -0.25 <= self.margin <= 2:
             raise ConfigError(f"detector margin must lie in [-0.25, 2] (a fraction of the face size), got {self.margin}")
+        if self.chip not in CHIPS:
+            raise ConfigError(f"unknown face chip {self.chip!r}; choose one of {', '.join(CHIPS)} (square: a square, "
+                              f"eye-levelled crop; dlib: dlib's 150×150 face chip)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,13 +168,19 @@ class YuNetDetector:
 
     def fingerprint(self) -> str:
         """What decides the crops a template was made from: the model file and how it is cut
-        (a gallery refuses templates cut another way)."""
+        (a gallery or a calibration refuses templates and scores cut another way). Square crops
+        keep the form they had before the dlib chip existed, so that galleries and calibrations
+        made then still serve. The dlib chip is ``:chip=dlib`` instead of margin and align, which
+        do not change it."""
         digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        if self.settings.chip != "square":
+            return f"yunet:{digest}:chip={self.settings.chip}"
         return f"yunet:{digest}:margin={self.settings.margin:g}:align={int(self.settings.align)}"
 
     def describe(self) -> str:
         s = self.settings
-        return f"yunet {self.path.name} (score ≥ {s.score_threshold:g}, faces ≥ {s.min_size} px)"
+        chip = ", dlib's 150×150 chip" if s.chip == "dlib" else ""
+        return f"yunet {self.path.name} (score ≥ {s.score_threshold:g}, faces ≥ {s.min_size} px{chip})"
 
 
 def parse_spec(spec: str) -> tuple[str, Path | None]:

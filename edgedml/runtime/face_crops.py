@@ -1,10 +1,12 @@
 """Train on what the door sees: a class-per-folder photo set → the detector's face crops.
 
-A face model deployed behind a detector embeds square, eye-levelled crops (:mod:`.roi`), framed
-by the detector whatever the photo's own framing was. ``edgedml crop-faces`` writes those crops
-for a whole data set, so that training and calibration see the same pixels as the device:
+A face model deployed behind a detector embeds the detector's crops (:func:`.roi.cut_view`: square
+and eye-levelled, or dlib's 150×150 face chip), framed by the detector whatever the photo's own
+framing was. ``edgedml crop-faces`` writes those crops for a whole data set, so that training and
+calibration see the same pixels as the device:
 
     edgedml crop-faces ../shared/data/orl_faces crops/orl_faces --detector yunet:yunet.onnx
+    edgedml crop-faces ../shared/data/orl_faces crops/orl_chips --detector yunet:yunet.onnx --chip dlib
 
 Each photo's largest face is written as PNG under the same class folder and file stem; photos
 without a face, and photos that cannot be decoded, are listed and left out. The user's files are
@@ -24,9 +26,9 @@ from pathlib import Path
 from ..bundle import sha256_file
 from ..errors import ConfigError, EdgeDMLError, InvalidImageError
 from ..output_folders import move_into_place, refuse_link, staging_folder
-from .detection import YuNetDetector
+from .detection import DetectorSettings, YuNetDetector
 from .image import image_extensions, load_image
-from .roi import face_view
+from .roi import cut_view
 
 RECORD = "crop_faces.json"  # what a run wrote (names and sha256): --overwrite replaces only such a folder
 
@@ -61,6 +63,14 @@ def plan(source: Path, classes: list[Path]) -> dict[str, Path]:
         raise ConfigError(f"{len(clashes)} pair(s) of photos would be written to one crop file ({'; '.join(clashes[:3])}"
                           f"{'; …' if len(clashes) > 3 else ''}): rename one photo of each pair; nothing was written")
     return crops
+
+
+def crop_settings(settings: DetectorSettings) -> dict:
+    """How the crops were cut, as :data:`RECORD` keeps it: the chip, and for square crops their
+    margin and align (which the dlib chip does not use)."""
+    if settings.chip == "square":
+        return {"chip": "square", "margin": settings.margin, "align": settings.align}
+    return {"chip": settings.chip}
 
 
 def check_out_folder(out: Path, overwrite: bool) -> None:
@@ -132,7 +142,7 @@ def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, p
                 if not faces:
                     report.without_face.append(str(photo))
                     continue
-                view = face_view(rgb, faces[0], settings.margin, settings.align)
+                view = cut_view(rgb, faces[0], settings)
                 if not cv2.imwrite(str(staging / name), cv2.cvtColor(view.pixels, cv2.COLOR_RGB2BGR)):
                     raise EdgeDMLError(f"could not write {out / name}; check the folder is writable")
                 written[name] = sha256_file(staging / name)
@@ -140,7 +150,7 @@ def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, p
             if progress:
                 progress(f"{folder.name}: {report.written} crops so far")
         (staging / RECORD).write_text(json.dumps({
-            "source": str(source), "settings": {"margin": settings.margin, "align": settings.align},
+            "source": str(source), "settings": crop_settings(settings),
             "files": written, "without_face": report.without_face, "unreadable": report.unreadable}, indent=2) + "\n")
         check_out_folder(out, overwrite)  # still new, empty or crop-faces' own at the last moment
         move_into_place(staging, out)

@@ -9,7 +9,8 @@
 
 Faces: ``Matcher(bundle, detector="yunet:face_detection_yunet.onnx")`` (or a bundle exported with
 ``--detector``, whose detector is then the default) detects the faces of every image, embeds the
-largest one's square, eye-levelled crop (:mod:`.roi`) and draws the explanation on the original
+largest one's crop (:func:`.roi.cut_view`: a square, eye-levelled crop, or dlib's 150×150 face
+chip, as the detector settings' ``chip`` says) and draws the explanation on the original
 frame with the box and landmarks. An image without a face is a decision, never a match:
 ``compare`` returns ``is_match=False`` with ``reason="no face found in image b"``; ``embed`` (used
 to enroll) raises :class:`~.detection.NoFaceFound`. ``detector="none"`` embeds whole images.
@@ -35,7 +36,7 @@ from .chunking import CHUNKED, Limit, run_in_chunks
 from .detection import DetectorSettings, Face, NoFaceFound, YuNetDetector, bundle_detector, load_detector
 from .image import ImageInput, load_image
 from .preprocess import to_network_input
-from .roi import View, face_view, whole_view
+from .roi import View, cut_view, whole_view
 from .structural import flow as region_flow
 from .thresholds import CalibrationMismatch, calibrated_threshold, check_threshold
 
@@ -149,7 +150,7 @@ class Matcher:
                  detector: str | YuNetDetector | None = None, detector_settings: DetectorSettings | None = None):
         """``detector``: None uses the bundle's (none if it has none), "none" turns detection
         off, "yunet:PATH" loads that file, or pass a detector object. ``detector_settings``
-        replace the bundle's recorded ones (score threshold, minimum face size, margin, align)."""
+        replace the bundle's recorded ones (score threshold, minimum face size, margin, align, chip)."""
         self.bundle = Path(bundle)
         self.manifest = read_manifest(self.bundle)  # verifies every checksum
         self.spec = self.manifest.preprocessing
@@ -189,8 +190,7 @@ class Matcher:
         rgb = load_image(image)
         if self.detector is None:
             return rgb, [whole_view(rgb)]
-        settings = self.detector.settings
-        return rgb, [face_view(rgb, face, settings.margin, settings.align) for face in self.detector.detect(rgb)]
+        return rgb, [cut_view(rgb, face, self.detector.settings) for face in self.detector.detect(rgb)]
 
     def _main_view(self, image: ImageInput) -> View:
         """What the embedder sees of ``image``: the whole image, or its largest face's crop."""

@@ -4,7 +4,9 @@ A :class:`View` is an image cut from a frame with the affine map from its pixels
 so that every explanation (evidence, attention, region centres) can be drawn on the frame the
 camera took. Without a detector the view is the whole frame (the identity map); with one it is a
 square around a face, rotated so that the eyes are level (:func:`face_view`), or dlib's 150×150
-face chip, the crop dlib's face descriptor was trained on (:func:`dlib_chip_view`).
+face chip, the crop dlib's face descriptor was trained on (:func:`dlib_chip_view`). Which one is
+the detector settings' ``chip``, decided in one place, :func:`cut_view`, for the matcher and for
+``edgedml crop-faces`` alike.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detection import Face
+from .detection import DetectorSettings, Face
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -123,3 +125,15 @@ def dlib_chip_view(rgb: np.ndarray, face: Face) -> View:
     chip = cv2.warpAffine(source, sample, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=0)
     return View(chip, cv2.invertAffineTransform(forward), face)
+
+
+def cut_view(rgb: np.ndarray, face: Face, settings: DetectorSettings) -> View:
+    """What the embedder sees of ``face`` in the frame ``rgb``, as ``settings.chip`` says: the
+    square crop of ``settings.margin`` (eye-levelled with ``settings.align``), or dlib's 150×150
+    chip (margin and align do not apply). The one place that decides the crop: the matcher and
+    ``edgedml crop-faces`` both call it."""
+    if settings.chip == "dlib":
+        return dlib_chip_view(rgb, face)
+    if settings.chip == "square":
+        return face_view(rgb, face, settings.margin, settings.align)
+    raise ValueError(f"unknown face chip {settings.chip!r}")  # DetectorSettings refuses it first
