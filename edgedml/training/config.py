@@ -36,6 +36,9 @@ class TrainConfig:
     proxy_lr: float = 1e-2
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
+    # the random resized crop keeps this share of the image's area (Inception's 0.2…1); an
+    # aligned face chip (dlib_resnet) wants nearly all of it, e.g. (0.85, 1.0)
+    crop_scale: tuple[float, float] = (0.2, 1.0)
     freeze_bn: bool = True
     freeze_stages: int = 0
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 + scaler)
@@ -58,6 +61,10 @@ class TrainConfig:
                               f"choose one of {list(DIVERGENCE_REDUCTIONS)}")
         if self.epochs < 1 or self.batch_size < 2 or self.m_per_class < 1:
             raise ConfigError("epochs ≥ 1, batch_size ≥ 2 and m_per_class ≥ 1 are required")
+        scale = tuple(self.crop_scale) if isinstance(self.crop_scale, (list, tuple)) else ()
+        if len(scale) != 2 or not all(isinstance(v, (int, float)) for v in scale) or not 0 < scale[0] <= scale[1] <= 1:
+            raise ConfigError(f"crop_scale must be two area shares 0 < low ≤ high ≤ 1, got {self.crop_scale!r}")
+        self.crop_scale = (float(scale[0]), float(scale[1]))
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

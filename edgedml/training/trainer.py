@@ -113,7 +113,7 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
 
     sampler = MPerClassBatchSampler([s.label for s in train_samples], cfg.batch_size, cfg.m_per_class,
                                     cfg.seed, rank, world, cfg.batches_per_epoch, with_seeds=True)
-    dataset = SeededAugmentation(train_samples, TrainTransform(cfg.model.preprocessing()))
+    dataset = SeededAugmentation(train_samples, TrainTransform(cfg.model.preprocessing(), scale=cfg.crop_scale))
     total_steps = cfg.epochs * len(sampler)
     warmup = int(round(cfg.warmup_epochs * len(sampler)))
 
