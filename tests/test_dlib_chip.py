@@ -211,3 +211,162 @@ def test_evidence_on_the_chip_lands_on_the_frame():
     ys, xs = np.nonzero(heat > 0.5 * heat.max())
     assert np.hypot(xs.mean() - centre[0], ys.mean() - centre[1]) < 2.0
     assert np.hypot(*(np.array(region_centre(8, 5, view, spec)) - centre)) < 1.0
+
+
+# --- the dlib chip as a detector setting: export, Matcher, gallery, calibration, crop-faces -------
+
+@pytest.fixture(scope="module")
+def chip_bundle(tmp_path_factory):
+    """(bundle, export's output): a tiny random model exported by the CLI with YuNet and
+    ``--chip dlib`` (any backbone may ask for the chip; the network here only needs to run)."""
+    import torch
+    from click.testing import CliRunner
+
+    from edgedml.cli import main
+    from edgedml.models import ModelConfig, build_model, save_checkpoint
+
+    if not YUNET.is_file():
+        pytest.skip(f"the YuNet model is not at {YUNET} (see ../shared/models/README.md)")
+    root = tmp_path_factory.mktemp("chip")
+    torch.manual_seed(0)
+    save_checkpoint(build_model(ModelConfig(image_size=64, grid=2, upsample=4), pretrained=False),
+                    root / "m.safetensors")
+    done = CliRunner().invoke(main, ["export", "--checkpoint", str(root / "m.safetensors"), "--out",
+                                     str(root / "bundle"), "--detector", f"yunet:{YUNET}", "--chip", "dlib"])
+    assert done.exit_code == 0, done.output
+    return root / "bundle", done.output
+
+
+def test_export_records_the_chip_and_the_summary_names_it(chip_bundle):
+    from edgedml.bundle import read_manifest
+
+    bundle, output = chip_bundle
+    assert read_manifest(bundle).detector["settings"]["chip"] == "dlib"
+    assert "chip dlib 150×150)" in output and "margin" not in output
+
+
+def test_the_matcher_embeds_dlib_chips_that_map_back_onto_the_face(chip_bundle):
+    """A bundle exported with the dlib chip: the Matcher's views are 150×150 chips whose map back
+    to the frame sends the chip's landmark template onto YuNet's landmarks of the face (within the
+    fit's residual, a few pixels), and its explanations are drawn on the frame."""
+    from edgedml.runtime.matcher import Matcher
+
+    bundle, _ = chip_bundle
+    matcher = Matcher(bundle)
+    assert matcher.detector.settings.chip == "dlib" and matcher.cropping.endswith(":chip=dlib")
+    photos = [data_path("orl_faces") / "s21" / "1.pgm", data_path("orl_faces") / "s30" / "4.pgm",
+              data_path("yalefaces") / "subject10" / "normal.png"]
+    for photo in photos:
+        rgb, views = matcher.views(photo)
+        assert len(views) == 1 and views[0].pixels.shape == (150, 150, 3), photo
+        face = views[0].face
+        misfit = np.linalg.norm(views[0].points_to_frame(YUNET_POINTS_IN_DLIB_CHIP) - np.array(face.landmarks), axis=1)
+        assert misfit.max() < min(4.0, 0.06 * face.box[2]), (photo, misfit)
+        np.testing.assert_array_equal(views[0].pixels, dlib_chip_view(rgb, face).pixels)
+    result = matcher.compare(photos[0], photos[1], threshold=1.0)
+    assert result.score is not None and result.face_a is not None and result.reason is None
+    picture = result.render()
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    assert len(matcher.embed(photos)) == 3
+
+
+def test_a_gallery_and_a_calibration_of_square_crops_refuse_dlib_chips(chip_bundle, tmp_path):
+    """The same bundle and embedder, cut two ways: a gallery enrolled from square crops will not
+    open for a matcher that cuts dlib chips (nor the reverse), so nothing is decided; a threshold
+    calibrated on square crops does not decide for dlib chips."""
+    import shutil
+
+    from edgedml.bundle import read_manifest
+    from edgedml.runtime.detection import DetectorSettings
+    from edgedml.runtime.gallery import Gallery, GalleryError
+    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.thresholds import CalibrationMismatch
+
+    bundle, _ = chip_bundle
+    orl = data_path("orl_faces")
+    square, chip = Matcher(bundle, detector_settings=DetectorSettings()), Matcher(bundle)
+    assert square.cropping.endswith(":margin=0.05:align=1") and square.cropping.split(":")[:2] == \
+        chip.cropping.split(":")[:2]
+    with Gallery(tmp_path / "square.db", square) as gallery:
+        gallery.enroll("s21", [orl / "s21" / "1.pgm"])
+    with Gallery(tmp_path / "chip.db", chip) as gallery:
+        gallery.enroll("s21", [orl / "s21" / "1.pgm"])
+    with pytest.raises(GalleryError, match=r"enrolled with detector 'yunet' \(yunet:\w+:margin=0.05:align=1\) and "
+                                           r"this matcher uses 'yunet' \(yunet:\w+:chip=dlib\)"):
+        Gallery(tmp_path / "square.db", chip)
+    with pytest.raises(GalleryError, match=r":chip=dlib\) and this matcher uses 'yunet' \(yunet:\w+:margin=0.05"):
+        Gallery(tmp_path / "chip.db", square)
+    with Gallery(tmp_path / "square.db", square, threshold=1.0) as gallery:
+        assert gallery.decisions(5) == []  # the refused openings decided nothing
+        assert gallery.verify(orl / "s21" / "2.pgm", "s21").score is not None
+
+    copy = tmp_path / "calibrated"
+    shutil.copytree(bundle, copy)
+    read_manifest(copy).update(thresholds={"default": {"threshold": 1.5, "from": "far_0.001"}},
+                               calibration={"detector": square.cropping, "precision": "fp32", "impostor_min": -1.0})
+    dlib_door = Matcher(copy)
+    assert dlib_door.threshold is None and ":chip=dlib)" in dlib_door.threshold_refused
+    with pytest.raises(CalibrationMismatch, match="calibrated on images cut by detector 'yunet'"):
+        dlib_door.decision_threshold()
+    assert Matcher(copy, detector_settings=DetectorSettings()).threshold == 1.5  # the cropping it was measured on
+
+
+def test_export_picks_the_chip_the_backbone_works_on():
+    """No --chip: dlib's chip for a dlib_resnet model, the square crop otherwise; a square crop
+    for dlib_resnet, or a chip without a detector, is refused."""
+    from edgedml.errors import ConfigError
+    from edgedml.export.exporter import ExportOptions, face_settings
+    from edgedml.models import ModelConfig
+
+    spec = f"yunet:{YUNET}"
+    dlib, lite = ModelConfig(backbone="dlib_resnet"), ModelConfig(image_size=64)
+    assert face_settings(dlib, ExportOptions(detector=spec)).chip == "dlib"
+    assert face_settings(dlib, ExportOptions(detector=spec, chip="dlib")).chip == "dlib"
+    assert face_settings(lite, ExportOptions(detector=spec)).chip == "square"
+    assert face_settings(lite, ExportOptions(detector=spec, chip="dlib")).chip == "dlib"
+    assert face_settings(lite, ExportOptions(detector=spec, detector_settings={"chip": "dlib"})).chip == "dlib"
+    with pytest.raises(ConfigError, match="works only on the face crop it was trained on .chip dlib., not on square"):
+        face_settings(dlib, ExportOptions(detector=spec, chip="square"))
+    with pytest.raises(ConfigError, match="not on square"):
+        face_settings(dlib, ExportOptions(detector=spec, detector_settings={"chip": "square", "min_size": 40}))
+    with pytest.raises(ConfigError, match="no detector is exported: pass --detector"):
+        ExportOptions(chip="dlib")
+    with pytest.raises(ConfigError, match="unknown face chip 'round'"):
+        ExportOptions(detector=spec, chip="round")
+    with pytest.raises(ConfigError, match="disagree"):
+        ExportOptions(detector=spec, chip="dlib", detector_settings={"chip": "square"})
+
+
+def test_crop_faces_cuts_dlib_chips_and_records_them(tmp_path):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgedml.cli import main
+    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.image import load_image
+
+    if not YUNET.is_file():
+        pytest.skip(f"the YuNet model is not at {YUNET} (see ../shared/models/README.md)")
+    orl = data_path("orl_faces")
+    for person in ("s21", "s22"):
+        (tmp_path / "people" / person).mkdir(parents=True)
+        shutil.copy(orl / person / "1.pgm", tmp_path / "people" / person / "1.pgm")
+    done = CliRunner().invoke(main, ["crop-faces", str(tmp_path / "people"), str(tmp_path / "chips"), "--detector",
+                                     f"yunet:{YUNET}", "--chip", "dlib"])
+    assert done.exit_code == 0, done.output
+    assert "2 face crops of 2 classes" in done.output and "'chip': 'dlib'" in done.output
+    assert "margin" not in done.output
+    record = json.loads((tmp_path / "chips" / "crop_faces.json").read_text())
+    assert record["settings"] == {"chip": "dlib"} and sorted(record["files"]) == ["s21/1.png", "s22/1.png"]
+    photo = load_image(orl / "s21" / "1.pgm")
+    detector = YuNetDetector(YUNET, DetectorSettings(chip="dlib"))
+    chip = load_image(tmp_path / "chips" / "s21" / "1.png")
+    assert chip.shape == (150, 150, 3)
+    np.testing.assert_array_equal(chip, dlib_chip_view(photo, detector.detect(photo)[0]).pixels)  # what Matcher embeds
+    square = CliRunner().invoke(main, ["crop-faces", str(tmp_path / "people"), str(tmp_path / "squares"),
+                                       "--detector", f"yunet:{YUNET}", "--margin", "0.1"])
+    assert square.exit_code == 0, square.output
+    assert json.loads((tmp_path / "squares" / "crop_faces.json").read_text())["settings"] == {
+        "chip": "square", "margin": 0.1, "align": True}

@@ -354,11 +354,15 @@ def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backe
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--detector", "spec", required=True, type=DetectorSpec(), metavar="yunet:PATH",
               help="The face detector (a YuNet ONNX file).")
-@click.option("--margin", type=MARGIN, help="Crop margin around the face box [default: the detector's default].")
-@click.option("--align/--no-align", default=True, show_default=True, help="Level the eyes.")
+@click.option("--chip", type=click.Choice(["square", "dlib"]), default="square", show_default=True,
+              help="The crop: a square around the face box (--margin, --align), or dlib's 150×150 face chip (the "
+                   "crop of a dlib_resnet bundle).")
+@click.option("--margin", type=MARGIN, help="Square crops: margin around the face box [default: the detector's "
+                                            "default].")
+@click.option("--align/--no-align", default=None, help="Square crops: level the eyes [default: align].")
 @click.option("--overwrite", is_flag=True,
               help="Replace OUT when it holds nothing but the crops an earlier crop-faces run wrote there.")
-def crop_faces(source, out, spec, margin, align, overwrite):
+def crop_faces(source, out, spec, chip, margin, align, overwrite):
     """Write the largest face of every photo of a class-per-folder SOURCE to OUT (same classes),
     cut as a detector bundle cuts it: train and calibrate on what the door sees. OUT must be new
     or empty (or, with --overwrite, an earlier run's crops); photos without a face or that cannot
@@ -368,8 +372,15 @@ def crop_faces(source, out, spec, margin, align, overwrite):
     from ..runtime.detection import DetectorSettings, load_detector
     from ..runtime.face_crops import crop_dataset
 
+    given = [name for name, value in (("--margin", margin), ("--align" if align else "--no-align", align))
+             if value is not None]
+    if chip != "square" and given:
+        named = " and ".join(given)
+        raise click.UsageError(f"{named} {'applies' if len(given) == 1 else 'apply'} to square crops only; --chip "
+                               f"{chip} cuts dlib's 150×150 face chip from the five landmarks: leave {named} out")
     try:
-        settings = DetectorSettings(align=align, **({"margin": margin} if margin is not None else {}))
+        chosen = {"margin": margin, "align": align}
+        settings = DetectorSettings(chip=chip, **{k: v for k, v in chosen.items() if v is not None})
         detector = load_detector(spec, settings)
         if detector is None:
             raise click.UsageError("crop-faces needs a detector: --detector yunet:PATH")
@@ -377,13 +388,14 @@ def crop_faces(source, out, spec, margin, align, overwrite):
                               overwrite=overwrite)
     except EdgeDMLError as exc:
         _fail(exc)
+    shown = {k: v for k, v in dataclasses.asdict(settings).items() if chip == "square" or k not in ("margin", "align")}
     for photo in report.without_face:
         click.echo(f"no face found: {photo}", err=True)
     for reason in report.unreadable:
         click.echo(f"unreadable photo left out: {reason}", err=True)
     click.echo(f"{report.written} face crops of {report.classes} classes in {out} "
                f"({len(report.without_face)} photos without a face, {len(report.unreadable)} unreadable left out); "
-               f"settings {dataclasses.asdict(settings)}")
+               f"settings {shown}")
 
 
 @click.command(name="build-engine")

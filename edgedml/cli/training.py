@@ -245,6 +245,9 @@ def _all_classes(split):
               help="Copy this face detector (a YuNet ONNX file) into the bundle: the device then detects, aligns "
                    "and crops faces before embedding.")
 @click.option("--face-score", type=OPEN_UNIT, help="The detector's score threshold [default: 0.7].")
+@click.option("--chip", type=click.Choice(["square", "dlib"]),
+              help="How the detector's faces are cut: a square, eye-levelled crop, or dlib's 150×150 face chip "
+                   "[default: dlib for a dlib_resnet model, else square]. Needs --detector.")
 @click.option("--min-face", type=COUNT, help="Ignore faces narrower than this many pixels [default: 32].")
 @click.option("--partial-mass", type=_PARTIAL_MASS,
               help="Match with partial transport at this mass (dummy bins in matcher.onnx) [default: the model's].")
@@ -257,7 +260,7 @@ def _all_classes(split):
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle in --out.")
 def export_command(checkpoint, out, precisions, engine, calib, calib_images, calib_method, validate_with,
                    validate_data, max_batch, max_candidates, fixed_batch, iters, matcher_form, detector, face_score,
-                   min_face, partial_mass, new_backbone, backbone_weights, marginals, overwrite):
+                   chip, min_face, partial_mass, new_backbone, backbone_weights, marginals, overwrite):
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
@@ -274,7 +277,7 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
                                 validate_with=validate_with, validate_data=validate_data, overwrite=overwrite,
                                 detector=detector, detector_settings={
                                     k: v for k, v in (("score_threshold", face_score), ("min_size", min_face))
-                                    if v is not None} or None)
+                                    if v is not None} or None, chip=chip)
         if new_backbone:
             import torch
 
@@ -296,8 +299,10 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
     click.echo(f"bundle: {out}")
     if manifest.detector:
         settings = manifest.detector["settings"]
+        crop = ("chip dlib 150×150" if settings.get("chip") == "dlib"
+                else f"margin {settings['margin']:g}, align {settings['align']}")
         click.echo(f"  face detector: {manifest.detector['file']} (score ≥ {settings['score_threshold']:g}, faces ≥ "
-                   f"{settings['min_size']} px, margin {settings['margin']:g}, align {settings['align']})")
+                   f"{settings['min_size']} px, {crop})")
     click.echo(f"  fp32: embedder vs PyTorch max |Δ| {report['embedder']['max_abs_diff_embedding']:.1e}; "
                f"matcher vs PyTorch: {report['matcher']['max_abs_diff_multiscale']:.1e}; "
                f"vs POT: {report['pot']['max_abs_diff_score_vs_pot']:.1e}")

@@ -29,6 +29,7 @@ from . import checks, graphs, image_sets, precision, precision_report, validate
 from .precision import QUANTIZED
 
 ENGINES = ("none", "fp32", "fp16", "int8")
+CHIP_OF_BACKBONE = {"dlib_resnet": "dlib"}  # networks that work only on the crop they were trained on
 MATCHER_FORMS = ("scaling", "log")
 STORED_VALIDATION_IMAGES = 4  # kept in the bundle, for checking engines where they are built
 
@@ -53,6 +54,7 @@ class ExportOptions:
     overwrite: bool = False
     detector: str = "none"  # "yunet:PATH": copy that face detector into the bundle (runtime.detection)
     detector_settings: dict | None = None  # DetectorSettings fields; None: the defaults
+    chip: str | None = None  # how the detector cuts faces: "square" or "dlib"; None: the model's (face_settings)
 
     def __post_init__(self):
         self.precisions = precision.parse_precisions(self.precisions)
@@ -76,9 +78,34 @@ class ExportOptions:
             raise ConfigError("max_batch, max_candidates, iters, calib_images and fixed_batch must be positive")
         from ..runtime.detection import DetectorSettings, parse_spec
 
-        parse_spec(self.detector)
+        kind, _ = parse_spec(self.detector)
         if self.detector_settings is not None:
             DetectorSettings.from_dict(self.detector_settings)
+        if self.chip is not None:
+            if kind == "none":
+                raise ConfigError(f"--chip {self.chip} says how the detector's faces are cut, and no detector is "
+                                  f"exported: pass --detector yunet:PATH, or leave --chip out")
+            DetectorSettings(chip=self.chip)  # a known chip
+            recorded = (self.detector_settings or {}).get("chip", self.chip)
+            if recorded != self.chip:
+                raise ConfigError(f"chip {self.chip!r} and detector_settings' chip {recorded!r} disagree; give one")
+
+
+def face_settings(cfg, options: ExportOptions):
+    """The detector settings a bundle of a model with config ``cfg`` records: ``options``'
+    detector_settings, with the chip asked for (``options.chip``, else detector_settings'), or
+    the one the backbone works on (dlib's 150×150 chip for ``dlib_resnet``), else the square crop.
+    A chip other than the one the backbone works on is refused: its scores would mean nothing."""
+    from ..runtime.detection import DetectorSettings
+
+    given = dict(options.detector_settings or {})
+    asked = options.chip or given.get("chip")
+    needed = CHIP_OF_BACKBONE.get(cfg.backbone)
+    if needed and asked and asked != needed and options.detector != "none":
+        raise ConfigError(f"the {cfg.backbone} network works only on the face crop it was trained on (chip {needed}), "
+                          f"not on {asked} crops: leave --chip out (this model's default is {needed}) or pass "
+                          f"--chip {needed}")
+    return DetectorSettings.from_dict({**given, "chip": asked or needed or "square"})
 
 
 def _versions() -> dict:
@@ -103,9 +130,8 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     options = options or ExportOptions()
     out = Path(out)
     check_output_folder(out, options.overwrite)
-    face_settings = detection.DetectorSettings.from_dict(options.detector_settings or {})
-    face_detector = detection.load_detector(options.detector, face_settings)  # a bad file fails before the slow work
     cfg = model.config
+    face_detector = detection.load_detector(options.detector, face_settings(cfg, options))  # before the slow work
     inputs = image_sets.export_images(  # an empty or unreadable folder fails before the slow work, too
         cfg.preprocessing(), calib=options.calib, calib_images=options.calib_images,
         quantize=any(p in QUANTIZED for p in options.precisions), validate_with=options.validate_with,
@@ -184,7 +210,8 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
                 log(f"warning: {name} may not build with TensorRT: {problem}")
         detector_entry = detection.install(face_detector, staging) if face_detector else None
         if detector_entry:
-            log(f"face detector: {detector_entry['file']} (sha256 {detector_entry['sha256'][:12]}…)")
+            log(f"face detector: {detector_entry['file']} (sha256 {detector_entry['sha256'][:12]}…, "
+                f"{face_detector.settings.chip} crops)")
         Manifest(
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             source=source,
