@@ -270,6 +270,16 @@ def test_the_matcher_embeds_dlib_chips_that_map_back_onto_the_face(chip_bundle):
     assert len(matcher.embed(photos)) == 3
 
 
+def test_the_dlib_chip_face_stage_runs_with_torch_and_onnx_blocked(chip_bundle):
+    bundle, _ = chip_bundle
+    photo = data_path("orl_faces") / "s21" / "1.pgm"
+    out = run_blocked("from edgedml.runtime import Matcher\n"
+                      f"m = Matcher({str(bundle)!r})\n"
+                      f"features, views = m.embed_faces({str(photo)!r})\n"
+                      "print(m.detector.settings.chip, views[0].pixels.shape, len(features))\n")
+    assert out.strip() == "dlib (150, 150, 3) 1"
+
+
 def test_a_gallery_and_a_calibration_of_square_crops_refuse_dlib_chips(chip_bundle, tmp_path):
     """The same bundle and embedder, cut two ways: a gallery enrolled from square crops will not
     open for a matcher that cuts dlib chips (nor the reverse), so nothing is decided; a threshold
@@ -370,3 +380,31 @@ def test_crop_faces_cuts_dlib_chips_and_records_them(tmp_path):
     assert square.exit_code == 0, square.output
     assert json.loads((tmp_path / "squares" / "crop_faces.json").read_text())["settings"] == {
         "chip": "square", "margin": 0.1, "align": True}
+
+
+@pytest.mark.slow
+def test_a_dlib_resnet_bundle_embeds_its_chips_as_dlib_does(tmp_path):
+    """End to end on the device path (about 40 s: the export): a dlib_resnet model exported with
+    YuNet and no chip asked for cuts dlib's chip, and the Matcher's global embedding of each face
+    is dlib's own descriptor of the very chip the Matcher cut (normalised), to ≤ 1e-4."""
+    dlib = pytest.importorskip("dlib")
+    from edgedml.export.exporter import ExportOptions, export_bundle
+    from edgedml.models import ModelConfig, build_model
+    from edgedml.models.dlib_files import dlib_model_file
+    from edgedml.runtime.matcher import Matcher
+
+    if not YUNET.is_file():
+        pytest.skip(f"the YuNet model is not at {YUNET}")
+    net = dlib.face_recognition_model_v1(str(dlib_model_file()))
+    model = build_model(ModelConfig(backbone="dlib_resnet")).eval()
+    manifest = export_bundle(model, tmp_path / "bundle", ExportOptions(validation_images=2, detector=f"yunet:{YUNET}"),
+                             log=lambda m: None)
+    assert manifest.detector["settings"]["chip"] == "dlib"
+    matcher = Matcher(tmp_path / "bundle", backend="onnxruntime")
+    orl = data_path("orl_faces")
+    photos = [orl / f"s{i}" / f"{k}.pgm" for i in range(21, 41, 4) for k in (1, 6)]
+    for photo in photos:
+        features, views = matcher.embed_faces(photo, 1)
+        assert views and views[0].pixels.shape == (150, 150, 3), photo
+        own = np.array(net.compute_face_descriptor(views[0].pixels), np.float32)
+        np.testing.assert_allclose(features.embedding[0], own / np.linalg.norm(own), atol=1e-4, err_msg=str(photo))
