@@ -408,3 +408,12 @@ def test_a_dlib_resnet_bundle_embeds_its_chips_as_dlib_does(tmp_path):
         assert views and views[0].pixels.shape == (150, 150, 3), photo
         own = np.array(net.compute_face_descriptor(views[0].pixels), np.float32)
         np.testing.assert_allclose(features.embedding[0], own / np.linalg.norm(own), atol=1e-4, err_msg=str(photo))
+    # another detector file is cut as the bundle records; square crops are never fed to dlib's network
+    from edgedml.errors import ConfigError
+    from edgedml.runtime.detection import DetectorSettings
+
+    assert Matcher(tmp_path / "bundle", detector=f"yunet:{YUNET}").detector.settings.chip == "dlib"
+    with pytest.raises(ConfigError, match="works only on the dlib face chip"):
+        Matcher(tmp_path / "bundle", detector=f"yunet:{YUNET}", detector_settings=DetectorSettings(chip="square"))
+    with pytest.raises(ConfigError, match="works only on the dlib face chip"):
+        Matcher(tmp_path / "bundle", detector_settings=DetectorSettings(chip="square"))

@@ -10,7 +10,6 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import data_path
 from edgedml.errors import CheckpointError, WeightsNotFoundError
 
 
@@ -33,30 +32,10 @@ def network(dat_file):
 
 @pytest.fixture(scope="module")
 def dlib_chips(dat_file):
-    """(chips (N, 150, 150, 3) uint8, dlib's descriptors (N, 128) float32): dlib's own pipeline
-    (HOG detector, 5-point landmarks, get_face_chip 150 / 0.25, face_recognition_model_v1) on
-    ORL (two photos of each of 40 people) and yalefaces (two of each of 15), grey → RGB."""
-    dlib = pytest.importorskip("dlib")
-    import cv2
+    """(chips (N, 150, 150, 3) uint8, dlib's descriptors (N, 128) float32) from dlib's own pipeline."""
+    from dlib_oracle import dlib_pipeline_chips
 
-    from edgedml.models.dlib_files import LANDMARKS_5, dlib_model_file
-
-    orl, yale = data_path("orl_faces"), data_path("yalefaces")
-    photos = [p for d in sorted(orl.iterdir()) for p in sorted(d.glob("*.pgm"))[:2]]
-    photos += [p for d in sorted(yale.iterdir()) for p in sorted(d.glob("*.png"))[:2]]
-    detector = dlib.get_frontal_face_detector()
-    landmarks = dlib.shape_predictor(str(dlib_model_file(LANDMARKS_5)))
-    recognizer = dlib.face_recognition_model_v1(str(dat_file))
-    chips, descriptors = [], []
-    for photo in photos:
-        rgb = cv2.cvtColor(cv2.imread(str(photo), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2RGB)
-        faces = detector(rgb, 1)
-        if len(faces) != 1:
-            continue
-        chip = dlib.get_face_chip(rgb, landmarks(rgb, faces[0]), size=150, padding=0.25)
-        chips.append(chip)
-        descriptors.append(np.asarray(recognizer.compute_face_descriptor(chip), dtype=np.float32))
-    return np.stack(chips), np.stack(descriptors)
+    return dlib_pipeline_chips(dat_file)
 
 
 def test_descriptors_equal_dlibs_on_real_chips(network, dlib_chips):

@@ -29,7 +29,6 @@ from . import checks, graphs, image_sets, precision, precision_report, validate
 from .precision import QUANTIZED
 
 ENGINES = ("none", "fp32", "fp16", "int8")
-CHIP_OF_BACKBONE = {"dlib_resnet": "dlib"}  # networks that work only on the crop they were trained on
 MATCHER_FORMS = ("scaling", "log")
 STORED_VALIDATION_IMAGES = 4  # kept in the bundle, for checking engines where they are built
 
@@ -96,7 +95,7 @@ def face_settings(cfg, options: ExportOptions):
     detector_settings, with the chip asked for (``options.chip``, else detector_settings'), or
     the one the backbone works on (dlib's 150×150 chip for ``dlib_resnet``), else the square crop.
     A chip other than the one the backbone works on is refused: its scores would mean nothing."""
-    from ..runtime.detection import DetectorSettings
+    from ..runtime.detection import CHIP_OF_BACKBONE, DetectorSettings
 
     given = dict(options.detector_settings or {})
     asked = options.chip or given.get("chip")

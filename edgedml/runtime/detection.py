@@ -28,6 +28,7 @@ from ..errors import ConfigError, EdgeDMLError, build_dataclass
 
 KINDS = ("yunet",)
 CHIPS = ("square", "dlib")  # how a face is cut: DetectorSettings.chip
+CHIP_OF_BACKBONE = {"dlib_resnet": "dlib"}  # networks that work only on the crop they were trained on
 DETECTOR_FOLDER = "detector"  # inside a bundle
 
 

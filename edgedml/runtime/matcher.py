@@ -28,12 +28,14 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..bundle import read_manifest
-from ..errors import BundleError
+from ..errors import BundleError, ConfigError
 from . import explain
 from .agreement import SCORE_TOL
 from .backends import create_backend
 from .chunking import CHUNKED, Limit, run_in_chunks
-from .detection import DetectorSettings, Face, NoFaceFound, YuNetDetector, bundle_detector, load_detector
+from .detection import (
+    CHIP_OF_BACKBONE, DetectorSettings, Face, NoFaceFound, YuNetDetector, bundle_detector, load_detector,
+)
 from .image import ImageInput, load_image
 from .preprocess import to_network_input
 from .roi import View, cut_view, whole_view
@@ -159,15 +161,32 @@ class Matcher:
         self.grid = int(round(math.sqrt(self.manifest.regions)))
         if detector is None:
             self.detector = bundle_detector(self.manifest, detector_settings)
-        elif isinstance(detector, str):
-            self.detector = load_detector(detector, detector_settings)
+        elif isinstance(detector, str):  # another file, cut as the bundle records (or as its network needs)
+            self.detector = load_detector(detector, detector_settings or self._recorded_settings())
         else:
             self.detector = detector
+        self._check_chip()
         # the calibrated threshold serves only the cropping and graph set it was measured on;
         # otherwise it is not available (``threshold_refused`` says why) and deciding needs one given
         calibrated, self.threshold_refused = calibrated_threshold(self.manifest, threshold_name, self.cropping,
                                                                   precision)
         self.threshold = calibrated if threshold is None else check_threshold(threshold, self.manifest)
+
+    def _recorded_settings(self) -> DetectorSettings | None:
+        """The bundle's detector settings, or for a bundle without a detector the chip its
+        network needs (None: the defaults)."""
+        if self.manifest.detector:
+            return DetectorSettings.from_dict(self.manifest.detector.get("settings", {}))
+        needed = CHIP_OF_BACKBONE.get(self.manifest.model.get("backbone"))
+        return DetectorSettings(chip=needed) if needed else None
+
+    def _check_chip(self) -> None:
+        """A network that works only on its own face chip (dlib's) is never given another crop."""
+        needed = CHIP_OF_BACKBONE.get(self.manifest.model.get("backbone"))
+        if self.detector is not None and needed and self.detector.settings.chip != needed:
+            raise ConfigError(f"this bundle's network ({self.manifest.model.get('backbone')}) works only on the "
+                              f"{needed} face chip, not {self.detector.settings.chip} crops: leave the detector "
+                              f"settings' chip out or set chip={needed!r}")
 
     @property
     def cropping(self) -> str:
