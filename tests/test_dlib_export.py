@@ -93,3 +93,28 @@ def test_the_faces_bundle_is_ready_for_tensorrt_and_cuts_dlibs_chip(faces_bundle
     assert set(readiness) == {f for files in manifest.graphs.values() for f in files.values()}  # every graph
     assert all(problems == [] for problems in readiness.values()), readiness
     assert set(manifest.graphs) == set(PRECISIONS)
+
+
+def test_a_door_on_the_faces_bundle_calibrates_enrolls_and_decides(faces_bundle, tmp_path):
+    """The door's path on dlib's network: calibrate on yalefaces (15 people, whole photos through
+    YuNet → dlib chip), then a gallery at the calibrated default threshold opens for the enrolled
+    person's other photos and stays shut for ten other people claiming that name."""
+    import shutil
+
+    from edgedml.runtime.calibration import calibrate
+    from edgedml.runtime.gallery import Gallery
+    from edgedml.runtime.matcher import Matcher
+
+    bundle = tmp_path / "door"
+    shutil.copytree(faces_bundle, bundle)
+    report = calibrate(bundle, data_path("yalefaces"), backend="onnxruntime")
+    matcher = Matcher(bundle, backend="onnxruntime")
+    assert matcher.threshold is not None and matcher.cropping.endswith(":chip=dlib")
+    orl = data_path("orl_faces")
+    with Gallery(tmp_path / "door.db", matcher) as gallery:
+        gallery.enroll("s21", [str(orl / "s21" / f"{k}.pgm") for k in (1, 2)])
+        genuine = [gallery.verify(str(orl / "s21" / f"{k}.pgm"), "s21") for k in range(3, 11)]
+        impostors = [gallery.verify(str(orl / f"s{p}" / "1.pgm"), "s21") for p in range(22, 32)]
+    assert all(d.accepted for d in genuine), [(d.score, d.threshold) for d in genuine]
+    assert not any(d.accepted for d in impostors), [(d.score, d.threshold) for d in impostors]
+    assert report["thresholds"]
