@@ -105,3 +105,37 @@ def test_frozen_training_changes_only_the_projection(tmp_path):
     freeze(model, len(stages), freeze_bn=True)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"head.projection.weight", "head.projection.bias"}
+
+
+def test_training_on_dlibs_network_learns_the_projection_only(dlib_model, tmp_path):
+    """edgedml's trainer on dlib_resnet with every dlib stage frozen (7): the descriptor stays
+    dlib's, the projection moves, and the changed-only checkpoint holds the projection alone."""
+    import cv2
+    import numpy as np
+    from safetensors import safe_open
+
+    from edgedml.training.config import TrainConfig
+    from edgedml.training.trainer import train
+
+    rng = np.random.default_rng(0)
+    for c in range(8):
+        (tmp_path / "data" / f"class_{c}").mkdir(parents=True)
+        for i in range(4):
+            img = np.full((150, 150, 3), (30 * c, 255 - 30 * c, 120), np.uint8)
+            img = np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(tmp_path / "data" / f"class_{c}" / f"{i}.png"), img)
+    cfg = TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"),
+                      model=ModelConfig(backbone="dlib_resnet", upsample=4, sinkhorn_iters=10), epochs=1,
+                      batch_size=8, m_per_class=2, batches_per_epoch=2, workers=0, val_fraction=0.34,
+                      progress=False, freeze_stages=7, crop_scale=(0.85, 1.0),
+                      train_classes=[f"class_{c}" for c in range(6)], test_classes=["class_6", "class_7"])
+    train(cfg)
+    trained = load_checkpoint(tmp_path / "run" / "last.safetensors").eval()
+    start = build_model(cfg.model)
+    assert not torch.equal(trained.head.projection.weight, start.head.projection.weight)
+    images = torch.randn(2, 3, 150, 150)
+    with torch.no_grad():
+        assert torch.equal(trained(images).embedding, dlib_model(images).embedding)  # dlib's descriptor
+    saved = save_checkpoint(trained, tmp_path / "faces.safetensors", changed_only=True)
+    with safe_open(str(saved), framework="pt") as handle:
+        assert sorted(handle.keys()) == ["head.projection.bias", "head.projection.weight"]
