@@ -131,11 +131,14 @@ def main() -> int:
     from edgedml.runtime.image import load_image
     from edgedml.training.datasets import load_splits
 
+    from edgedml.runtime.detection import CHIP_OF_BACKBONE
+
     started = time.perf_counter()
-    split = load_splits(face_crops(TEST), test_classes=[c for names in TEST.values() for c in names])
+    model = load_checkpoint(args.checkpoint).eval()
+    chip = CHIP_OF_BACKBONE.get(model.config.backbone, "square")  # the crop the model's bundle would cut
+    split = load_splits(face_crops(TEST, chip), test_classes=[c for names in TEST.values() for c in names])
     labels = np.array([s.label for s in split.test])
     photos = [load_image(s.path) for s in split.test]
-    model = load_checkpoint(args.checkpoint).eval()
     rng = np.random.default_rng(args.seed)
     clean = embed(model, photos)
     report = {"checkpoint": args.checkpoint, "images": len(photos), "people": int(len(set(labels))),
