@@ -64,11 +64,9 @@ class ExportOptions:
         if self.matcher_form not in MATCHER_FORMS:
             raise ConfigError(f"unknown matcher form {self.matcher_form!r}; choose one of {list(MATCHER_FORMS)}")
         quantized = [p for p in self.precisions if p in QUANTIZED]
-        if quantized and not self.calib:
-            raise ConfigError(f"{quantized[0]} calibrates on real images: pass --calib DIR")
-        if len(self.precisions) > 1 and not (self.calib or self.validate_with):
-            raise ConfigError("fp16 and INT8 graphs are validated on real images: pass --validate-with DIR "
-                              "(or --calib DIR)")
+        if quantized and not self.calib:  # fp16 without a folder is checked on the shipped photos (image_sets)
+            raise ConfigError(f"{quantized[0]} learns its ranges from real images of your own domain (what the "
+                              f"camera sees), which edgedml cannot ship: pass --calib DIR")
         if self.calib_method not in precision.CALIBRATION_METHODS:
             raise ConfigError(f"unknown calibration method {self.calib_method!r}; choose one of "
                               f"{list(precision.CALIBRATION_METHODS)}")
