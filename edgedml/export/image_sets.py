@@ -1,5 +1,7 @@
 """The real images an export reads: the INT8 calibration set (``--calib``), the validation images
-(``--validate-with``, else ``--calib``) and the labelled MAP@R set (``--validate-data``).
+(``--validate-with``, else ``--calib``, else, when fp16 or another precision is checked against
+fp32, the photos that install with edgedml: :func:`shipped_validation_folder`) and the labelled
+MAP@R set (``--validate-data``).
 
 All are listed and decoded before the export's work starts, so an empty, corrupt or non-image
 folder is named at once, in one line, rather than after the graphs were exported. Unreadable
@@ -21,6 +23,14 @@ from ..errors import ConfigError, InvalidImageError
 from ..preprocessing import PreprocessSpec
 
 MIN_CALIBRATION_IMAGES = 32  # fewer: INT8 ranges that may miss what the door sees
+SHIPPED_VALIDATION = "edgedml/validation_images"  # how reports name the shipped photos (not a machine's path)
+
+
+def shipped_validation_folder() -> Path:
+    """The public-domain and CC0 photos that install with edgedml (``edgedml/validation_images``,
+    its README gives each one's source and licence): what fp16 graphs are checked against fp32
+    on when the export is given no folder of images. Never used to calibrate INT8."""
+    return Path(__file__).resolve().parents[1] / "validation_images"
 
 
 @dataclass
@@ -108,6 +118,20 @@ def read_images(folder: str | Path, limit: int, spec: PreprocessSpec, option: st
     return ImageSet(str(folder), taken, np.stack(images).astype(np.float32), skipped)
 
 
+def _shipped_validation(spec: PreprocessSpec, limit: int) -> ImageSet:
+    """:func:`shipped_validation_folder`'s photos, decoded, named by :data:`SHIPPED_VALIDATION`
+    (so a manifest records no machine's path); missing photos (an install without the package's
+    data) are one line with the fix."""
+    folder = shipped_validation_folder()
+    try:
+        images = read_images(folder, limit, spec, "the shipped validation folder")
+    except ConfigError:
+        raise ConfigError(f"the validation photos that install with edgedml are missing or unreadable in {folder}: "
+                          f"reinstall edgedml, or pass --validate-with DIR of real images") from None
+    images.folder = SHIPPED_VALIDATION
+    return images
+
+
 def read_labelled(folder: str | Path, option: str, workers: int = 4) -> LabelledSet:
     """Every image of a class-per-folder set, decoded once to check it (in parallel threads:
     OpenCV releases the GIL); the unreadable ones are left out and listed. Refuses a set with
@@ -152,6 +176,10 @@ def export_images(spec: PreprocessSpec, *, calib: str | None, calib_images: int,
     if folder:
         validation = read_images(folder, validation_images, spec, "--validate-with" if validate_with else "--calib",
                                  exclude=calib_files)
+    elif compare_precisions:  # fp16 against fp32: natural pixels suffice (no ranges are learned from them)
+        validation = _shipped_validation(spec, validation_images)
+        warnings.append(f"note: fp16 is checked against fp32 on the {len(validation.files)} photos that install "
+                        f"with edgedml ({SHIPPED_VALIDATION}); pass --validate-with DIR to check it on your own")
     labelled = None
     if validate_data and compare_precisions:
         labelled = read_labelled(validate_data, "--validate-data")
