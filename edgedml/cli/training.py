@@ -222,15 +222,18 @@ def _all_classes(split):
               help="Graph sets to write, comma-separated: fp32, fp16, int8 (TensorRT QDQ), int8-cpu (ONNX Runtime "
                    "QDQ). Each is run and validated against fp32 on real images.")
 @click.option("--engine", type=click.Choice(["none", "fp32", "fp16", "int8"]), default="none", show_default=True,
-              help="Also build TensorRT engines from that precision's graphs (needs TensorRT and a CUDA GPU here).")
+              help="Also write that precision's graphs and build TensorRT engines from them (needs TensorRT and a "
+                   "CUDA GPU here; without them the ONNX bundle is written and the command exits 3).")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False),
-              help="Real images for INT8 calibration (also used for validation).")
+              help="Real images of your own domain for INT8 calibration (also used for validation); INT8 needs "
+                   "it, fp16 does not.")
 @click.option("--calib-images", default=64, show_default=True, type=COUNT,
               help="Calibration images taken from --calib.")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy"]), default="minmax",
               show_default=True, help="How INT8 ranges are chosen from the calibration activations.")
 @click.option("--validate-with", type=click.Path(exists=True, file_okay=False),
-              help="Real images to validate against PyTorch and fp32 [default: --calib, else random tensors].")
+              help="Real images to validate against PyTorch and fp32 [default: --calib, else with fp16 the 8 "
+                   "public-domain and CC0 photos that install with edgedml, else random tensors].")
 @click.option("--validate-data", type=click.Path(exists=True, file_okay=False),
               help="A labelled class-per-folder set: MAP@R of every precision against fp32 (bounded).")
 @click.option("--max-batch", default=8, show_default=True, type=COUNT,
