@@ -210,7 +210,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             log(f"face detector: {detector_entry['file']} (sha256 {detector_entry['sha256'][:12]}…, "
                 f"{face_detector.settings.chip} crops)")
         Manifest(
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            created=_created(),  # no wall clock: an unchanged model re-exports to the same bytes
             source=source,
             model=cfg.to_dict(),
             preprocessing=cfg.preprocessing(),
@@ -228,7 +228,6 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
             validation_inputs=stored,
             tensorrt_readiness=readiness,
             export_options=asdict(options),
-            export_seconds=round(time.perf_counter() - started, 2),
             tools=_versions(),
         ).write(staging)
         check_output_folder(out, options.overwrite)  # still only a bundle (or empty) at the last moment
@@ -358,21 +357,46 @@ def _store_validation_inputs(staging: Path, images, runners: dict) -> dict:
     """Real inputs and ONNX Runtime's outputs of every graph set on them, kept in the bundle
     (``validation/``, numpy .npz, no pickles) so that an engine built anywhere is checked
     against exactly what ONNX Runtime computed here."""
-    import numpy as np
-
     folder = staging / "validation"
     folder.mkdir()
     fp32 = runners["fp32"][0]({"images": images})
     feeds = precision_report.matcher_feeds(fp32["embedding"], fp32["local"], fp32.get("marginal"))
-    np.savez(folder / "inputs.npz", images=images, **feeds)
+    save_npz(folder / "inputs.npz", {"images": images, **feeds})
     outputs = {}
     for name, (embedder, matcher) in runners.items():
         embedded = fp32 if name == "fp32" else embedder({"images": images})
         path = f"validation/outputs.{name}.npz"
-        np.savez(staging / path, **{f"embedder.{k}": v for k, v in embedded.items()},
-                 **{f"matcher.{k}": v for k, v in matcher(feeds).items()})
+        save_npz(staging / path, {**{f"embedder.{k}": v for k, v in embedded.items()},
+                                  **{f"matcher.{k}": v for k, v in matcher(feeds).items()}})
         outputs[name] = path
     return {"inputs": "validation/inputs.npz", "outputs": outputs}
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    """``np.savez`` with every entry's zip time fixed at 1980-01-01 and the entries in the order
+    given: the same arrays give the same bytes (no pickles)."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in arrays.items():
+            with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w",
+                              force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
+
+
+def _created() -> str:
+    """The manifest's ``created``: the build time reproducible builds agree on
+    (``SOURCE_DATE_EPOCH``, seconds since 1970, as UTC) when it is set, else empty. The export's
+    wall-clock time and duration are logged, not written: they would make every export's bytes
+    differ."""
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch.isdigit():
+        return ""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
 
 
 def _validate_precisions(runners: dict, images, labelled: image_sets.LabelledSet | None, cfg, iters: int, k: int,
