@@ -15,6 +15,26 @@ from ..errors import EdgeDMLError
 from .common import EXIT_REJECTED, EXIT_UNDECIDED, _build_engines_or_explain, _fail
 from .params import COUNT, MARGIN, DetectorSpec, OutputFile, Threshold
 
+class BundleFolder(click.ParamType):
+    """``--model``: a bundle folder, or a shipped bundle's name (objects, faces), resolved by
+    :func:`edgedml.runtime.shipped.resolve_bundle` (a bundle folder of that name in the working
+    directory wins); a missing folder is a usage error (exit 2)."""
+
+    name = "BUNDLE"
+
+    def convert(self, value, param, ctx):
+        from ..runtime.shipped import resolve_bundle
+
+        try:
+            folder = resolve_bundle(value)
+        except EdgeDMLError as exc:
+            self.fail(str(exc), param, ctx)
+        return click.Path(exists=True, file_okay=False).convert(str(folder), param, ctx)
+
+
+BUNDLE = BundleFolder()
+BUNDLE_HELP = ("A bundle folder written by `edgedml export`, or a shipped bundle: objects or faces (`edgedml bundles` "
+               "lists them; a bundle folder of that name here wins).")
 EXPLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _PRECISION_CHOICE = click.Choice(["fp32", "fp16", "int8", "int8-cpu"])
 _detector_option = click.option(
@@ -26,8 +46,7 @@ _detector_option = click.option(
 @click.command()
 @click.argument("image_a", type=click.Path(exists=True, dir_okay=False))
 @click.argument("image_b", type=click.Path(exists=True, dir_okay=False))
-@click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A bundle folder written by `edgedml export`.")
+@click.option("--model", "bundle", required=True, type=BUNDLE, help=BUNDLE_HELP)
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "opencv", "tensorrt"]), default="auto",
               show_default=True)
 @click.option("--threshold", type=Threshold(),
@@ -93,8 +112,7 @@ def _print_comparison(result, matcher, explain_path, check_result) -> None:
                    f"better)")
 
 
-_model_option = click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
-                             help="A bundle folder written by `edgedml export`.")
+_model_option = click.option("--model", "bundle", required=True, type=BUNDLE, help=BUNDLE_HELP)
 _threshold_option = click.option("--threshold", type=Threshold(),
                                  help="Decision threshold, a score in (-2, 2] [default: the bundle's calibrated one].")
 _precision_option = click.option("--precision", type=_PRECISION_CHOICE, default="fp32", show_default=True,
@@ -302,8 +320,7 @@ def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, 
 
 
 @click.command()
-@click.option("--model", "bundle", required=True, type=click.Path(exists=True, file_okay=False),
-              help="A bundle folder written by `edgedml export`.")
+@click.option("--model", "bundle", required=True, type=BUNDLE, help=BUNDLE_HELP)
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
               help="Class-per-folder images; genuine pairs are drawn from it.")
 @click.option("--pairs", default=20, show_default=True, type=COUNT,
@@ -438,4 +455,32 @@ def backup(source, target, overwrite):
                f"{done.decisions} logged decisions; integrity check ok")
 
 
-COMMANDS = [compare, calibrate, enroll, verify, identify, revoke, gallery, faithfulness, crop_faces, build_engine_command]  # in `edgedml --help` order
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON (with each bundle's folder).")
+def bundles(as_json):
+    """List the bundles that install with edgedml (--model objects|faces): precisions, size on
+    disk, calibration, folder. Exit 1 when one fails its checksums."""
+    from ..runtime.shipped import describe, shipped_bundles
+
+    found = [describe(name, folder) for name, folder in shipped_bundles().items()]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    elif not found:
+        click.echo("no shipped bundle is installed; reinstall edgedml (or run scripts/ship_bundles.py all)")
+    for entry in [] if as_json else found:
+        if entry["problem"]:
+            click.echo(f"{entry['name']:<8} BROKEN: {entry['problem']}")
+            continue
+        calibration = entry["calibration"]
+        said = "uncalibrated (pass --threshold, or calibrate a copy on your own images)" if calibration is None else (
+            f"default threshold {calibration['threshold']:.4f} ({calibration['precision']}, FAR "
+            f"{calibration['far']:.1e} on {calibration['impostor_pairs']:,} impostor pairs of {calibration['data']})")
+        face = f", face detector {Path(entry['detector']).name}" if entry["detector"] else ""
+        click.echo(f"{entry['name']:<8} {', '.join(entry['precisions'])}  {entry['bytes'] / 1e6:.1f} MB{face}  "
+                   f"{said}  {entry['path']}")
+    if any(entry["problem"] for entry in found):
+        raise SystemExit(1)
+
+
+COMMANDS = [compare, calibrate, enroll, verify, identify, revoke, gallery, faithfulness, crop_faces, build_engine_command,
+            bundles]  # in `edgedml --help` order

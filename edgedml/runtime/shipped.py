@@ -44,3 +44,29 @@ def resolve_bundle(spec: str | Path) -> Path:
         raise BundleError(f"the shipped bundle {spec!r} is not installed ({folder} holds no manifest.json): "
                           f"reinstall edgedml, or in a source checkout run `python scripts/ship_bundles.py {spec}`")
     return folder
+
+
+def describe(name: str, folder: Path) -> dict:
+    """What ``edgedml bundles`` says of one shipped bundle, its checksums verified: name, path,
+    precisions, bytes on disk, the face detector's file (or None), the calibration (None when
+    uncalibrated: threshold, FAR, precision, what it was measured on) and ``problem`` (None, or
+    why the bundle cannot be used)."""
+    from ..bundle import read_manifest
+
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    entry = {"name": name, "path": str(folder), "bytes": size, "precisions": [], "detector": None,
+             "calibration": None, "problem": None}
+    try:
+        manifest = read_manifest(folder)
+    except BundleError as exc:
+        return {**entry, "problem": str(exc)}
+    default = manifest.thresholds.get("default")
+    calibration = manifest.calibration or {}
+    if default:
+        entry["calibration"] = {"threshold": default["threshold"], "far": default.get("far"),
+                                "target_far": calibration.get("target_far"), "precision": calibration.get("precision"),
+                                "data": calibration.get("source") or calibration.get("data"),
+                                "images": calibration.get("images"), "impostor_pairs": calibration.get("impostor_pairs"),
+                                "eer": calibration.get("eer")}
+    return {**entry, "precisions": list(manifest.graph_sets),
+            "detector": manifest.detector.get("file") if manifest.detector else None}
