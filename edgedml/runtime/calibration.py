@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -152,55 +153,177 @@ def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, 
 
 
 ROC_COLOURS = ((200, 80, 0), (0, 140, 255), (60, 160, 60), (160, 60, 160))  # BGR
+DEFAULT_COLOUR = (180, 90, 0)  # BGR: the default operating point and threshold
 
 
-def draw_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], size: int = 480):
-    """ROC curves on a log FAR axis (1e-4 … 1) as a BGR image: {label: (genuine, impostor)};
-    labels are written as a legend (an empty label draws none)."""
+@dataclass
+class ReportLayout:
+    """Where a calibration picture's words and marks go, before drawing: ``texts`` (every label,
+    boxes pairwise apart), ``marks`` ({name: (x, y)} canvas pixels: the default operating point
+    on the ROC, each threshold's line on the histograms (x, top))."""
+
+    texts: list = field(default_factory=list)
+    marks: dict = field(default_factory=dict)
+
+
+def threshold_label(name: str) -> str:
+    """A threshold's key as a reader says it: "eer" → "EER", "far_0.001" → "FAR 1e-3"."""
+    if name.startswith("far_"):
+        try:
+            return f"FAR 1e{int(round(math.log10(float(name[4:]))))}"
+        except ValueError:
+            return name
+    return name.upper() if name == "eer" else name
+
+
+def roc_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FAR, TAR) at every distinct score as the threshold (accept ≥ t), FAR ascending: (T,) each."""
+    thresholds = np.unique(np.concatenate([genuine, impostor]))[::-1]
+    far = 1.0 - np.searchsorted(np.sort(impostor), thresholds, side="left") / len(impostor)
+    tar = 1.0 - np.searchsorted(np.sort(genuine), thresholds, side="left") / len(genuine)
+    return far, tar
+
+
+ROC_MARGIN = 56
+
+
+def roc_xy(far: float, tar: float, size: int) -> tuple[int, int]:
+    """Canvas pixel of (FAR, TAR) on the ROC picture: FAR on a log axis 1e-4 … 1 (lower FARs at
+    its left end), TAR 0 … 1 upwards."""
+    span = size - 2 * ROC_MARGIN
+    x = ROC_MARGIN + span * (np.log10(max(far, 1e-4)) + 4) / 4
+    return int(round(x)), int(round(ROC_MARGIN + span * (1 - tar)))
+
+
+def roc_layout(labels: list[str], size: int = 480, point: tuple[str, float, float] | None = None) -> ReportLayout:
+    """The ROC picture's words: title, axis ticks and titles, the curves' legend (``labels``,
+    empty ones left out) and the operating ``point`` (label, FAR, TAR), labelled where its box
+    clears every other (see :mod:`.picture_text`)."""
+    from .picture_text import Text, first_free
+
+    margin, span = ROC_MARGIN, size - 2 * ROC_MARGIN
+    out = ReportLayout()
+    out.texts.append(Text("ROC curve", margin, margin - 16, 0.55, 1, role="title"))
+    for exponent in range(-4, 1):
+        x = roc_xy(10.0 ** exponent, 0, size)[0]
+        out.texts.append(Text(f"1e{exponent}", x - 14, size - margin + 22, 0.4, role="tick"))
+    for tar in (0.0, 0.5, 1.0):
+        out.texts.append(Text(f"{tar:.1f}", margin - 30, roc_xy(1, tar, size)[1] + 4, 0.4, role="tick"))
+    out.texts.append(Text("false accept rate (impostors let in), log scale", margin, size - 10, 0.42, role="axis"))
+    named = [label for label in labels if label]
+    for n, label in enumerate(named):  # bottom right, above the axis
+        out.texts.append(Text(label, margin + span - 164, margin + span - 12 - 18 * (len(named) - 1 - n), 0.4,
+                              role=f"legend {n}"))
+    if point is not None:
+        label, far, tar = point
+        x, y = roc_xy(far, tar, size)
+        out.marks["default"] = (x, y)
+        text = Text(label, 0, 0, 0.42, 1, DEFAULT_COLOUR, (255, 255, 255), role="default")
+        w = text.box[2] - text.box[0]
+        bounds = (margin + 2, margin + 2, margin + span - 2, margin + span - 2)
+        near = [(x + dx, y + dy) for dy in (22, 40, 58, 76, -12, -30) for dx in (10, -w // 2, -w + 4, -w - 10)]
+        anywhere = [(bx, by) for by in range(margin + span - 10, margin + 16, -18)  # else: the first free row
+                    for bx in range(margin + 8, margin + span - w, 24)]
+        origins = [(min(max(ox, bounds[0] + 3), bounds[2] - w + 1), oy) for ox, oy in near] + anywhere
+        taken = [t.box for t in out.texts] + [(0, margin, 24, margin + span)]  # the sideways axis title
+        placed = first_free(text, origins, taken + [(x - 8, y - 8, x + 9, y + 9)], bounds)
+        if placed is not None:  # a label with no free place is left out (the dot and guides stay)
+            out.texts.append(placed)
+    return out
+
+
+def draw_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], size: int = 480,
+             point: tuple[str, float, float] | None = None):
+    """ROC curves on a log FAR axis (1e-4 … 1) as a BGR image: {label: (genuine, impostor)}
+    (every threshold, a step curve; an empty label draws no legend), with an operating ``point``
+    (label, FAR, TAR), such as the default threshold's, marked and labelled."""
     import cv2
 
+    from .picture_text import draw
+
     img = np.full((size, size, 3), 255, np.uint8)
-    margin = 50
-    span = size - 2 * margin
+    margin, span = ROC_MARGIN, size - 2 * ROC_MARGIN
+    plan = roc_layout(list(curves), size, point)
+    cv2.rectangle(img, (margin, margin), (margin + span, margin + span), (0, 0, 0), 1)
+    for exponent in range(-3, 0):  # light grid at each decade
+        x = roc_xy(10.0 ** exponent, 0, size)[0]
+        cv2.line(img, (x, margin + 1), (x, margin + span - 1), (230, 230, 230), 1)
     for n, (label, (genuine, impostor)) in enumerate(curves.items()):
         colour = ROC_COLOURS[n % len(ROC_COLOURS)]
-        thresholds = np.unique(np.concatenate([genuine, impostor]))
-        points = []
-        for t in thresholds[:: max(1, len(thresholds) // 400)]:
-            far, tar = far_tar(genuine, impostor, t)
-            x = margin + span * (np.log10(max(far, 1e-4)) + 4) / 4
-            y = margin + span * (1 - tar)
-            points.append((int(x), int(y)))
-        cv2.polylines(img, [np.array(sorted(points), np.int32)], False, colour, 2, cv2.LINE_AA)
-        if label:
-            y = margin + span - 12 - 18 * (len(curves) - 1 - n)
-            cv2.line(img, (margin + span - 190, y - 4), (margin + span - 170, y - 4), colour, 2, cv2.LINE_AA)
-            cv2.putText(img, label, (margin + span - 164, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.rectangle(img, (margin, margin), (margin + span, margin + span), (0, 0, 0), 1)
-    for exponent in range(-4, 1):
-        x = int(margin + span * (exponent + 4) / 4)
-        cv2.putText(img, f"1e{exponent}", (x - 14, size - margin + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    for tar in (0.0, 0.5, 1.0):
-        y = int(margin + span * (1 - tar))
-        cv2.putText(img, f"{tar:.1f}", (margin - 28, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.putText(img, "ROC curve", (margin, margin - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "false accept rate (impostors let in), log scale", (margin, size - 8),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
-    axis = np.full((18, span, 3), 255, np.uint8)  # the y label, written sideways
+        far, tar = roc_points(genuine, impostor)
+        steps = [roc_xy(f, t, size) for f, t in zip(np.repeat(far, 2)[1:], np.repeat(tar, 2)[:-1])]
+        cv2.polylines(img, [np.array(steps, np.int32)], False, colour, 2, cv2.LINE_AA)
+        legend = next((t for t in plan.texts if t.role == f"legend {n}"), None)
+        if label and legend is not None:
+            cv2.line(img, (legend.x - 26, legend.y - 4), (legend.x - 6, legend.y - 4), colour, 2, cv2.LINE_AA)
+    if "default" in plan.marks:
+        x, y = plan.marks["default"]
+        for a, b in (((x, y), (x, margin + span)), ((margin, y), (x, y))):  # dotted guides to the axes
+            length = int(np.hypot(b[0] - a[0], b[1] - a[1]))
+            for k in range(0, length, 8):
+                p = (a[0] + (b[0] - a[0]) * k // max(length, 1), a[1] + (b[1] - a[1]) * k // max(length, 1))
+                cv2.circle(img, p, 1, DEFAULT_COLOUR, -1)
+        cv2.circle(img, (x, y), 7, (255, 255, 255), -1, cv2.LINE_AA)
+        cv2.circle(img, (x, y), 5, DEFAULT_COLOUR, -1, cv2.LINE_AA)
+    draw(img, plan.texts)
+    axis = np.full((18, span, 3), 255, np.uint8)  # the y title, written sideways
     cv2.putText(axis, "true accept rate (staff let in)", (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
                 cv2.LINE_AA)
     img[margin:margin + span, 2:20] = cv2.rotate(axis, cv2.ROTATE_90_COUNTERCLOCKWISE)
     return img
 
 
-def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict, width: int = 640, height: int = 360):
-    """Genuine (green) and impostor (red) score histograms with the thresholds marked, as BGR."""
+HIST_MARGIN = 40
+
+
+def histogram_layout(thresholds: dict, low: float, high: float, width: int = 640, height: int = 360,
+                     default: str | None = None) -> ReportLayout:
+    """The histogram picture's words: title, axis, ticks and one label per threshold (the
+    ``default`` one named so), each label in the first text row where it clears the others."""
+    from .picture_text import Text, clamp_x, overlaps
+
+    margin = HIST_MARGIN
+    out = ReportLayout()
+
+    def at(value: float) -> int:
+        return int(round(margin + (width - 2 * margin) * (value - low) / max(high - low, 1e-9)))
+
+    out.texts.append(Text("share of pairs: genuine (same person) green, impostor red", margin, 24, 0.5,
+                          role="title"))
+    out.texts.append(Text("multi-scale score (accepted at or above a threshold)", margin, height - 6, 0.45,
+                          role="axis"))
+    for value in (low, (low + high) / 2, high):
+        out.texts.append(Text(f"{value:.2f}", at(value) - 14, height - margin + 16, 0.4, role="tick"))
+    taken = [t.box for t in out.texts]
+    for name, t in sorted(thresholds.items(), key=lambda item: item[1]):
+        x = at(t)
+        out.marks[name] = (x, margin)
+        words = f"{threshold_label(name)}{' (default)' if name == default else ''} {t:.3f}"
+        colour = DEFAULT_COLOUR if name == default else (0, 0, 0)
+        row = 0
+        while True:  # the first text row where this label clears every one laid out before
+            label = clamp_x(Text(words, x + 4, margin + 12 + 16 * row, 0.4, 1, colour, (255, 255, 255),
+                                 role="default" if name == default else "threshold"), 2, width - 2)
+            if not any(overlaps(label.box, other, 1) for other in taken):
+                break
+            row += 1
+        out.texts.append(label)
+        taken.append(label.box)
+    return out
+
+
+def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict, width: int = 640, height: int = 360,
+                    default: str | None = None):
+    """Genuine (green) and impostor (red) score histograms with the thresholds marked (the
+    ``default`` one thick and named), as BGR."""
     import cv2
+
+    from .picture_text import draw
 
     img = np.full((height, width, 3), 255, np.uint8)
     low, high = float(min(genuine.min(), impostor.min())), float(max(genuine.max(), impostor.max()))
     bins = np.linspace(low, high, 61)
-    margin = 40
+    margin = HIST_MARGIN
     for scores, colour in ((impostor, (60, 60, 220)), (genuine, (60, 180, 60))):
         counts = np.histogram(scores, bins)[0] / max(1, len(scores))
         peak = counts.max() or 1
@@ -209,25 +332,14 @@ def draw_histograms(genuine: np.ndarray, impostor: np.ndarray, thresholds: dict,
             x1 = int(margin + (width - 2 * margin) * (k + 1) / 60)
             y = int(height - margin - (height - 2 * margin) * c / peak)
             cv2.rectangle(img, (x0, y), (x1 - 1, height - margin), colour, 1)
-    taken: list[tuple[int, int, int]] = []  # (row, x0, x1) of labels already drawn
-    for name, t in sorted(thresholds.items(), key=lambda item: item[1]):
-        x = int(margin + (width - 2 * margin) * (t - low) / max(high - low, 1e-9))
-        cv2.line(img, (x, margin), (x, height - margin), (0, 0, 0), 1)
-        text = f"{name} {t:.3f}"
-        w = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0]
-        x0 = min(x + 3, width - w - 2)
-        row = 0  # the first text row where this label overlaps none drawn before
-        while any(r == row and x0 < b + 4 and a < x0 + w + 4 for r, a, b in taken):
-            row += 1
-        taken.append((row, x0, x0 + w))
-        cv2.putText(img, text, (x0, margin + 12 + 14 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    for value in (low, (low + high) / 2, high):
-        x = int(margin + (width - 2 * margin) * (value - low) / max(high - low, 1e-9))
-        cv2.putText(img, f"{value:.2f}", (x - 14, height - margin + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    cv2.putText(img, "multi-scale score (accepted at or above a threshold)", (margin, height - 6),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "share of pairs: genuine (same person) green, impostor red", (margin, 24),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    plan = histogram_layout(thresholds, low, high, width, height, default)
+    for name, (x, top) in plan.marks.items():
+        if name != default:
+            cv2.line(img, (x, top), (x, height - margin), (0, 0, 0), 1)
+    if default in plan.marks:  # drawn last: on top
+        x, top = plan.marks[default]
+        cv2.line(img, (x, top), (x, height - margin), DEFAULT_COLOUR, 3)
+    draw(img, plan.texts)
     return img
 
 
@@ -287,9 +399,12 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     if lowered:
         log.warning("edgedml: the default threshold goes down from %.4f to %.4f: more impostors are accepted",
                     previous, thresholds["default"]["threshold"])
-    write_report(root / "calibration_roc.png", draw_roc({"": (genuine, impostor)}))  # reports, not checksummed
+    chosen = thresholds["default"]
+    point = (f"default ({threshold_label(default)}): threshold {chosen['threshold']:.3f}, TAR {chosen['tar']:.3f}",
+             chosen["far"], chosen["tar"])
+    write_report(root / "calibration_roc.png", draw_roc({"": (genuine, impostor)}, point=point))  # not checksummed
     write_report(root / "calibration_scores.png", draw_histograms(
-        genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}))
+        genuine, impostor, {k: v["threshold"] for k, v in thresholds.items() if k != "default"}, default=default))
     calibration = {"data": str(data), "precision": precision, "images": len(paths),
                    "detector": matcher.detector.fingerprint() if matcher.detector is not None else "none",
                    "skipped": skipped, "classes": len(names),
