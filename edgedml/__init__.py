@@ -12,13 +12,14 @@ sub-packages that are imported when used:
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "Matcher"]
+__all__ = ["__version__", "Matcher", "Gallery", "FaceResult", "MatchResult"]
 
 
 def __getattr__(name: str):
-    """``edgedml.Matcher`` without importing the runtime (or anything heavy) at ``import edgedml``."""
-    if name == "Matcher":
-        from .runtime.matcher import Matcher
+    """``edgedml.Matcher``, ``edgedml.Gallery``... without importing the runtime (or anything
+    heavy) at ``import edgedml``."""
+    if name in __all__[1:]:
+        from . import runtime
 
-        return Matcher
+        return getattr(runtime, name)
     raise AttributeError(f"module 'edgedml' has no attribute {name!r}")

@@ -22,8 +22,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float)
     args = parser.parse_args(argv)
     try:
-        result = Matcher(args.model, precision=args.precision).compare(args.image_a, args.image_b,
-                                                                       threshold=args.threshold)
+        with Matcher(args.model, precision=args.precision) as matcher:
+            result = matcher.explain(args.image_a, args.image_b, threshold=args.threshold)  # the result and its picture
     except EdgeDMLError as exc:  # a broken bundle, an unreadable image, a threshold calibrated another way
         raise SystemExit(str(exc))
     print(f"score {result.score:.4f} = structural {result.structural:.4f} + global {result.global_similarity:.4f}")

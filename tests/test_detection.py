@@ -205,7 +205,7 @@ def test_compare_explains_on_the_frame_and_no_face_is_a_decision(yunet, faces, s
     matcher = Matcher(bundle, detector=yunet, threshold=0.5)
     frame, box = composite(faces[0][1][0], scene, np.random.default_rng(2))
     bgr = np.ascontiguousarray(frame[:, :, ::-1])
-    result = matcher.compare(bgr, faces[0][1][1][:, :, ::-1].copy())
+    result = matcher.explain(bgr, faces[0][1][1][:, :, ::-1].copy())  # the result with its pictures
     assert result.reason is None and result.score is not None
     assert result.image_a.shape == frame.shape and result.evidence_a.shape == frame.shape[:2]
     assert contains(box, result.face_a.centre)
@@ -221,7 +221,7 @@ def test_compare_explains_on_the_frame_and_no_face_is_a_decision(yunet, faces, s
     none = matcher.compare(DAISY, bgr)
     assert none.is_match is False and none.score is None and none.reason == "no face found in image a"
     assert none.face_b is not None and none.to_dict()["reason"] == "no face found in image a"
-    assert none.render().shape[0] > 360
+    assert matcher.explain(DAISY, bgr).render().shape[0] > 360
     with pytest.raises(NoFaceFound, match="daisy_1.jpg"):
         matcher.embed([bgr, DAISY])
     plain = Matcher(bundle, detector="none")
@@ -244,7 +244,7 @@ def test_the_gallery_decides_no_face_and_identifies_every_face(yunet, faces, sce
         assert not decision.accepted and decision.score is None and decision.reason == "no face found"
         assert gallery.identify(DAISY).reason == "no face found"
         gallery.log_decision("verify", decision, claimed=p1)
-        assert "no face found" in gallery.decisions(1)[0]["details"]
+        assert gallery.decisions(1)[0].details["reason"] == "no face found"
 
         frame, _ = paste(photos2[2], fill_frame(scene), 200, 400, 150)  # the larger face, at the right
         frame, _ = paste(photos1[2], frame, 120, 30, 60)
@@ -378,7 +378,7 @@ def test_the_face_stage_runs_with_torch_and_onnx_blocked(yunet, small_bundle):
     _, bundle = small_bundle
     out = run_blocked("from edgedml.runtime import Matcher\n"
                       f"m = Matcher({str(bundle)!r}, detector={yunet!r})\n"
-                      f"r = m.compare({str(DAISY)!r}, {str(SHIPPED / 'pansy.jpg')!r})\n"
+                      f"r = m.explain({str(DAISY)!r}, {str(SHIPPED / 'pansy.jpg')!r})\n"
                       "r.render()\n"
                       "print(r.reason)\n")
     assert "no face found in image a and image b" in out

@@ -263,7 +263,7 @@ def test_the_matcher_embeds_dlib_chips_that_map_back_onto_the_face(chip_bundle):
         misfit = np.linalg.norm(views[0].points_to_frame(YUNET_POINTS_IN_DLIB_CHIP) - np.array(face.landmarks), axis=1)
         assert misfit.max() < min(4.0, 0.06 * face.box[2]), (photo, misfit)
         np.testing.assert_array_equal(views[0].pixels, dlib_chip_view(rgb, face).pixels)
-    result = matcher.compare(photos[0], photos[1], threshold=1.0)
+    result = matcher.explain(photos[0], photos[1], threshold=1.0)
     assert result.score is not None and result.face_a is not None and result.reason is None
     picture = result.render()
     assert picture.ndim == 3 and picture.shape[2] == 3

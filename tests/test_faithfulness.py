@@ -88,7 +88,8 @@ def test_compare_check_prints_the_pairs_deletion_auc(small_bundle):
                                      "--model", str(small_bundle[1]), "--check"])
     assert done.exit_code == 5, done.output  # uncalibrated: a score and its check, no decision
     assert "faithfulness: deletion AUC" in done.output and "random order" in done.output
-    result = Matcher(small_bundle[1]).compare(SHIPPED / "daisy_1.jpg", SHIPPED / "daisy_2.jpg")
-    check = result.faithfulness()
+    matcher = Matcher(small_bundle[1])
+    explained = matcher.explain(SHIPPED / "daisy_1.jpg", SHIPPED / "daisy_2.jpg")
+    check = matcher.faithfulness(explained)
     assert set(check) == {"evidence_deletion_auc", "random_deletion_auc", "evidence_insertion_auc"}
-    assert check == result.faithfulness()  # seeded
+    assert check == matcher.faithfulness(explained)  # seeded

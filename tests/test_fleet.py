@@ -47,9 +47,9 @@ def test_the_fleet_gallery_has_the_file_gallerys_api_and_doors_share_it(bundle, 
         row = lab.log_decision("verify", lab.verify(DAISY_2, "daisy"), claimed="daisy", evidence="why.png")
         reception.log_decision("identify", reception.identify(PANSY))
         logged = reception.decisions()
-        assert [(d["door"], d["kind"]) for d in logged] == [("reception", "identify"), ("lab", "verify")]
-        assert [d["kind"] for d in lab.decisions(door="lab")] == ["verify"]
-        assert logged[1]["id"] == row and logged[1]["evidence"] == "why.png" and logged[1]["accepted"] == 1
+        assert [(d.door, d.kind) for d in logged] == [("reception", "identify"), ("lab", "verify")]
+        assert [d.kind for d in lab.decisions(door="lab")] == ["verify"]
+        assert logged[1].id == row and logged[1].evidence == "why.png" and logged[1].accepted is True
         assert lab.sources("daisy") == {str(DAISY_1)}
         assert reception.revoke("pansy") and not reception.revoke("pansy")  # revoked at reception ...
         with pytest.raises(GalleryError, match="not enrolled"):
@@ -261,7 +261,7 @@ def test_the_cli_takes_a_url_wherever_it_takes_a_file(bundle, fleet_url):
     assert gone.exit_code == 1 and "not enrolled" in gone.output
     with Gallery(fleet_url, Matcher(bundle)) as g:
         assert g.identities() == {"daisy": 1}
-        assert [(d["kind"], d["door"]) for d in g.decisions()][::-1][:1] == [("verify", "gate")]
+        assert [(d.kind, d.door) for d in g.decisions()][::-1][:1] == [("verify", "gate")]
 
 
 def test_messages_never_show_the_password(bundle, tmp_path):

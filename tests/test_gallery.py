@@ -39,7 +39,7 @@ def test_enroll_verify_identify_and_audit(bundle, tmp_path):
         assert who.score == pytest.approx(genuine.score, abs=1e-6)
         g.log_decision("verify", genuine, claimed="daisy", evidence="why.png")
         logged = g.decisions()
-        assert logged[0]["claimed"] == "daisy" and logged[0]["evidence"] == "why.png" and logged[0]["accepted"] == 1
+        assert logged[0].claimed == "daisy" and logged[0].evidence == "why.png" and logged[0].accepted is True
         assert g.remove("pansy") and not g.remove("pansy")
         assert g.identities() == {"daisy": 1}
         with pytest.raises(GalleryError, match="not enrolled"):
@@ -134,7 +134,7 @@ def test_cli_enroll_verify_identify_exit_codes(bundle, tmp_path):
     missing = runner.invoke(main, ["verify", db, str(DAISY_2), "tulip", "--model", str(bundle), "--threshold", "0"])
     assert missing.exit_code == 1 and "not enrolled" in missing.output
     with Gallery(db, Matcher(bundle)) as g:
-        assert [d["kind"] for d in g.decisions()] == ["identify", "verify", "verify"]
+        assert [d.kind for d in g.decisions()] == ["identify", "verify", "verify"]
 
 
 @pytest.mark.slow
@@ -181,7 +181,7 @@ def test_a_gallery_from_an_earlier_version_is_upgraded_in_place(bundle, tmp_path
         assert g.verify(DAISY_2, "daisy").score == pytest.approx(expected, abs=1e-6)
         assert g.identify(PANSY).name == "pansy"
         g.log_decision("verify", g.verify(DAISY_1, "daisy"), claimed="daisy")
-        assert g.decisions()[0]["door"] == "gate" and g.decisions(door="elsewhere") == []
+        assert g.decisions()[0].door == "gate" and g.decisions(door="elsewhere") == []
         sql = g.store.db.execute("SELECT sql FROM sqlite_master WHERE name='templates'").fetchone()[0]
         assert "AUTOINCREMENT" in sql
         assert [r[0] for r in g.store.db.execute("SELECT id FROM templates ORDER BY id")] == [r[0] for r in rows]

@@ -145,7 +145,7 @@ def test_a_partial_bundle_explains_what_was_left_unmatched(tmp_path):
     model = build_model(ModelConfig(partial_mass=0.6, **TINY), pretrained=False).eval()
     manifest = export_bundle(model, tmp_path / "b", ExportOptions(validation_images=2), log=lambda m: None)
     assert manifest.sinkhorn.partial_mass == 0.6 and "query_unmatched" in manifest.matcher.outputs
-    result = Matcher(tmp_path / "b").compare(SHIPPED / "daisy_1.jpg", SHIPPED / "pansy.jpg")
+    result = Matcher(tmp_path / "b").explain(SHIPPED / "daisy_1.jpg", SHIPPED / "pansy.jpg")
     shares = result.unmatched_regions_a
     assert shares.shape == (4,) and ((shares >= 0) & (shares <= 1)).all()
     # each region's share of its mass left unmatched: together, the 1 − m the dummy absorbs

@@ -62,7 +62,7 @@ def test_compare_equals_pytorch_on_real_images(exported, backend):
 
 def test_result_explains_in_each_images_own_pixels(exported):
     model, bundle = exported
-    result = Matcher(bundle).compare(A, C, threshold=0.5)
+    result = Matcher(bundle).explain(A, C, threshold=0.5)  # compare's result with its pictures
     ha, wa = cv2.imread(str(A)).shape[:2]
     hb, wb = cv2.imread(str(C)).shape[:2]
     assert result.evidence_a.shape == (ha, wa) and result.evidence_b.shape == (hb, wb)
@@ -157,7 +157,7 @@ def test_runtime_runs_with_torch_unimportable(exported):
     code = BLOCK_TORCH + (
         "from edgedml.runtime import Matcher\n"
         f"for backend in ('onnxruntime', 'opencv'):\n"
-        f"    r = Matcher({str(bundle)!r}, backend=backend).compare({str(A)!r}, {str(B)!r})\n"
+        f"    r = Matcher({str(bundle)!r}, backend=backend).explain({str(A)!r}, {str(B)!r})\n"
         "    r.render()\n"
         "    print(backend, r.score)\n"
         "from edgedml.cli import main\n"

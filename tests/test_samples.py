@@ -72,8 +72,8 @@ def test_access_control_enrolls_verifies_and_logs_evidence(setup):
     assert "enrolled subject01" in out and out.count("frame ") == 4
     with Gallery(root / "door.db", Matcher(root / "bundle")) as g:
         logged = g.decisions()
-    assert len(logged) == 4 and all(d["claimed"] == "subject01" for d in logged)
-    assert all(Path(d["evidence"]).is_file() for d in logged)
+    assert len(logged) == 4 and all(d.claimed == "subject01" for d in logged)
+    assert all(Path(d.evidence).is_file() for d in logged)
 
 
 def test_camera_app_writes_an_annotated_video(setup):
@@ -208,8 +208,8 @@ def test_access_control_with_a_detector_boxes_faces_and_denies_an_empty_frame(do
     assert out.count("frame ") == 4 and "frame 3: DENIED (no face found)" in out, out
     with Gallery(root / "door.db", Matcher(small_bundle[1], detector=detector)) as g:
         logged = g.decisions()
-    assert len(logged) == 4 and all(Path(d["evidence"]).is_file() for d in logged)
-    assert sum('"face"' in d["details"] for d in logged) == 3 and '"reason": "no face found"' in logged[0]["details"]
+    assert len(logged) == 4 and all(Path(d.evidence).is_file() for d in logged)
+    assert sum("face" in d.details for d in logged) == 3 and logged[0].reason == "no face found"
     written, source = _read_video(root / "annotated.avi"), _read_video(video)
     boxes = [_box_pixels(a, s) for a, s in zip(written, source)]
     assert len(written) == 4 and min(boxes[:3]) > 100 and boxes[3] < 20, boxes
@@ -238,5 +238,5 @@ def test_access_control_runs_unchanged_on_a_fleet_gallery(setup, fleet_url):
     with Gallery(fleet_url, Matcher(root / "bundle")) as g:
         assert set(g.identities()) == {p.name for p in people.iterdir()}
         logged = g.decisions()
-    assert len(logged) == 4 and {d["door"] for d in logged} == {"lab-2"}
-    assert all(d["claimed"] == "subject01" and Path(d["evidence"]).is_file() for d in logged)
+    assert len(logged) == 4 and {d.door for d in logged} == {"lab-2"}
+    assert all(d.claimed == "subject01" and Path(d.evidence).is_file() for d in logged)

@@ -178,7 +178,7 @@ def test_vit_weights_load_from_a_local_file_and_the_bundle_runs_without_torch(tm
                                      "--out", str(tmp_path / "b")])
     assert done.exit_code == 0, done.output
     out = run_blocked("from edgedml.runtime import Matcher\n"
-                      f"r = Matcher({str(tmp_path / 'b')!r}).compare({str(SHIPPED / 'daisy_1.jpg')!r}, "
+                      f"r = Matcher({str(tmp_path / 'b')!r}).explain({str(SHIPPED / 'daisy_1.jpg')!r}, "
                       f"{str(SHIPPED / 'pansy.jpg')!r})\n"
                       "r.render()\n"
                       "print('score', r.score)\n")

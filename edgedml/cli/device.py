@@ -66,12 +66,13 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
         from ..runtime.matcher import Matcher
 
         matcher = Matcher(bundle, backend=backend, threshold=threshold, precision=precision, detector=detector)
-        result = matcher.compare(image_a, image_b)
-        check_result = result.faithfulness() if check and result.reason is None else None
+        why = matcher.explain(image_a, image_b) if explain_path or check else None  # the pictures, when needed
+        result = why.result if why is not None else matcher.compare(image_a, image_b)
+        check_result = matcher.faithfulness(why) if check and result.reason is None else None
         if explain_path:
             import cv2
 
-            if not cv2.imwrite(explain_path, result.render()):
+            if not cv2.imwrite(explain_path, why.render()):
                 raise click.ClickException(f"could not write {explain_path}; use a .png or .jpg path in an "
                                            f"existing folder")
     except EdgeDMLError as exc:
@@ -345,9 +346,7 @@ def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backe
         raise click.BadParameter(f"unknown {unknown}; choose from {', '.join(METHODS)}", param_hint="--methods")
     try:
         matcher = Matcher(bundle, backend=backend, precision=precision, detector=detector)
-        report = evaluate(matcher, data, pairs, seed, chosen,
-                          progress=lambda done, total: click.echo(f"\rpair {done}/{total}", nl=False, err=True))
-        click.echo("", err=True)
+        report = evaluate(matcher, data, pairs, seed, chosen, progress=True)  # a bar where stderr is a terminal
     except (EdgeDMLError, ValueError) as exc:
         _fail(exc)
     if report["pairs"] < pairs:
@@ -401,8 +400,7 @@ def crop_faces(source, out, spec, chip, margin, align, overwrite):
         detector = load_detector(spec, settings)
         if detector is None:
             raise click.UsageError("crop-faces needs a detector: --detector yunet:PATH")
-        report = crop_dataset(source, out, detector, progress=lambda m: click.echo(m, err=True),
-                              overwrite=overwrite)
+        report = crop_dataset(source, out, detector, progress=True, overwrite=overwrite)
     except EdgeDMLError as exc:
         _fail(exc)
     shown = {k: v for k, v in dataclasses.asdict(settings).items() if chip == "square" or k not in ("margin", "align")}

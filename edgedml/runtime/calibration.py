@@ -82,16 +82,20 @@ def labelled_images(root: str | Path, per_class: int | None = None) -> tuple[lis
     return paths, np.asarray(labels), names
 
 
-def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16) -> tuple[Features, list[int], list[str]]:
+def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16,
+                   progress: bool = False) -> tuple[Features, list[int], list[str]]:
     """Embed ``paths`` in batches; a batch with an unreadable image (or, with a detector, one
     without a face) is embedded one image at a time and the bad ones are left out. Returns
     (features, indices kept, skipped: "unreadable image PATH: reason" or "image without a face PATH: reason")."""
     from ..errors import InvalidImageError
+    from ..progress import progress_bar
     from .detection import NoFaceFound
 
     parts, kept, skipped = [], [], []
+    bar = progress_bar(total=len(paths), desc="embedding", unit="image", enabled=progress)
     for start in range(0, len(paths), batch):
         chunk = list(range(start, min(len(paths), start + batch)))
+        bar.update(len(chunk))
         try:
             parts.append(matcher.embed([paths[i] for i in chunk]))
             kept += chunk
@@ -104,6 +108,7 @@ def embed_readable(matcher: Matcher, paths: list[Path], batch: int = 16) -> tupl
                     skipped.append(f"unreadable image {paths[i]}: {exc}")
                 except NoFaceFound as exc:
                     skipped.append(f"image without a face {paths[i]}: {exc}")
+    bar.close()
     if not parts:
         raise EdgeDMLError("no image could be read; " + (skipped[0] if skipped else "the folder has none"))
     feats = Features.concat(parts)
@@ -115,12 +120,9 @@ def pair_scores(matcher: Matcher, feats: Features, labels: np.ndarray,
     """Multi-scale scores of all pairs i < j of ``feats`` (N rows, labels (N,), as
     :func:`embed_readable` returns them): (genuine scores, impostor scores)."""
     genuine, impostor = [], []
-    iterator = range(len(feats) - 1)
-    if progress:
-        from tqdm import tqdm
+    from ..progress import progress_bar
 
-        iterator = tqdm(iterator, desc="scoring pairs", unit="query")
-    for i in iterator:
+    for i in progress_bar(range(len(feats) - 1), desc="scoring pairs", unit="query", enabled=progress):
         scores = matcher.match(feats[i], feats[i + 1:])["multiscale"]
         same = labels[i + 1:] == labels[i]
         genuine.append(scores[same])
@@ -368,7 +370,7 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     matcher = Matcher(bundle, backend=backend, precision=precision, detector=detector)
     paths, labels, names = labelled_images(data, per_class)
     require_resolvable(impostor_pair_count(labels), force)  # before the work: even every image is too few
-    features, kept, skipped = embed_readable(matcher, paths)
+    features, kept, skipped = embed_readable(matcher, paths, progress=progress)
     for line in skipped:  # listed, and left out of every count
         log.warning("edgedml: skipped %s", line)
     paths, labels = [paths[i] for i in kept], labels[kept]

@@ -107,15 +107,18 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
                           f"replace it: nothing was changed; move those out or choose a new folder")
 
 
-def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, progress=None,
+def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, progress: bool = False,
                  overwrite: bool = False) -> CropReport:
     """Write the largest face of every photo under ``source``/<class>/ to ``out``/<class>/<stem>.png.
 
     Decided before any photo is read: ``out`` (:func:`check_out_folder`) and the crops' names
     (:func:`plan`). The crops are written to a staging folder renamed to ``out`` when all are
     done, so a failed run leaves nothing. Photos that cannot be decoded, or show no face, are
-    left out and listed in the report (and in ``out``/:data:`RECORD`)."""
+    left out and listed in the report (and in ``out``/:data:`RECORD`). ``progress``: a bar on
+    stderr (when it is a terminal)."""
     import cv2
+
+    from ..progress import progress_bar
 
     source, out = Path(source), Path(out)
     classes = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")) if source.is_dir() else []
@@ -128,11 +131,13 @@ def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, p
     settings = detector.settings
     report = CropReport(classes=len(classes))
     staging = staging_folder(out)
+    bar = progress_bar(total=len(crops), desc="cutting faces", unit="photo", enabled=progress)
     try:
         written = {}
         for folder in classes:
             (staging / folder.name).mkdir()
             for name, photo in ((n, p) for n, p in crops.items() if p.parent == folder):
+                bar.update()
                 try:
                     rgb = load_image(photo)
                 except InvalidImageError as exc:
@@ -147,8 +152,7 @@ def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, p
                     raise EdgeDMLError(f"could not write {out / name}; check the folder is writable")
                 written[name] = sha256_file(staging / name)
                 report.written += 1
-            if progress:
-                progress(f"{folder.name}: {report.written} crops so far")
+        bar.close()
         (staging / RECORD).write_text(json.dumps({
             "source": str(source), "settings": crop_settings(settings),
             "files": written, "without_face": report.without_face, "unreadable": report.unreadable}, indent=2) + "\n")

@@ -215,11 +215,12 @@ def check_methods(matcher, methods) -> tuple[str, ...]:
     return tuple(methods)
 
 
-def evaluate(matcher, folder, count: int, seed: int = 0, methods=None, progress=None) -> dict:
+def evaluate(matcher, folder, count: int, seed: int = 0, methods=None, progress: bool = False) -> dict:
     """Mean deletion and insertion curves, their AUCs and each method's cost over ``count``
     seeded distinct genuine pairs of ``folder`` (all of them when it has fewer: the report's
     ``pairs`` against ``pairs_asked``), the largest face of each photo with a detector.
-    ``methods``: None for every method the bundle has; one it lacks is refused."""
+    ``methods``: None for every method the bundle has; one it lacks is refused. ``progress``:
+    a bar on stderr (when it is a terminal)."""
     from .detection import NoFaceFound
 
     methods = check_methods(matcher, methods)
@@ -227,16 +228,19 @@ def evaluate(matcher, folder, count: int, seed: int = 0, methods=None, progress=
     total = min(count, pair_count(members))
     collected: dict[str, list[Curves]] = {}
     compare_ms = []
-    for number, (a, b) in enumerate(draw_pairs(paths, members, total, seed)):
+    from ..progress import progress_bar
+
+    pairs = progress_bar(draw_pairs(paths, members, total, seed), total=total, desc="explaining pairs", unit="pair",
+                         enabled=progress)
+    for number, (a, b) in enumerate(pairs):
         tick = time.perf_counter()
-        result = matcher.compare(a, b)  # timed, and its network inputs are the pair's
+        explained = matcher.explain(a, b)  # timed (the comparison with its maps), and its network inputs are the pair's
         compare_ms.append(1000 * (time.perf_counter() - tick))
-        if result.inputs is None:
-            raise NoFaceFound(f"{a} and {b}: {result.reason}; explain photos where the detector finds a face")
-        for name, curve in pair_curves(matcher, *result.inputs, methods, seed + number).items():
+        if explained.inputs is None:
+            raise NoFaceFound(f"{a} and {b}: {explained.reason}; explain photos where the detector finds a face")
+        for name, curve in pair_curves(matcher, *explained.inputs, methods, seed + number).items():
             collected.setdefault(name, []).append(curve)
-        if progress:
-            progress(number + 1, total)
+    pairs.close()
     report = {"pairs": total, "pairs_asked": count, "seed": seed, "grid": matcher.grid,
               "replacement": "the preprocessing mean (0 after normalisation)",
               "compare_ms": float(np.median(compare_ms)), "methods": {}}

@@ -22,7 +22,13 @@ fleet of doors (:mod:`.postgres_store`, ``Gallery("postgresql://…", matcher)``
   is rejected with ``reason="no face found"`` and no score; ``identify_faces`` decides on every
   face of the frame, largest first.
 - ``log_decision`` records a decision with its door, score, threshold, time and evidence picture,
-  so every access decision can be explained afterwards.
+  so every access decision can be explained afterwards; ``decisions()`` reads them back as
+  :class:`~.decision_log.LoggedDecision` rows.
+- A :class:`~.faces.FaceResult` (from ``Matcher.faces``) stands in for an image in ``enroll``,
+  ``verify`` and ``identify``: its features are used as they are (no second detection), and one
+  made by another model or cropping is refused in one line.
+- A context manager: ``close()`` (idempotent) closes the store, not the matcher; a closed gallery
+  refuses every call in one line (:class:`~.lifecycle.ClosedError`).
 
 The store remembers which embedder made its templates (sha256 of ``embedder.onnx``) and how faces
 were cut, and refuses a Matcher that differs: templates from different models are not comparable.
@@ -40,16 +46,20 @@ from typing import Sequence
 import numpy as np
 
 from .backends import graph_files
+from .decision_log import LoggedDecision
 from .detection import Face
+from .faces import FaceResult
 from .gallery_store import GalleryError, GalleryUnavailable, Layout, Templates, is_url
 from .image import ImageInput
+from .lifecycle import ClosedError
 from .matcher import Features, Matcher
 from .names import identity_name
 from .template_index import IndexSettings, top_by_cosine
 from .thresholds import check_threshold
 
 __all__ = ["Gallery", "GalleryError", "GalleryUnavailable", "Decision", "Candidate", "IndexSettings",
-           "top_by_cosine"]
+           "LoggedDecision", "top_by_cosine"]
+
 @dataclass(frozen=True)
 class Candidate:
     """One identity of an identification result."""
@@ -87,6 +97,7 @@ class Gallery:
 
     def __init__(self, location: str | Path, matcher: Matcher, threshold: float | None = None,
                  read_only: bool | None = None, door: str | None = None, index: IndexSettings = IndexSettings()):
+        self._store = None
         self.matcher = matcher
         self.threshold = matcher.threshold if threshold is None else check_threshold(threshold, matcher.manifest)
         self.door = door or socket.gethostname()
@@ -94,17 +105,24 @@ class Gallery:
         if is_url(location):
             from .postgres_store import PostgresStore
 
-            self.store = PostgresStore(location, layout, read_only)
+            self._store = PostgresStore(location, layout, read_only)
         else:
             from .sqlite_store import SQLiteStore
 
-            self.store = SQLiteStore(location, layout, read_only, index)
+            self._store = SQLiteStore(location, layout, read_only, index)
         self.path = self.store.where  # for messages: the file, or the URL without its password
         self.read_only = self.store.read_only
 
+    @property
+    def store(self):
+        """The store (SQLite or PostgreSQL); :class:`~.lifecycle.ClosedError` once closed."""
+        if self._store is None:
+            raise ClosedError(f"the gallery {getattr(self, 'path', '')} is closed; open it again with Gallery(...)")
+        return self._store
+
     # --- enrollment -------------------------------------------------------------------------
 
-    def enroll(self, name: str, images: Sequence[ImageInput], sources: Sequence[str | None] | None = None,
+    def enroll(self, name: str, images: Sequence[ImageInput | FaceResult], sources: Sequence[str | None] | None = None,
                add: bool = False) -> int:
         """Enroll ``name`` (which must be new) with one template per image, all or nothing; with
         ``add=True``, add the templates to the enrolled ``name`` instead (refused when it is not
@@ -113,7 +131,7 @@ class Gallery:
         name = identity_name(name)
         if not isinstance(add, bool):
             raise GalleryError(f"add must be True or False, got {add!r}")
-        if isinstance(images, (str, bytes, Path)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+        if isinstance(images, (str, bytes, Path, FaceResult)) or (isinstance(images, np.ndarray) and images.ndim < 4):
             raise GalleryError(f"enrolling {name!r} needs a list of images; got one image: pass [image]")
         images = list(images)
         if not images:
@@ -165,9 +183,14 @@ class Gallery:
                                or "no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass one")
         return threshold
 
-    def _query(self, image: ImageInput | Features) -> tuple[Features | None, Face | None]:
-        """The features to decide on (the largest face's, with a detector) and that face;
-        (None, None) when the detector finds no face."""
+    def _query(self, image: ImageInput | Features | FaceResult) -> tuple[Features | None, Face | None]:
+        """The features to decide on (the largest face's, with a detector; a FaceResult's own)
+        and that face; (None, None) when the detector finds no face."""
+        if isinstance(image, FaceResult):
+            why = image.mismatch(self.store.layout.embedder, self.store.layout.cropping)
+            if why:
+                raise GalleryError(why.replace("the Matcher that decides", "this gallery's Matcher"))
+            return image.features, image.detection
         if isinstance(image, Features):
             layout = self.store.layout
             want = ((1, layout.embedding_size), (1, *layout.local_shape))
@@ -182,7 +205,7 @@ class Gallery:
         features, views = self.matcher.embed_faces(image, limit=1)  # the largest face decides
         return (features[0], views[0].face) if views else (None, None)
 
-    def verify(self, image: ImageInput | Features, name: str, threshold: float | None = None) -> Decision:
+    def verify(self, image: ImageInput | Features | FaceResult, name: str, threshold: float | None = None) -> Decision:
         """1:1: is ``image`` the enrolled ``name``? (Rejected with a reason when no face is found.)"""
         name = identity_name(name)
         threshold = self._require_threshold(threshold)
@@ -198,7 +221,7 @@ class Gallery:
         candidate = Candidate(name, score, score - float(out["structural"][best]), templates.sources[best])
         return Decision(score >= threshold, name, score, threshold, (candidate,), face=face)
 
-    def identify(self, image: ImageInput | Features, top_k: int = 5, rerank: int | None = None,
+    def identify(self, image: ImageInput | Features | FaceResult, top_k: int = 5, rerank: int | None = None,
                  threshold: float | None = None) -> Decision:
         """1:N: the enrolled identities most like ``image`` (its largest face, with a detector),
         best first; accepted when the best scores at least the threshold. No face: rejected with
@@ -257,14 +280,23 @@ class Gallery:
                                "accepted": int(decision.accepted), "evidence": evidence,
                                "details": _details(decision, details)})
 
-    def decisions(self, limit: int = 100, door: str | None = None) -> list[dict]:
+    def decisions(self, limit: int = 100, door: str | None = None) -> list[LoggedDecision]:
         """The latest logged decisions, newest first: every door's, or ``door``'s only."""
-        return self.store.decisions(limit, door)
+        return [LoggedDecision.from_row(row) for row in self.store.decisions(limit, door)]
 
     def close(self) -> None:
-        self.store.close()
+        """Close the store (idempotent); the matcher stays open (close it yourself, or use both
+        in one ``with``)."""
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._store is None
 
     def __enter__(self) -> "Gallery":
+        self.store  # noqa: B018 - a closed gallery refuses the with block
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,11 +1,18 @@
 """`Matcher`: the on-device API. numpy + OpenCV + one inference backend; never torch.
 
     from edgedml.runtime import Matcher
-    matcher = Matcher("bundle/")                 # backend="auto": TensorRT, ONNX Runtime or OpenCV
-    matcher = Matcher("bundle/", precision="int8-cpu")   # any graph set the bundle holds
-    result = matcher.compare("a.jpg", "b.jpg")   # paths, encoded bytes or numpy arrays (BGR)
-    result.score, result.is_match                # multi-scale score, decision at the threshold
-    cv2.imwrite("why.png", result.render())      # what made the match
+    with Matcher("bundle/") as matcher:          # backend="auto": TensorRT, ONNX Runtime or OpenCV
+        result = matcher.compare("a.jpg", "b.jpg")   # paths, encoded bytes or numpy arrays (BGR)
+        result.score, result.is_match            # multi-scale score, decision at the threshold
+        why = matcher.explain("a.jpg", "b.jpg")  # the same comparison with its pictures
+        cv2.imwrite("why.png", why.render())     # what made the match
+    Matcher("bundle/", precision="int8-cpu")     # any graph set the bundle holds
+    Matcher("bundle/", providers=["cuda", "cpu"], threads=4)   # ONNX Runtime's providers and threads
+
+:class:`~.results.MatchResult` is small (scores, decision, region evidence, no pixels, no
+reference to the matcher); :class:`~.explanation.Explanation` adds the frames and the maps in
+frame pixels. ``close()`` (or the ``with`` block) releases the backend's sessions or GPU buffers;
+a closed Matcher refuses every call in one line (:class:`~.lifecycle.ClosedError`).
 
 Faces: ``Matcher(bundle, detector="yunet:face_detection_yunet.onnx")`` (or a bundle exported with
 ``--detector``, whose detector is then the default) detects the faces of every image, embeds the
@@ -14,14 +21,17 @@ chip, as the detector settings' ``chip`` says) and draws the explanation on the 
 frame with the box and landmarks. An image without a face is a decision, never a match:
 ``compare`` returns ``is_match=False`` with ``reason="no face found in image b"``; ``embed`` (used
 to enroll) raises :class:`~.detection.NoFaceFound`. ``detector="none"`` embeds whole images.
+``faces(image)`` returns every face as a :class:`~.faces.FaceResult` (box, landmarks, detector
+score, embedding, aligned crop), largest first, which ``compare`` and the gallery take in place
+of an image.
 
-Thread-safe: several camera threads may share one Matcher.
+Thread-safe: several camera threads may share one Matcher (closing it while they run is not).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -31,26 +41,20 @@ from ..bundle import read_manifest
 from ..errors import BundleError, ConfigError
 from . import explain
 from .agreement import SCORE_TOL
-from .backends import create_backend
+from .backends import create_backend, graph_files
 from .chunking import CHUNKED, Limit, run_in_chunks
 from .detection import (
     CHIP_OF_BACKBONE, DetectorSettings, Face, NoFaceFound, YuNetDetector, bundle_detector, load_detector,
 )
+from .explanation import Explanation
+from .faces import FaceResult
 from .image import ImageInput, load_image
+from .lifecycle import ClosedError
 from .preprocess import to_network_input
+from .results import MatchResult, RegionMatch
 from .roi import View, cut_view, whole_view
 from .structural import flow as region_flow
 from .thresholds import CalibrationMismatch, calibrated_threshold, check_threshold
-
-
-class RegionMatch(NamedTuple):
-    """One strong region-to-region correspondence: flow T_ij·s_ij and pixel centres (x, y)."""
-
-    region_a: int
-    region_b: int
-    flow: float
-    point_a: tuple[int, int]
-    point_b: tuple[int, int]
 
 
 @dataclass
@@ -82,95 +86,74 @@ class Features:
         return cls(join("embedding"), join("local"), join("attention"), join("marginal"))
 
 
-@dataclass
-class MatchResult:
-    """Why two images match: scores, decision and evidence in each image's own (frame) pixels.
-
-    With a detector and no face in an image: ``score`` is None, ``is_match`` False and
-    ``reason`` says which image had none; the maps are zero and ``matches`` empty."""
-
-    score: float | None  # multi-scale: structural + global
-    structural: float | None  # Σ T ⊙ s
-    global_similarity: float | None  # cosine of the global embeddings
-    threshold: float | None
-    is_match: bool | None  # None when no threshold is calibrated or given
-    evidence_a: np.ndarray  # (H_a, W_a) per-pixel share of the structural score
-    evidence_b: np.ndarray  # (H_b, W_b)
-    plan: np.ndarray  # (R, R) transport plan, rows: regions of image a
-    matches: list[RegionMatch]  # strongest flows first
-    attention_a: np.ndarray | None  # (P, H_a, W_a) group / learner attention, or None (DIML)
-    attention_b: np.ndarray | None
-    image_a: np.ndarray = field(repr=False)  # RGB uint8, the whole frame
-    image_b: np.ndarray = field(repr=False)
-    outline_a: np.ndarray | None = None  # (4, 2) frame pixels: the corners of what the model sees of image a
-    outline_b: np.ndarray | None = None
-    face_a: Face | None = None  # the detected face the model saw (with a detector)
-    face_b: Face | None = None
-    reason: str | None = None  # why there is no score ("no face found in image b")
-    unmatched_a: np.ndarray | None = None  # (H_a, W_a) share of each region's mass left unmatched (partial transport)
-    unmatched_b: np.ndarray | None = None
-    unmatched_regions_a: np.ndarray | None = None  # (R,) those shares per region of image a
-    unmatched_regions_b: np.ndarray | None = None
-    inputs: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)  # the network inputs (3, S, S)
-    matcher: "Matcher | None" = field(default=None, repr=False, compare=False)
-
-    def faithfulness(self, seed: int = 0) -> dict[str, float]:
-        """How faithful this pair's evidence map is: the deletion AUC of the evidence order and of
-        a random order (the floor), from g² + 1 extra embeddings each (see
-        :mod:`edgedml.runtime.faithfulness`). Lower than random: removing what the evidence
-        points at lowers the score faster."""
-        from .faithfulness import pair_curves
-
-        if self.inputs is None or self.matcher is None:
-            raise ValueError("faithfulness needs a result from Matcher.compare with a score"
-                             + (f" ({self.reason})" if self.reason else ""))
-        found = pair_curves(self.matcher, *self.inputs, methods=("evidence", "random"), seed=seed)
-        return {"evidence_deletion_auc": found["evidence"].deletion_auc,
-                "random_deletion_auc": found["random"].deletion_auc,
-                "evidence_insertion_auc": found["evidence"].insertion_auc}
-
-    def render(self, height: int = 360) -> np.ndarray:
-        """Side-by-side picture (BGR uint8): heatmaps, match lines, faces, score and decision."""
-        return explain.side_by_side(self, height)
-
-    def to_dict(self) -> dict:
-        """JSON-ready summary (no images or maps)."""
-        return {"score": self.score, "structural": self.structural, "global": self.global_similarity,
-                "threshold": self.threshold, "is_match": self.is_match, "reason": self.reason,
-                "face_a": self.face_a and self.face_a.to_dict(), "face_b": self.face_b and self.face_b.to_dict(),
-                "unmatched_a": None if self.unmatched_regions_a is None else self.unmatched_regions_a.round(4).tolist(),
-                "unmatched_b": None if self.unmatched_regions_b is None else self.unmatched_regions_b.round(4).tolist(),
-                "matches": [{"region_a": m.region_a, "region_b": m.region_b, "flow": m.flow,
-                             "point_a": list(m.point_a), "point_b": list(m.point_b)} for m in self.matches]}
-
-
 class Matcher:
     """Embeds and compares images with an exported bundle (see the module doc)."""
 
     def __init__(self, bundle: str | Path, backend: str = "auto", threshold: float | None = None,
                  threshold_name: str = "default", precision: str = "fp32",
-                 detector: str | YuNetDetector | None = None, detector_settings: DetectorSettings | None = None):
-        """``detector``: None uses the bundle's (none if it has none), "none" turns detection
-        off, "yunet:PATH" loads that file, or pass a detector object. ``detector_settings``
-        replace the bundle's recorded ones (score threshold, minimum face size, margin, align, chip)."""
-        self.bundle = Path(bundle)
+                 detector: str | YuNetDetector | None = None, detector_settings: DetectorSettings | None = None,
+                 providers: list | None = None, threads: int | None = None):
+        """``bundle``: a bundle folder, or the name of a shipped one ("objects", "faces";
+        :func:`~.shipped.resolve_bundle`). ``detector``: None uses the bundle's (none if it has
+        none), "none" turns detection off, "yunet:PATH" loads that file, or pass a detector
+        object. ``detector_settings`` replace the bundle's recorded ones (score threshold, minimum
+        face size, margin, align, chip). ``providers`` (ONNX Runtime's execution providers in
+        order, e.g. ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` or ``["cuda", "cpu"]``;
+        the TensorRT EP only when listed) and ``threads`` (intra-op threads, ≥ 1) choose the
+        onnxruntime backend (:func:`~.backends.create_backend`); with ``backend="opencv"`` or
+        ``"tensorrt"`` they are refused."""
+        from .shipped import resolve_bundle
+
+        self._closed = False
+        self.bundle = resolve_bundle(bundle)
         self.manifest = read_manifest(self.bundle)  # verifies every checksum
         self.spec = self.manifest.preprocessing
         self.precision = precision
-        self.backend = create_backend(self.bundle, self.manifest, backend, precision)
-        self.grid = int(round(math.sqrt(self.manifest.regions)))
-        if detector is None:
-            self.detector = bundle_detector(self.manifest, detector_settings)
-        elif isinstance(detector, str):  # another file, cut as the bundle records (or as its network needs)
-            self.detector = load_detector(detector, detector_settings or self._recorded_settings())
-        else:
-            self.detector = detector
-        self._check_chip()
-        # the calibrated threshold serves only the cropping and graph set it was measured on;
-        # otherwise it is not available (``threshold_refused`` says why) and deciding needs one given
-        calibrated, self.threshold_refused = calibrated_threshold(self.manifest, threshold_name, self.cropping,
-                                                                  precision)
-        self.threshold = calibrated if threshold is None else check_threshold(threshold, self.manifest)
+        self.backend = create_backend(self.bundle, self.manifest, backend, precision, providers, threads)
+        try:
+            self.grid = int(round(math.sqrt(self.manifest.regions)))
+            if detector is None:
+                self.detector = bundle_detector(self.manifest, detector_settings)
+            elif isinstance(detector, str):  # another file, cut as the bundle records (or as its network needs)
+                self.detector = load_detector(detector, detector_settings or self._recorded_settings())
+            else:
+                self.detector = detector
+            self._check_chip()
+            # the calibrated threshold serves only the cropping and graph set it was measured on;
+            # otherwise it is not available (``threshold_refused`` says why) and deciding needs one given
+            calibrated, self.threshold_refused = calibrated_threshold(self.manifest, threshold_name, self.cropping,
+                                                                      precision)
+            self.threshold = calibrated if threshold is None else check_threshold(threshold, self.manifest)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the backend (ONNX Runtime sessions, OpenCV nets, TensorRT engines and GPU
+        buffers). Idempotent; any later call raises :class:`~.lifecycle.ClosedError`."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        backend = getattr(self, "backend", None)
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Matcher":
+        self._check_open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"this Matcher of {self.bundle} is closed; open a new one (Matcher({str(self.bundle)!r}))")
 
     def _recorded_settings(self) -> DetectorSettings | None:
         """The bundle's detector settings, or for a bundle without a detector the chip its
@@ -206,6 +189,7 @@ class Matcher:
     def views(self, image: ImageInput) -> tuple[np.ndarray, list[View]]:
         """An input → its RGB frame and what the embedder is to see of it: the whole frame
         without a detector; with one, a crop per detected face, largest first (maybe none)."""
+        self._check_open()
         rgb = load_image(image)
         if self.detector is None:
             return rgb, [whole_view(rgb)]
@@ -221,17 +205,34 @@ class Matcher:
 
     def preprocess(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Inputs → network batch (N, 3, S, S) float32 and the RGB images the embedder sees
-        (whole images, or the largest face's crop with a detector: :class:`NoFaceFound` if none)."""
-        views = [self._main_view(image) for image in images]
+        (whole images, or the largest face's crop with a detector: :class:`NoFaceFound` if none;
+        a :class:`~.faces.FaceResult`'s own crop)."""
+        views = [self._face_view(image) if isinstance(image, FaceResult) else self._main_view(image)
+                 for image in images]
         return np.stack([to_network_input(v.pixels, self.spec) for v in views]), [v.pixels for v in views]
 
-    def embed(self, images: ImageInput | Sequence[ImageInput]) -> Features:
+    def embed(self, images: ImageInput | FaceResult | Sequence[ImageInput | FaceResult]) -> Features:
         """One image or a list → :class:`Features` (N rows). With a detector, each image's
-        largest face; an image without one raises :class:`NoFaceFound` naming it."""
-        if isinstance(images, (str, Path, bytes, bytearray, memoryview, np.ndarray)):
+        largest face; an image without one raises :class:`NoFaceFound` naming it. A
+        :class:`~.faces.FaceResult` gives its own features (not embedded again)."""
+        if isinstance(images, (str, Path, bytes, bytearray, memoryview, np.ndarray, FaceResult)):
             images = [images]
-        batch, _ = self.preprocess(list(images))
-        return self._embed_batch(batch)
+        images = list(images)
+        faces = {i: self._face_features(item) for i, item in enumerate(images) if isinstance(item, FaceResult)}
+        rest = [item for i, item in enumerate(images) if i not in faces]
+        embedded = self._embed_batch(self.preprocess(rest)[0]) if rest else None
+        if not faces:
+            return embedded
+        if embedded is None and len(faces) == 1:
+            return faces[0]
+        order, k = [], 0
+        for i in range(len(images)):
+            if i in faces:
+                order.append(faces[i])
+            else:
+                order.append(embedded[k])
+                k += 1
+        return Features.concat(order)
 
     def embed_faces(self, image: ImageInput, limit: int | None = None) -> tuple[Features, list[View]]:
         """Every face of one frame (largest first; the first ``limit`` only) → their
@@ -244,11 +245,56 @@ class Matcher:
                                      np.float32)), []
         return self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in views])), views
 
+    def faces(self, image: ImageInput, limit: int | None = None) -> list[FaceResult]:
+        """Every face the detector finds in ``image``, largest first (the first ``limit`` only),
+        each a :class:`~.faces.FaceResult`: ``bbox``, ``landmarks``, ``score`` (the detector's),
+        ``embedding``, ``crop`` (the aligned pixels the embedder saw) and ``view``. An empty list
+        when there is none. A matcher without a detector refuses in one line (a whole frame is
+        not a face: use :meth:`embed` for whole images)."""
+        self._check_open()
+        if self.detector is None:
+            raise ConfigError(f"this Matcher has no face detector (the bundle {self.bundle} was exported without "
+                              f"--detector, or detector='none'), so it finds no faces: pass "
+                              f"detector='yunet:PATH', or use embed()/compare() on whole images")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"limit must be a whole number ≥ 1 or None, got {limit!r}")
+        rgb, views = self.views(image)
+        views = views[:limit]
+        if not views:
+            return []
+        features = self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in views]))
+        embedder, cropping = self.face_key
+        return [FaceResult(v.face, v, features[i], tuple(rgb.shape[:2]), embedder, cropping)
+                for i, v in enumerate(views)]
+
+    @property
+    def face_key(self) -> tuple[str, str]:
+        """(sha256 of this precision's embedder graph, cropping): what a FaceResult must carry to be
+        matched here."""
+        if getattr(self, "_face_key", None) is None:
+            file = graph_files(self.manifest, self.precision)["embedder"]
+            entry = self.manifest.files.get(file)
+            self._face_key = (entry.sha256 if entry else file, self.cropping)
+        return self._face_key
+
+    def _face_features(self, face: FaceResult) -> Features:
+        """A FaceResult's features, refused in one line when another model or cropping made them."""
+        self._check_open()
+        why = face.mismatch(*self.face_key)
+        if why:
+            raise ConfigError(why)
+        return face.features
+
+    def _face_view(self, face: FaceResult) -> View:
+        self._face_features(face)
+        return face.view
+
     def _run(self, graph: str, feeds: dict[str, np.ndarray], chunked: tuple[str, ...] | None = None
              ) -> dict[str, np.ndarray]:
         """Run a graph within its limit (a TensorRT profile, a fixed export batch): larger
         requests are split into chunks (of the inputs :data:`~.chunking.CHUNKED` names), and a
         fixed-size graph's last chunk is padded."""
+        self._check_open()
         return run_in_chunks(lambda part: self.backend.run(graph, part), feeds, chunked or CHUNKED[graph],
                              self.backend.limits.get(graph, Limit()))
 
@@ -276,63 +322,130 @@ class Matcher:
         check_scores(out, SCORE_RANGE_TOL.get(self.precision, SCORE_RANGE_TOL["fp32"]))  # a broken graph never decides
         return out
 
-    def compare(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
-                top_matches: int = 5) -> MatchResult:
-        """Score two images and explain the score on their frames (see :class:`MatchResult`)."""
+    def compare(self, image_a: ImageInput | FaceResult, image_b: ImageInput | FaceResult,
+                threshold: float | None = None, top_matches: int = 5) -> MatchResult:
+        """Score two images (or :class:`~.faces.FaceResult` objects from :meth:`faces`, used as
+        they are: no second detection or embedding) → a small :class:`~.results.MatchResult`.
+        The picture of why: :meth:`explain`."""
         threshold = self.decision_threshold(threshold)
-        (rgb_a, views_a), (rgb_b, views_b) = self.views(image_a), self.views(image_b)
-        if not views_a or not views_b:
-            return self._no_face(rgb_a, rgb_b, views_a, views_b, threshold)
-        va, vb = views_a[0], views_b[0]
-        inputs = np.stack([to_network_input(v.pixels, self.spec) for v in (va, vb)])
-        features = self._embed_batch(inputs)
+        return self._score(self._side(image_a), self._side(image_b), threshold, top_matches)[0]
+
+    def explain(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
+                top_matches: int = 5) -> Explanation:
+        """:meth:`compare` with its pictures: an :class:`~.explanation.Explanation` holding the
+        result, both frames and the evidence (attention, unmatched shares) in frame pixels;
+        ``.render()`` draws it. Takes images (it draws on their frames), not FaceResults."""
+        if isinstance(image_a, FaceResult) or isinstance(image_b, FaceResult):
+            raise ConfigError("explain draws on the frames, and a FaceResult holds only its crop: pass the images "
+                              "(compare takes FaceResults)")
+        threshold = self.decision_threshold(threshold)
+        side_a, side_b = self._side(image_a), self._side(image_b)
+        result, features, out = self._score(side_a, side_b, threshold, top_matches)
+        rgb_a, rgb_b = side_a.frame, side_b.frame
+        if result.score is None:
+            return Explanation(result, rgb_a, rgb_b, np.zeros(rgb_a.shape[:2], np.float32),
+                               np.zeros(rgb_b.shape[:2], np.float32))
+        g, va, vb = self.grid, side_a.view, side_b.view
+
+        def on_frame(region_map, view, rgb):
+            return explain.to_image(region_map, view, rgb.shape, self.spec)
+
+        attention = features.attention
+        shares = (result.unmatched_regions_a, result.unmatched_regions_b)
+        return Explanation(
+            result, rgb_a, rgb_b,
+            evidence_a=on_frame(result.evidence_regions_a.reshape(g, g), va, rgb_a),
+            evidence_b=on_frame(result.evidence_regions_b.reshape(g, g), vb, rgb_b),
+            attention_a=None if attention is None else np.stack([on_frame(m, va, rgb_a) for m in attention[0]]),
+            attention_b=None if attention is None else np.stack([on_frame(m, vb, rgb_b) for m in attention[1]]),
+            unmatched_a=None if shares[0] is None else on_frame(shares[0].reshape(g, g), va, rgb_a),
+            unmatched_b=None if shares[1] is None else on_frame(shares[1].reshape(g, g), vb, rgb_b),
+            inputs=(to_network_input(va.pixels, self.spec), to_network_input(vb.pixels, self.spec)))
+
+    def faithfulness(self, explanation: Explanation, seed: int = 0) -> dict[str, float]:
+        """How faithful an explanation's evidence map is: the deletion AUC of the evidence order and
+        of a random order (the floor), from g² + 1 extra embeddings each (see
+        :mod:`edgedml.runtime.faithfulness`). Lower than random: removing what the evidence
+        points at lowers the score faster."""
+        from .faithfulness import pair_curves
+
+        if not isinstance(explanation, Explanation) or explanation.inputs is None:
+            reason = getattr(explanation, "reason", None)
+            raise ConfigError("faithfulness needs an Explanation with a score, from Matcher.explain"
+                              + (f" ({reason})" if reason else ""))
+        found = pair_curves(self, *explanation.inputs, methods=("evidence", "random"), seed=seed)
+        return {"evidence_deletion_auc": found["evidence"].deletion_auc,
+                "random_deletion_auc": found["random"].deletion_auc,
+                "evidence_insertion_auc": found["evidence"].insertion_auc}
+
+    def _side(self, image: ImageInput | FaceResult) -> "_Side":
+        """One input of a comparison: its frame (None for a FaceResult), the frame's shape, the view
+        the embedder sees (None: no face) and its features when already embedded."""
+        if isinstance(image, FaceResult):
+            return _Side(None, tuple(image.frame_shape), image.view, self._face_features(image))
+        rgb, views = self.views(image)
+        return _Side(rgb, tuple(rgb.shape[:2]), views[0] if views else None, None)
+
+    def _score(self, side_a: "_Side", side_b: "_Side", threshold: float | None, top_matches: int
+               ) -> tuple[MatchResult, Features | None, dict | None]:
+        """The comparison of two sides → the result, the two rows of features and the matcher's outputs."""
+        if side_a.view is None or side_b.view is None:
+            missing = " and ".join(name for name, side in (("image a", side_a), ("image b", side_b))
+                                   if side.view is None)
+            return MatchResult(score=None, structural=None, global_similarity=None, threshold=threshold,
+                               is_match=False, reason=f"no face found in {missing}",
+                               face_a=side_a.view.face if side_a.view else None,
+                               face_b=side_b.view.face if side_b.view else None,
+                               frame_shape_a=side_a.shape, frame_shape_b=side_b.shape), None, None
+        va, vb = side_a.view, side_b.view
+        pending = [side.view for side in (side_a, side_b) if side.features is None]
+        embedded = self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in pending])) \
+            if pending else None
+        rows, k = [], 0
+        for side in (side_a, side_b):
+            if side.features is None:
+                rows.append(embedded[k])
+                k += 1
+            else:
+                rows.append(side.features)
+        features = Features.concat(rows)
         out = self.match(features[0], features[1])
         plan = out["plan"][0]
         structural, score = float(out["structural"][0]), float(out["multiscale"][0])
         g = self.grid
         flow = region_flow(plan, features.local[0], features.local[1])  # T ⊙ s, (R, R)
         order = np.argsort(-flow, axis=None)[:top_matches]
-        matches = [RegionMatch(int(i), int(j), float(flow[i, j]), explain.region_centre(int(i), g, va, self.spec),
-                               explain.region_centre(int(j), g, vb, self.spec))
-                   for i, j in (divmod(int(k), flow.shape[1]) for k in order) if flow[i, j] > 0]
-        attention = features.attention
-
-        def on_frame(region_map, view, rgb):
-            return explain.to_image(region_map, view, rgb.shape, self.spec)
-
+        matches = tuple(RegionMatch(int(i), int(j), float(flow[i, j]), explain.region_centre(int(i), g, va, self.spec),
+                                    explain.region_centre(int(j), g, vb, self.spec))
+                        for i, j in (divmod(int(k), flow.shape[1]) for k in order) if flow[i, j] > 0)
         shares = (None, None)
         if "query_unmatched" in out:  # partial transport: what each region sent to the dummy
             left = (out["query_unmatched"][0], out["candidate_unmatched"][0])
             shares = tuple(rest / np.maximum(rest + kept, 1e-12) for rest, kept in zip(left, (plan.sum(1), plan.sum(0))))
-
-        return MatchResult(
+        result = MatchResult(
             score=score, structural=structural, global_similarity=score - structural, threshold=threshold,
-            is_match=None if threshold is None else bool(score >= threshold),
-            evidence_a=on_frame(out["query_evidence"][0].reshape(g, g), va, rgb_a),
-            evidence_b=on_frame(out["candidate_evidence"][0].reshape(g, g), vb, rgb_b),
-            plan=plan, matches=matches,
-            attention_a=None if attention is None else np.stack([on_frame(m, va, rgb_a) for m in attention[0]]),
-            attention_b=None if attention is None else np.stack([on_frame(m, vb, rgb_b) for m in attention[1]]),
-            image_a=rgb_a, image_b=rgb_b, outline_a=explain.seen_outline(va, self.spec),
-            outline_b=explain.seen_outline(vb, self.spec), face_a=va.face, face_b=vb.face,
-            unmatched_a=None if shares[0] is None else on_frame(shares[0].reshape(g, g), va, rgb_a),
-            unmatched_b=None if shares[1] is None else on_frame(shares[1].reshape(g, g), vb, rgb_b),
-            unmatched_regions_a=shares[0], unmatched_regions_b=shares[1], inputs=(inputs[0], inputs[1]), matcher=self)
-
-    def _no_face(self, rgb_a, rgb_b, views_a, views_b, threshold) -> MatchResult:
-        missing = " and ".join(name for name, views in (("image a", views_a), ("image b", views_b)) if not views)
-        r = self.manifest.regions
-        return MatchResult(
-            score=None, structural=None, global_similarity=None, threshold=threshold, is_match=False,
-            evidence_a=np.zeros(rgb_a.shape[:2], np.float32), evidence_b=np.zeros(rgb_b.shape[:2], np.float32),
-            plan=np.zeros((r, r), np.float32), matches=[], attention_a=None, attention_b=None,
-            image_a=rgb_a, image_b=rgb_b, face_a=views_a[0].face if views_a else None,
-            face_b=views_b[0].face if views_b else None, reason=f"no face found in {missing}")
+            is_match=None if threshold is None else bool(score >= threshold), matches=matches, plan=plan,
+            evidence_regions_a=out["query_evidence"][0], evidence_regions_b=out["candidate_evidence"][0],
+            unmatched_regions_a=shares[0], unmatched_regions_b=shares[1], face_a=va.face, face_b=vb.face,
+            outline_a=explain.seen_outline(va, self.spec), outline_b=explain.seen_outline(vb, self.spec),
+            frame_shape_a=side_a.shape, frame_shape_b=side_b.shape)
+        return result, features, out
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"Matcher({str(self.bundle)!r}, closed)"
         detector = self.detector.describe() if self.detector else "none"
         return (f"Matcher({str(self.bundle)!r}, precision={self.precision!r}, backend={self.backend.describe()!r}, "
                 f"threshold={self.threshold}, detector={detector!r})")
+
+
+class _Side(NamedTuple):
+    """One input of a comparison (:meth:`Matcher._side`)."""
+
+    frame: np.ndarray | None  # RGB, None for a FaceResult
+    shape: tuple[int, int]  # (H, W) of the frame
+    view: View | None  # what the embedder sees; None: no face found
+    features: Features | None  # already embedded (a FaceResult), else None
 
 
 # how far past its range a score may lie: float32 rounding, and the fp16 graphs' agreement bound

@@ -105,7 +105,9 @@ class TensorRTBackend:
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._closed:
-            raise RuntimeError("this TensorRT backend is closed")
+            from ..lifecycle import ClosedError
+
+            raise ClosedError("this tensorrt backend is closed; open a new Matcher to run the bundle again")
         if graph not in self._io:
             raise ValueError(f"unknown graph {graph!r}; choose one of {list(GRAPHS)}")
         rt = self.cudart
@@ -147,8 +149,13 @@ class TensorRTBackend:
     def describe(self) -> str:
         return f"tensorrt {self.trt.__version__} ({self.precision} engines)"
 
+    @property
+    def closed(self) -> bool:
+        return getattr(self, "_closed", True)
+
     def close(self) -> None:
-        """Free the device buffers and streams (idempotent)."""
+        """Free the device buffers and streams, drop the engines and contexts (idempotent);
+        :class:`~..lifecycle.ClosedError` on any later run. ``Matcher.close`` calls it."""
         if getattr(self, "_closed", True):
             return
         self._closed = True
