@@ -88,7 +88,38 @@ def collect_info() -> dict:
     except Exception:  # OpenCV built without its CUDA module
         info["opencv_cuda_devices"] = 0
     info["gpus"] = gpus
+    info["tensorrt"] = _tensorrt_found()
+    info["cuda_gpu"] = _cuda_gpu()
     return info
+
+
+def _tensorrt_found() -> dict:
+    """TensorRT as this environment imports it: its version and folder, and whether that folder
+    is this environment's (pip) or the system's (JetPack's python3-libnvinfer, seen through a
+    venv made with --system-site-packages)."""
+    import sys
+
+    try:
+        import tensorrt
+    except Exception as exc:  # not installed, or a broken install: say so rather than crash `info`
+        from ..runtime.tensorrt.gpu import install_hint
+
+        return {"version": None, "problem": f"{type(exc).__name__}: {exc}", "fix": install_hint()}
+    file = getattr(tensorrt, "__file__", None)
+    folder = Path(file).resolve().parents[1] if file else None
+    inside = folder is not None and folder.is_relative_to(Path(sys.prefix).resolve())
+    return {"version": str(getattr(tensorrt, "__version__", "unknown")), "folder": str(folder) if folder else None,
+            "source": "this environment (pip)" if inside else "the system, outside this environment"}
+
+
+def _cuda_gpu() -> dict:
+    """GPU 0 as cuda-python sees it (no torch needed), or why none is seen."""
+    try:
+        from ..runtime.tensorrt.gpu import gpu_info
+
+        return gpu_info()
+    except Exception as exc:  # EngineUnavailable (no cuda-python, no GPU) or a broken driver
+        return {"gpu": None, "problem": str(exc)}
 
 
 @click.command()
@@ -101,8 +132,16 @@ def info(as_json: bool) -> None:
         return
     click.echo(f"edgedml {data['edgedml']} on Python {data['python']} ({data['platform']})")
     for name, version in data["packages"].items():
-        click.echo(f"  {name:<24} {version or 'not installed'}")
-    click.echo(f"  onnxruntime providers    {', '.join(data['onnxruntime_providers']) or 'none'}")
+        if name != "tensorrt":  # in the inference block below, with where it came from
+            click.echo(f"  {name:<24} {version or 'not installed'}")
+    trt, gpu = data["tensorrt"], data["cuda_gpu"]
+    click.echo("  inference on this machine:")
+    providers = ", ".join(data["onnxruntime_providers"]) or "none (onnxruntime not installed)"
+    click.echo(f"    onnxruntime providers  {providers}")
+    click.echo("    TensorRT               " + (f"{trt['version']} from {trt['folder']} ({trt['source']})"
+                                                if trt["version"] else f"not found (fix: {trt['fix']})"))
+    click.echo("    CUDA GPU (cuda-python) " + (f"{gpu['gpu']}, compute capability {gpu['compute_capability']}"
+                                                if gpu.get("gpu") else f"none: {gpu['problem']}"))
     click.echo(f"  GPUs                     {', '.join(data['gpus']) or 'none visible to torch'}")
     click.echo(f"  OpenCV CUDA devices      {data['opencv_cuda_devices']}")
     click.echo(f"  presets (--checkpoint)   {', '.join(data['presets'])}")

@@ -6,6 +6,17 @@ from __future__ import annotations
 from ...errors import EdgeDMLError, MissingDependencyError
 
 FIX_HINT = 'pip install "edgedml[gpu]"'
+JETSON_HINT = ("on a Jetson TensorRT comes with JetPack: sudo apt install python3-libnvinfer, in a venv made with "
+               "--system-site-packages")
+
+
+def install_hint() -> str:
+    """How to get TensorRT here: pip's [gpu] extra where PyPI serves it, JetPack's packages on
+    aarch64 Linux (a Jetson), where the extra leaves tensorrt out (pyproject's markers)."""
+    import platform
+    import sys
+
+    return JETSON_HINT if sys.platform.startswith("linux") and platform.machine() == "aarch64" else FIX_HINT
 
 
 class EngineUnavailable(EdgeDMLError):
@@ -53,7 +64,7 @@ def availability() -> str | None:
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        return f"TensorRT is not installed here (fix: {FIX_HINT})"
+        return f"TensorRT is not installed here (fix: {install_hint()})"
     try:
         gpu_info()
     except EngineUnavailable as exc:
