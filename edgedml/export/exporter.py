@@ -121,7 +121,22 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     with ONNX Runtime on real inputs, and raises :class:`validate.ValidationError` (writing
     nothing) if a bound breaks. Engines are not built here (see
     :func:`edgedml.runtime.tensorrt.build_engines`); the caller builds them afterwards.
+
+    Deterministic: the same model, options, inputs and tools give the same bytes. PyTorch runs
+    on one thread meanwhile (restored after): its reductions are split by thread count, so the
+    PyTorch-vs-ONNX-Runtime differences the manifest records would otherwise change with the
+    machine's cores (ONNX Runtime's outputs, the graphs and the INT8 ranges do not).
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _export_bundle(model, out, options, source, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions | None, source: str,
+                   log) -> Manifest:
     from ..runtime import detection
 
     options = options or ExportOptions()
