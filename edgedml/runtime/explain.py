@@ -347,10 +347,13 @@ def layout(sides: list[Side], matches, verdict_: Verdict, scores: Scores, height
         zones = (("NO MATCH", x0, out.threshold_x, RED), ("MATCH", out.threshold_x, x1, GREEN))
         sx = -100 if out.score_x is None else out.score_x
         marker = (sx - 8, bar_top, sx + 8, bar_top + 12)
-        for words, left, right, colour in zones:
-            zone = _centred(Text(words, 0, bar_top + 10, 0.35, 1, colour, pad=1, role="zone"), (left + right) // 2)
-            if zone.box[0] > left + 2 and zone.box[2] < right - 2 and not overlaps(zone.box, marker):
-                out.texts.append(zone)
+        for words, left, right, colour in zones:  # at the zone's middle, else a quarter from either end
+            word = Text(words, 0, bar_top + 10, 0.35, 1, colour, pad=1, role="zone")
+            for place in (left + right) // 2, (3 * left + right) // 4, (left + 3 * right) // 4:
+                zone = _centred(word, place)
+                if zone.box[0] > left + 2 and zone.box[2] < right - 2 and not overlaps(zone.box, marker, 2):
+                    out.texts.append(zone)
+                    break
     for value in _ticks(*out.bar_range):  # a tick label under the threshold's is left out
         tick = Text(f"{value:g}", 0, bar_top + 28, 0.4, 1, GREY, role="tick")
         tick = clamp_x(_centred(tick, value_x(value, x0, x1, out.bar_range)), margin, width - margin)
@@ -359,12 +362,10 @@ def layout(sides: list[Side], matches, verdict_: Verdict, scores: Scores, height
             taken.append(tick.box)
     # the sides
     top = bar_top + 40
-    x = 0
+    x = (width - sum(widths) - gap * (len(sides) - 1)) // 2  # narrow images (or a door's one frame): centred
     for side, k, w in zip(sides, scales, widths):
         out.panels.append((x, top, k, w, height))
         x += w + gap
-    if len(sides) < 2 and width > widths[0]:  # one side (a door's frame with no face): centred
-        out.panels[0] = ((width - widths[0]) // 2, top, scales[0], widths[0], height)
     area = (0, top, width, top + height)
     taken = []
     for side, (px, py, k, w, h) in zip(sides, out.panels):
