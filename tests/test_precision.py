@@ -66,8 +66,8 @@ def test_precision_names_are_checked_and_fp32_always_comes_first():
         parse_precisions("fp16,int4")
     with pytest.raises(ConfigError, match="--calib"):
         ExportOptions(precisions="int8")
-    with pytest.raises(ConfigError, match="real images"):
-        ExportOptions(precisions="fp16")
+    # issue 24: fp16 alone is no longer refused; without a folder it is checked on the photos that install with edgedml
+    assert ExportOptions(precisions="fp16").precisions == ("fp32", "fp16")
     assert "int8" in ExportOptions(engine="int8", calib="x").precisions  # an engine's graphs are exported
 
 
