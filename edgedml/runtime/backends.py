@@ -159,7 +159,8 @@ def ort_providers(providers, available: list[str], known: list[str]) -> list:
             raise ConfigError(f"the execution provider {name} is not available in this onnxruntime "
                               f"(install the onnxruntime build that has it); available here: {', '.join(available)}")
         if name in seen:
-            raise ConfigError(f"the execution provider {name} is listed twice; list each once, in order of preference")
+            raise ConfigError(f"the execution provider {name} is listed twice; list each once, in order of preference "
+                              f"(available here: {', '.join(available)})")
         seen.add(name)
         chosen.append(name if options is None else (name, dict(options)))
     return chosen
