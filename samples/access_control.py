@@ -15,8 +15,10 @@ be reached, frames are skipped with the reason and the door resumes when it is b
 With a detector (--detector, or a bundle exported with --detector) each frame's largest face is
 verified, and a frame without a face is denied ("no face found"), never matched.
 Each decision is written to the gallery's audit log with its score, threshold, time, face box and
-the path of the side-by-side evidence picture (the frame, with the detected face, against the
-enrolled photo that matched best). --annotated writes the stream with the box and the verdict.
+the path of the evidence picture (explain.door_picture: the decision in words, OPEN's MATCH or
+DENIED's NO MATCH for the claimed name, the score against the threshold, and the frame with the
+detected face against the enrolled photo that matched best; a frame without a face alone).
+--annotated writes the stream with the box and the verdict.
 """
 
 import argparse
@@ -27,7 +29,7 @@ from pathlib import Path
 import cv2
 
 from edgedml.errors import EdgeDMLError
-from edgedml.runtime import Matcher
+from edgedml.runtime import Matcher, explain
 from edgedml.runtime.gallery import Gallery
 from edgedml.runtime.image import image_extensions
 from edgedml.runtime.names import identity_name
@@ -67,8 +69,13 @@ def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path,
         best = best if best and Path(best).is_file() else None  # enrolled at another machine: not here
         if best or decision.reason:  # the explanation, or the frame in which no face was found
             picture = str(evidence_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{number:05d}.jpg")
-            cv2.imwrite(picture, gallery.matcher.explain(frame, best, threshold=decision.threshold).render()
-                        if best else frame)
+            if best:  # the door's decision, explained by the frame against the enrolled photo that matched best
+                why = gallery.matcher.explain(frame, best, threshold=decision.threshold)
+                drawn = explain.door_picture(claim, decision.accepted, decision.threshold, why)
+            else:  # nothing was compared: the frame alone, saying why
+                drawn = explain.door_picture(claim, decision.accepted, decision.threshold,
+                                             frame=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), reason=decision.reason)
+            cv2.imwrite(picture, drawn)
         gallery.log_decision("verify", decision, claimed=claim, evidence=picture, details={"frame": number})
         verdict = "OPEN" if decision.accepted else "DENIED"
         if decision.score is None:
