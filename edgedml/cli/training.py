@@ -295,7 +295,8 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
             model = load_checkpoint(checkpoint)
             source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
         model = with_matching(model, partial_mass, marginals)
-        manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True))
+        manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True),
+                                 progress=True)  # bars where stderr is a terminal
     except EdgeDMLError as exc:
         _fail(exc)
     report = manifest.validation

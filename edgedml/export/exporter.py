@@ -114,7 +114,7 @@ def _versions() -> dict:
 
 
 def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions | None = None,
-                  source: str = "pretrained", log=print) -> Manifest:
+                  source: str = "pretrained", log=print, progress: bool = False) -> Manifest:
     """Export ``model`` to a bundle folder ``out``; returns the manifest.
 
     Writes one embedder and one matcher graph per precision asked for, runs every one of them
@@ -130,13 +130,13 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _export_bundle(model, out, options, source, log)
+        return _export_bundle(model, out, options, source, log, progress)
     finally:
         torch.set_num_threads(threads)
 
 
 def _export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions | None, source: str,
-                   log) -> Manifest:
+                   log, progress: bool = False) -> Manifest:
     from ..runtime import detection
 
     options = options or ExportOptions()
@@ -196,13 +196,15 @@ def _export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOption
         if failures:
             raise validate.ValidationError(report, failures)
 
-        graph_sets, precision_facts = _write_precisions(model, staging, options, inputs.calibration, iters, log)
+        graph_sets, precision_facts = _write_precisions(model, staging, options, inputs.calibration, iters, log,
+                                                            progress)
         runners = _runners(staging, graph_sets, limits["embedder"], fp32_embedder)
         stored = _store_validation_inputs(staging, images[:STORED_VALIDATION_IMAGES].numpy(), runners)
         if len(graph_sets) > 1:
             log("validating " + ", ".join(p for p in graph_sets if p != "fp32") + " against fp32 on real images")
             report["precisions"], failures = _validate_precisions(runners, images.numpy(), inputs.labelled, cfg,
-                                                                        iters, options.max_candidates, log)
+                                                                        iters, options.max_candidates, log,
+                                                                        progress=progress)
             report["precision_bounds"] = {p: vars(b) for p, b in precision_report.BOUNDS.items()} | {
                 "matcher_scores": precision_report.MATCHER_SCORE_TOL}
             if failures:
@@ -325,7 +327,8 @@ def _dynamic_axes(graph: str, io: dict, options: ExportOptions) -> dict[str, set
 
 
 def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptions,
-                      calibration: image_sets.ImageSet | None, iters: int, log) -> tuple[dict, dict]:
+                      calibration: image_sets.ImageSet | None, iters: int, log,
+                      progress: bool = False) -> tuple[dict, dict]:
     """The fp16 / INT8 graph files beside the fp32 ones: ({precision: {graph: file}}, {precision: facts})."""
     cfg = model.config
     graph_sets = {"fp32": {g: precision.graph_file(g, "fp32") for g in ("embedder", "matcher")}}
@@ -347,7 +350,8 @@ def _write_precisions(model: EmbeddingModel, staging: Path, options: ExportOptio
                 f"from {options.calib}")
             file = precision.graph_file("embedder", name)
             facts[name] = {"embedder": precision.quantize(staging / "embedder.onnx", staging / file,
-                                                          precision.LAYOUTS[name], calib, options.calib_method),
+                                                          precision.LAYOUTS[name], calib, options.calib_method,
+                                                          progress=progress),
                            "matcher": "the fp32 graph (not quantized)", "matcher_form": options.matcher_form}
             graph_sets[name] = {"embedder": file, "matcher": "matcher.onnx"}
     return graph_sets, facts
@@ -415,7 +419,7 @@ def _created() -> str:
 
 
 def _validate_precisions(runners: dict, images, labelled: image_sets.LabelledSet | None, cfg, iters: int, k: int,
-                         log) -> tuple[dict, list[str]]:
+                         log, progress: bool = False) -> tuple[dict, list[str]]:
     """Run every non-fp32 graph set against fp32 (see :mod:`precision_report`)."""
     ref = runners["fp32"][0]({"images": images})
     feeds = precision_report.matcher_feeds(ref["embedding"], ref["local"], ref.get("marginal"))
@@ -424,7 +428,8 @@ def _validate_precisions(runners: dict, images, labelled: image_sets.LabelledSet
                       "matcher": precision_report.compare_matchers(matcher(feeds), ref_match)}
                for name, (embedder, matcher) in runners.items() if name != "fp32"}
     if labelled:
-        scores = _labelled_map_at_r(labelled, {n: r[0] for n, r in runners.items()}, cfg, iters, k, log)
+        scores = _labelled_map_at_r(labelled, {n: r[0] for n, r in runners.items()}, cfg, iters, k, log,
+                                    progress)
         for name, report in reports.items():
             report["map_at_r"] = {"fp32": scores["fp32"], name: scores[name], "data": labelled.folder,
                                   "drop_global": round(scores["fp32"]["global"] - scores[name]["global"], 5),
@@ -434,7 +439,8 @@ def _validate_precisions(runners: dict, images, labelled: image_sets.LabelledSet
     return reports, failures
 
 
-def _labelled_map_at_r(labelled: image_sets.LabelledSet, embedders: dict, cfg, iters: int, k: int, log) -> dict:
+def _labelled_map_at_r(labelled: image_sets.LabelledSet, embedders: dict, cfg, iters: int, k: int, log,
+                       progress: bool = False) -> dict:
     """MAP@R (global, multi-scale) of every precision's embedder on a class-per-folder set."""
     import numpy as np
 
@@ -445,7 +451,9 @@ def _labelled_map_at_r(labelled: image_sets.LabelledSet, embedders: dict, cfg, i
     log(f"MAP@R on {len(paths)} labelled images of {len(labelled.names)} classes from {labelled.folder}")
     spec = cfg.preprocessing()
     features = {name: ([], []) for name in embedders}
-    for start in range(0, len(paths), 32):
+    from ..progress import progress_bar
+
+    for start in progress_bar(range(0, len(paths), 32), desc="MAP@R images", unit="batch", enabled=progress):
         batch = np.stack([to_network_input(load_image(p), spec) for p in paths[start:start + 32]])
         for name, run in embedders.items():
             out = run({"images": batch})

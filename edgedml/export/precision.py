@@ -164,9 +164,12 @@ def _tail_nodes(path: Path) -> list[str]:
 
 
 def quantize(src: str | Path, dst: str | Path, layout: QuantLayout, images: np.ndarray,
-             method: str = "minmax") -> dict:
+             method: str = "minmax", progress: bool = False) -> dict:
     """Quantize the fp32 embedder at ``src`` to a QDQ graph at ``dst``, calibrated on ``images``
-    (N, 3, S, S) float32 already through the deployment preprocessing. Returns the layout facts."""
+    (N, 3, S, S) float32 already through the deployment preprocessing. Returns the layout facts.
+    ``progress``: a bar over the calibration images on stderr (when it is a terminal)."""
+    from ..progress import progress_bar
+
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -180,9 +183,15 @@ def quantize(src: str | Path, dst: str | Path, layout: QuantLayout, images: np.n
         def __init__(self):
             self.batches = iter([{"images": images[i:i + CALIBRATION_BATCH]}
                                  for i in range(0, len(images), CALIBRATION_BATCH)])
+            self.bar = progress_bar(total=len(images), desc="INT8 calibration", unit="image", enabled=progress)
 
         def get_next(self):
-            return next(self.batches, None)
+            batch = next(self.batches, None)
+            if batch is None:
+                self.bar.close()
+            else:
+                self.bar.update(len(batch["images"]))
+            return batch
 
     act = QuantType.QInt8 if layout.activation == "int8" else QuantType.QUInt8
     extra = {"WeightSymmetric": True, "ActivationSymmetric": layout.symmetric_activations,

@@ -300,18 +300,13 @@ def check_readable(samples: list[Sample], progress: bool = False,
 
     Callers print the unreadable names and their count, then train on the readable samples.
     ``workers`` threads decode in parallel (OpenCV releases the GIL); ``progress`` shows a tqdm
-    bar when tqdm is installed.
+    bar when stderr is a terminal.
     """
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = pool.map(_readable, samples)
-        if progress:
-            try:
-                from tqdm import tqdm
+        from ..progress import progress_bar
 
-                results = tqdm(results, total=len(samples), desc="checking images", unit="img")
-            except ImportError:
-                pass
-        ok = list(results)
+        ok = list(progress_bar(results, total=len(samples), desc="checking images", unit="img", enabled=progress))
     return ([s for s, good in zip(samples, ok) if good],
             [s.path for s, good in zip(samples, ok) if not good])
 

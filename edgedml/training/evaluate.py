@@ -50,12 +50,9 @@ def embed_samples(model: EmbeddingModel, samples: list[Sample], spec: Preprocess
     was_training = model.training
     model.eval()
     embeddings, locals_, labels, marginals = [], [], [], []
-    iterator = loader
-    if progress:
-        from tqdm import tqdm
+    from ..progress import progress_bar
 
-        iterator = tqdm(loader, desc="embedding", unit="batch")
-    for images, batch_labels in iterator:
+    for images, batch_labels in progress_bar(loader, desc="embedding", unit="batch", enabled=progress):
         out = model(images.to(device))
         embeddings.append(out.embedding.float().cpu())
         locals_.append(out.local.float().cpu())
@@ -118,11 +115,9 @@ def evaluate_embeddings(data: Embedded, structural: bool | None = None, multisca
     r, dl = local.shape[1], local.shape[2]
     results: dict[str, list] = {"global": [], "multiscale": [], "structural": []}
     chunks = list(_chunks(n, n * 8 + k * r * (r + dl) * 16))
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from ..progress import progress_bar
 
-        bar = tqdm(total=n, desc="ranking", unit="query")
+    bar = progress_bar(total=n, desc="ranking", unit="query", enabled=progress) if progress else None
     for start, stop in chunks:
         q_labels = labels[start:stop]
         global_sim = emb[start:stop] @ emb.T  # (q, N)
