@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def save(picture: np.ndarray, path: Path) -> None:
-    """BGR uint8 → a PNG of at most 256 colours (median cut, no dithering: flat areas stay flat)."""
+    """BGR uint8 → a PNG of at most 256 colours (octree, no dithering: flat areas stay flat)."""
     from PIL import Image
 
     image = Image.fromarray(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB))
-    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(path, optimize=True)
     print(f"{path}  {picture.shape[1]}×{picture.shape[0]}  {path.stat().st_size / 1024:.0f} KB")
 
 
