@@ -153,7 +153,8 @@ class Matcher:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ClosedError(f"this Matcher of {self.bundle} is closed; open a new one (Matcher({str(self.bundle)!r}))")
+            raise ClosedError(f"this Matcher of {self.bundle} is closed; open a new one "
+                              f"(Matcher({str(self.bundle)!r}))")
 
     def _recorded_settings(self) -> DetectorSettings | None:
         """The bundle's detector settings, or for a bundle without a detector the chip its

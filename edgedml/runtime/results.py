@@ -40,14 +40,17 @@ class MatchResult:
     is_match: bool | None  # None when no threshold is calibrated or given
     reason: str | None = None  # why there is no score ("no face found in image b")
     matches: tuple[RegionMatch, ...] = ()  # strongest flows first, centres in frame pixels
-    plan: np.ndarray | None = field(default=None, repr=False)  # (R, R) transport plan, rows: regions of image a
-    evidence_regions_a: np.ndarray | None = field(default=None, repr=False)  # (R,) each region's share of the structural score
+    plan: np.ndarray | None = field(default=None, repr=False)  # (R, R) transport plan, rows: regions of a
+    # (R,) each region's share of the structural score (row-major on the g×g grid)
+    evidence_regions_a: np.ndarray | None = field(default=None, repr=False)
     evidence_regions_b: np.ndarray | None = field(default=None, repr=False)
-    unmatched_regions_a: np.ndarray | None = field(default=None, repr=False)  # (R,) share of each region's mass left unmatched (partial)
+    # (R,) the share of each region's mass left unmatched (partial transport only)
+    unmatched_regions_a: np.ndarray | None = field(default=None, repr=False)
     unmatched_regions_b: np.ndarray | None = field(default=None, repr=False)
     face_a: Face | None = None  # the detected face the model saw (with a detector)
     face_b: Face | None = None
-    outline_a: np.ndarray | None = field(default=None, repr=False)  # (4, 2) frame pixels: corners of what the model sees of image a
+    # (4, 2) frame pixels: the corners of what the model sees of image a
+    outline_a: np.ndarray | None = field(default=None, repr=False)
     outline_b: np.ndarray | None = field(default=None, repr=False)
     frame_shape_a: tuple[int, int] | None = None  # (H, W) of the frames compared
     frame_shape_b: tuple[int, int] | None = None
