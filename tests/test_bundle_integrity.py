@@ -201,7 +201,8 @@ def test_tensorrt_provider_profile_and_backend_limits_come_from_one_limit(tmp_pa
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", Session)
-    backend = backends.OnnxRuntimeBackend(tmp_path, manifest, "fp32")
+    backend = backends.OnnxRuntimeBackend(tmp_path, manifest, "fp32",  # the TensorRT EP only when asked (issue 24)
+                                          providers=["TensorrtExecutionProvider", "CPUExecutionProvider"])
     assert backend.limits == limits  # requests beyond the profile are chunked
     assert options["embedder.onnx"]["trt_profile_max_shapes"] == f"images:8x3x{S}x{S}"
     assert f"candidate_local:100x{R}x{D}" in options["matcher.onnx"]["trt_profile_max_shapes"]
