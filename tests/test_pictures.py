@@ -179,11 +179,17 @@ def test_the_roc_marks_the_default_operating_point_and_keeps_its_labels_apart():
     t = calibration.threshold_at_far(impostor, 1e-3)
     far, tar = calibration.far_tar(genuine, impostor, t)
     point = (f"default (FAR 1e-3): threshold {t:.3f}, TAR {tar:.3f}", far, tar)
-    plan = calibration.roc_layout(["fp32", "int8-cpu"], 480, point)
-    assert plan.marks["default"] == calibration.roc_xy(far, tar, 480)
+    curves = {"fp32": (genuine, impostor), "int8-cpu": (genuine + 0.01, impostor)}
+    floor = calibration.tar_floor_of(curves, point)  # the TAR axis starts at the lowest TAR drawn, a tenth below
+    lowest = min(tars[fars >= 1e-4].min() for fars, tars in (calibration.roc_points(*c) for c in curves.values()))
+    assert floor == pytest.approx(np.floor(min(lowest, tar) * 10) / 10) and 0 < floor < tar
+    plan = calibration.roc_layout(list(curves), 480, point, floor)
+    assert plan.marks["default"] == calibration.roc_xy(far, tar, 480, floor)
+    assert calibration.roc_xy(1e-4, floor, 480, floor) == (calibration.ROC_MARGIN, 480 - calibration.ROC_MARGIN)
     assert [t.text for t in plan.texts if t.role == "default"] == [point[0]]
+    assert [t.text for t in plan.texts if t.role == "tick"][-3:] == [f"{floor:.2f}", f"{(floor + 1) / 2:.2f}", "1.00"]
     assert_apart(plan.texts)
-    picture = calibration.draw_roc({"fp32": (genuine, impostor), "int8-cpu": (genuine + 0.01, impostor)}, point=point)
+    picture = calibration.draw_roc(curves, point=point)
     x, y = plan.marks["default"]
     assert tuple(picture[y, x]) == calibration.DEFAULT_COLOUR
     for corner in ((1e-4, 1.0), (1e-4, 0.0), (1.0, 0.0)):  # a point in any corner still finds a place

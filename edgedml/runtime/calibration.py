@@ -189,15 +189,28 @@ def roc_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, n
 ROC_MARGIN = 56
 
 
-def roc_xy(far: float, tar: float, size: int) -> tuple[int, int]:
+def roc_xy(far: float, tar: float, size: int, tar_floor: float = 0.0) -> tuple[int, int]:
     """Canvas pixel of (FAR, TAR) on the ROC picture: FAR on a log axis 1e-4 … 1 (lower FARs at
-    its left end), TAR 0 … 1 upwards."""
+    its left end), TAR ``tar_floor`` … 1 upwards (lower TARs at its bottom)."""
     span = size - 2 * ROC_MARGIN
     x = ROC_MARGIN + span * (np.log10(max(far, 1e-4)) + 4) / 4
-    return int(round(x)), int(round(ROC_MARGIN + span * (1 - tar)))
+    share = (1 - max(tar, tar_floor)) / (1 - tar_floor)
+    return int(round(x)), int(round(ROC_MARGIN + span * share))
 
 
-def roc_layout(labels: list[str], size: int = 480, point: tuple[str, float, float] | None = None) -> ReportLayout:
+def tar_floor_of(curves: dict[str, tuple[np.ndarray, np.ndarray]], point: tuple[str, float, float] | None) -> float:
+    """The TAR axis's lower end: the lowest TAR any curve (or the point) reaches at FAR 1e-4 and
+    above, rounded down to a tenth (0 … 0.9), so a model that errs rarely is not drawn flat on top."""
+    lowest = 1.0 if point is None else point[2]
+    for genuine, impostor in curves.values():
+        far, tar = roc_points(genuine, impostor)
+        seen = tar[far >= 1e-4]
+        lowest = min(lowest, float(seen.min()) if len(seen) else float(tar.max()))
+    return float(min(0.9, np.floor(lowest * 10 + 1e-9) / 10))
+
+
+def roc_layout(labels: list[str], size: int = 480, point: tuple[str, float, float] | None = None,
+               tar_floor: float = 0.0) -> ReportLayout:
     """The ROC picture's words: title, axis ticks and titles, the curves' legend (``labels``,
     empty ones left out) and the operating ``point`` (label, FAR, TAR), labelled where its box
     clears every other (see :mod:`.picture_text`)."""
@@ -207,10 +220,10 @@ def roc_layout(labels: list[str], size: int = 480, point: tuple[str, float, floa
     out = ReportLayout()
     out.texts.append(Text("ROC curve", margin, margin - 16, 0.55, 1, role="title"))
     for exponent in range(-4, 1):
-        x = roc_xy(10.0 ** exponent, 0, size)[0]
+        x = roc_xy(10.0 ** exponent, 1, size)[0]
         out.texts.append(Text(f"1e{exponent}", x - 14, size - margin + 22, 0.4, role="tick"))
-    for tar in (0.0, 0.5, 1.0):
-        out.texts.append(Text(f"{tar:.1f}", margin - 30, roc_xy(1, tar, size)[1] + 4, 0.4, role="tick"))
+    for tar in (tar_floor, (tar_floor + 1) / 2, 1.0):
+        out.texts.append(Text(f"{tar:.2f}", margin - 34, roc_xy(1, tar, size, tar_floor)[1] + 4, 0.4, role="tick"))
     out.texts.append(Text("false accept rate (impostors let in), log scale", margin, size - 10, 0.42, role="axis"))
     named = [label for label in labels if label]
     for n, label in enumerate(named):  # bottom right, above the axis
@@ -218,7 +231,7 @@ def roc_layout(labels: list[str], size: int = 480, point: tuple[str, float, floa
                               role=f"legend {n}"))
     if point is not None:
         label, far, tar = point
-        x, y = roc_xy(far, tar, size)
+        x, y = roc_xy(far, tar, size, tar_floor)
         out.marks["default"] = (x, y)
         text = Text(label, 0, 0, 0.42, 1, DEFAULT_COLOUR, (255, 255, 255), role="default")
         w = text.box[2] - text.box[0]
@@ -235,25 +248,27 @@ def roc_layout(labels: list[str], size: int = 480, point: tuple[str, float, floa
 
 
 def draw_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], size: int = 480,
-             point: tuple[str, float, float] | None = None):
+             point: tuple[str, float, float] | None = None, tar_floor: float | None = None):
     """ROC curves on a log FAR axis (1e-4 … 1) as a BGR image: {label: (genuine, impostor)}
     (every threshold, a step curve; an empty label draws no legend), with an operating ``point``
-    (label, FAR, TAR), such as the default threshold's, marked and labelled."""
+    (label, FAR, TAR), such as the default threshold's, marked and labelled. The TAR axis runs
+    from ``tar_floor`` (default: :func:`tar_floor_of` the curves) to 1."""
     import cv2
 
     from .picture_text import draw
 
     img = np.full((size, size, 3), 255, np.uint8)
     margin, span = ROC_MARGIN, size - 2 * ROC_MARGIN
-    plan = roc_layout(list(curves), size, point)
+    tar_floor = tar_floor_of(curves, point) if tar_floor is None else tar_floor
+    plan = roc_layout(list(curves), size, point, tar_floor)
     cv2.rectangle(img, (margin, margin), (margin + span, margin + span), (0, 0, 0), 1)
     for exponent in range(-3, 0):  # light grid at each decade
-        x = roc_xy(10.0 ** exponent, 0, size)[0]
+        x = roc_xy(10.0 ** exponent, 1, size)[0]
         cv2.line(img, (x, margin + 1), (x, margin + span - 1), (230, 230, 230), 1)
     for n, (label, (genuine, impostor)) in enumerate(curves.items()):
         colour = ROC_COLOURS[n % len(ROC_COLOURS)]
         far, tar = roc_points(genuine, impostor)
-        steps = [roc_xy(f, t, size) for f, t in zip(np.repeat(far, 2)[1:], np.repeat(tar, 2)[:-1])]
+        steps = [roc_xy(f, t, size, tar_floor) for f, t in zip(np.repeat(far, 2)[1:], np.repeat(tar, 2)[:-1])]
         cv2.polylines(img, [np.array(steps, np.int32)], False, colour, 2, cv2.LINE_AA)
         legend = next((t for t in plan.texts if t.role == f"legend {n}"), None)
         if label and legend is not None:
