@@ -17,7 +17,7 @@ SECTIONS = {
     "Training and export (torch):": (["train", "eval", "export"], "edgedml.cli.training"),
     "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "revoke", "gallery",
                                          "faithfulness",
-                                         "crop-faces", "build-engine"],
+                                         "crop-faces", "build-engine", "bundles"],
                                         "edgedml.cli.device"),
     "General:": (["info"], "edgedml.cli"),
 }
