@@ -1,5 +1,5 @@
 """The commands a device runs: compare, calibrate, enroll, verify, identify, revoke, gallery backup,
-build-engine.
+build-engine, bundles (the shipped bundles, which ``--model objects|faces`` names).
 
 They use only ``edgedml.runtime`` (numpy, OpenCV, ONNX Runtime or TensorRT), imported when a
 command runs; nothing here imports torch or onnx."""
