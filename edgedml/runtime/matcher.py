@@ -89,6 +89,9 @@ class Features:
 class Matcher:
     """Embeds and compares images with an exported bundle (see the module doc)."""
 
+    _closed = False  # (also for a Matcher assembled without __init__, as tests do)
+    _face_key = None
+
     def __init__(self, bundle: str | Path, backend: str = "auto", threshold: float | None = None,
                  threshold_name: str = "default", precision: str = "fp32",
                  detector: str | YuNetDetector | None = None, detector_settings: DetectorSettings | None = None,
@@ -133,7 +136,7 @@ class Matcher:
     def close(self) -> None:
         """Release the backend (ONNX Runtime sessions, OpenCV nets, TensorRT engines and GPU
         buffers). Idempotent; any later call raises :class:`~.lifecycle.ClosedError`."""
-        if getattr(self, "_closed", True):
+        if self._closed:
             return
         self._closed = True
         backend = getattr(self, "backend", None)
@@ -272,7 +275,7 @@ class Matcher:
     def face_key(self) -> tuple[str, str]:
         """(sha256 of this precision's embedder graph, cropping): what a FaceResult must carry to be
         matched here."""
-        if getattr(self, "_face_key", None) is None:
+        if self._face_key is None:
             file = graph_files(self.manifest, self.precision)["embedder"]
             entry = self.manifest.files.get(file)
             self._face_key = (entry.sha256 if entry else file, self.cropping)
