@@ -228,7 +228,7 @@ def main(argv=None):
     shipped = shipped_bundles().get(args.bundle)
     source = ("the shipped bundle" if shipped and shipped.resolve() == bundle
               else f"exported: {manifest.source}; graphs {sorted(manifest.graphs)}")
-    report = {"command": "python benchmarks/runtime.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"command": " ".join(["python benchmarks/runtime.py", *(argv if argv is not None else sys.argv[1:])]),
               "bundle_arg": args.bundle, "bundle": str(bundle.relative_to(ROOT) if bundle.is_relative_to(ROOT)
                                                        else bundle),
               "bundle_source": source,
