@@ -12,9 +12,9 @@ the package, ``edgedml/bundles/objects``). In one run:
   ``compare`` of two sample photos, and its peak resident memory (``VmHWM``, Linux) after the
   import, after ``Matcher()`` and after that first compare. Medians over the processes.
 - **compare latency per precision**: ``Matcher(BUNDLE, precision=p)`` for fp32 and int8-cpu (those
-  the bundle has), in this process, alternated so that both meet the same machine load: the
-  median of ``compare(a, b)`` and of embedding one image, with the scores of the pair (the same
-  pair must score alike).
+  the bundle has), in this process, in alternated rounds (one Matcher open at a time) so that
+  both meet the same machine load: the median of ``compare(a, b)`` and of embedding one image,
+  with the scores of the pair (the same pair must score alike).
 - **identify** (unless ``--no-galleries``): galleries of 1k, 10k and 100k synthetic templates
   written through the real SQLite gallery; the time identify adds on top of embedding the query.
 
@@ -108,29 +108,26 @@ def cold_starts(bundle: Path, starts: int, threads: int | None) -> dict:
 
 
 def precisions(bundle: Path, repeats: int, threads: int | None) -> dict:
-    """compare() and one embedding per precision (fp32, int8-cpu), alternated round by round."""
+    """compare() and one embedding per precision (fp32, int8-cpu). Rounds alternate the
+    precisions so that both meet the same machine load; within a round only one Matcher is open
+    (a second ONNX Runtime session's spinning threads would slow the first on a small CPU)."""
     from edgedml.bundle import read_manifest
     from edgedml.runtime import Matcher
 
     have = [p for p in ("fp32", "int8-cpu") if p in read_manifest(bundle, verify=False).graphs]
     extra = {"threads": threads} if threads else {}
-    matchers = {p: Matcher(bundle, backend="onnxruntime", precision=p, **extra) for p in have}
-    out = {p: {"backend": m.backend.describe(), "compare_ms": [], "embed_one_image_ms": []}
-           for p, m in matchers.items()}
-    for p, m in matchers.items():  # warm-up, and the pair's scores
-        result = m.compare(*PAIR)
-        out[p]["score"] = round(float(result.score), 4)
-        m.embed(PAIR[0])
-    rounds = 5
+    out = {p: {"compare_ms": [], "embed_one_image_ms": []} for p in have}
+    rounds = 3
     for _ in range(rounds):
-        for p, m in matchers.items():
-            out[p]["compare_ms"].append(median_ms(lambda: m.compare(*PAIR), max(1, repeats // rounds)))
-            out[p]["embed_one_image_ms"].append(median_ms(lambda: m.embed(PAIR[0]), max(1, repeats // rounds)))
-    for p, entry in out.items():
+        for p in have:
+            with Matcher(bundle, backend="onnxruntime", precision=p, **extra) as m:
+                out[p]["backend"] = m.backend.describe()
+                out[p]["score"] = round(float(m.compare(*PAIR).score), 4)  # also the warm-up
+                out[p]["compare_ms"].append(median_ms(lambda: m.compare(*PAIR), max(1, repeats // rounds)))
+                out[p]["embed_one_image_ms"].append(median_ms(lambda: m.embed(PAIR[0]), max(1, repeats // rounds)))
+    for entry in out.values():
         for key in ("compare_ms", "embed_one_image_ms"):
             entry[key] = round(statistics.median(entry[key]), 2)
-    for m in matchers.values():
-        m.close()
     return out
 
 
@@ -194,7 +191,7 @@ def markdown(report: dict) -> str:
         f"{rss['after_matcher']} MiB |",
         f"| first `compare(a, b)` | {cold['first_compare_s'] * 1000:.0f} ms | {rss['after_first_compare']} MiB |",
         "",
-        "## compare latency per precision (one process, alternated rounds; medians)",
+        "## compare latency per precision (one process, alternated rounds, one Matcher open at a time; medians)",
         "",
         "| precision | backend | compare(a, b) | embed one image | score of the pair |",
         "|---|---|---|---|---|",
@@ -212,7 +209,7 @@ def markdown(report: dict) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle", nargs="?", default="objects", help="a bundle folder or a shipped name")
-    parser.add_argument("--repeats", type=int, default=20, help="compare() calls per precision")
+    parser.add_argument("--repeats", type=int, default=30, help="compare() calls per precision")
     parser.add_argument("--starts", type=int, default=5, help="fresh device-install processes")
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads [default: its own]")
     parser.add_argument("--no-galleries", action="store_true", help="skip the identify() galleries")
