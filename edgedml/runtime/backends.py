@@ -189,7 +189,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise MissingDependencyError("onnxruntime", "the ONNX Runtime backend", "export") from exc
+            raise MissingDependencyError("onnxruntime", "the ONNX Runtime backend", "ort") from exc
         available = ort.get_available_providers()
         known = list(ort.get_all_providers()) if hasattr(ort, "get_all_providers") else list(available)
         wanted = ort_providers(providers, available, known)
