@@ -101,6 +101,13 @@ def test_resume_continues_where_a_run_stopped(tiny_folders, tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]  # no second epoch 0 on resume
 
 
+def test_the_trainer_logs_and_does_not_print(tiny_folders, tmp_path, capfd, caplog):
+    with caplog.at_level("INFO", logger="edgedml.training"):
+        train(tiny_config(tiny_folders, tmp_path / "run", epochs=1, progress=True))
+    assert capfd.readouterr().err.count('"epoch": ') == 0
+    assert [json.loads(r.getMessage())["epoch"] for r in caplog.records if r.name == "edgedml.training.trainer"] == [1]
+
+
 def test_lr_schedule_warms_up_then_decays():
     factors = [lr_factor(s, total=10, warmup=2) for s in range(10)]
     assert factors[0] == 0.5 and factors[1] == 1.0
@@ -221,6 +228,7 @@ def test_cli_train_then_eval(tiny_folders, tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "multiscale" in result.output and (out / "test_metrics.json").is_file()
+    assert '"epoch": 1' in result.stderr  # the trainer logs each epoch's line; the command echoes it
     again = runner.invoke(main, args)
     assert again.exit_code != 0 and "--resume" in again.output
     result = runner.invoke(main, ["eval", "--data", str(tiny_folders), "--checkpoint", str(out / "best.safetensors"),

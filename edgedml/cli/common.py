@@ -4,11 +4,37 @@ Imports neither torch nor onnx, so the device commands can use it."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 import click
 
 EXIT_NO_ENGINE = 3  # the bundle is complete but TensorRT or a GPU is missing here
 EXIT_REJECTED = 4  # verify/identify/compare ran and the answer is no (not the same person, unknown, no face)
 EXIT_UNDECIDED = 5  # compare scored but had no threshold to decide with (uncalibrated bundle, none given)
+
+
+class _Echo(logging.Handler):
+    """A library logger's records as the command's own lines on stderr: the message alone."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+@contextlib.contextmanager
+def echo_logs(name: str, level: int = logging.INFO) -> Iterator[None]:
+    """While the block runs, echo the records of logger ``name`` (and its children) at ``level``
+    and above on stderr, as lines of the command; the library itself only logs."""
+    logger, handler = logging.getLogger(name), _Echo()
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def _fail(exc: Exception) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, EdgeDMLError, MissingDependencyError
-from .common import _build_engines_or_explain, _fail
+from .common import _build_engines_or_explain, _fail, echo_logs
 from .params import (COUNT, FRACTION, NON_NEGATIVE, OPEN_UNIT, RATE, WEIGHT, BackboneWeights, DetectorSpec,
                      OutputFile)
 
@@ -112,7 +112,8 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
             import torch.distributed as dist
 
             dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
-        summary = run_training(cfg, resume=resume)
+        with echo_logs("edgedml.training"):  # skipped images; each epoch's line unless the config has progress false
+            summary = run_training(cfg, resume=resume)
         if final_eval and summary and int(os.environ.get("RANK", "0")) == 0:
             from ..models import load_checkpoint
             from ..training.evaluate import evaluate_model

@@ -9,10 +9,11 @@ files: :func:`check_output_folder`) and every image folder it reads (:mod:`.imag
 
 from __future__ import annotations
 
+import logging
 import platform
 import shutil
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from ..output_folders import move_into_place, refuse_link, staging_folder
 from ..runtime.chunking import Limit
 from . import checks, graphs, image_sets, precision, precision_report, validate
 from .precision import QUANTIZED
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("none", "fp32", "fp16", "int8")
 MATCHER_FORMS = ("scaling", "log")
@@ -114,7 +117,8 @@ def _versions() -> dict:
 
 
 def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions | None = None,
-                  source: str = "pretrained", log=print, progress: bool = False) -> Manifest:
+                  source: str = "pretrained", log: Callable[[str], None] | None = None,
+                  progress: bool = False) -> Manifest:
     """Export ``model`` to a bundle folder ``out``; returns the manifest.
 
     Writes one embedder and one matcher graph per precision asked for, runs every one of them
@@ -126,7 +130,11 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     on one thread meanwhile (restored after): its reductions are split by thread count, so the
     PyTorch-vs-ONNX-Runtime differences the manifest records would otherwise change with the
     machine's cores (ONNX Runtime's outputs, the graphs and the INT8 ranges do not).
+
+    ``log`` receives each progress line (default: this module's logger, at INFO; the CLI echoes
+    them on stderr).
     """
+    log = log or logger.info
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -464,6 +472,3 @@ def _labelled_map_at_r(labelled: image_sets.LabelledSet, embedders: dict, cfg, i
     return {name: precision_report.map_at_r(np.concatenate(e), np.concatenate(l), labels, k, sinkhorn)
             for name, (e, l) in features.items()}
 
-
-def default_log(message: str) -> None:
-    print(message, file=sys.stderr)

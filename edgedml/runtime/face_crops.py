@@ -19,6 +19,7 @@ crops appear under OUT only once all are written. numpy + OpenCV only.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from ..output_folders import move_into_place, refuse_link, staging_folder
 from .detection import DetectorSettings, YuNetDetector
 from .image import image_extensions, load_image
 from .roi import cut_view
+
+log = logging.getLogger(__name__)
 
 RECORD = "crop_faces.json"  # what a run wrote (names and sha256): --overwrite replaces only such a folder
 
@@ -171,5 +174,6 @@ def cropped_copy(source: str | Path, out: str | Path, detector: YuNetDetector) -
     out = Path(out)
     if not out.is_dir():
         report = crop_dataset(source, out, detector)
-        print(f"{Path(source).name}: {report.written} crops in {out}; no face in {report.without_face or 'none'}")
+        log.info("%s: %d crops in %s; no face in %s", Path(source).name, report.written, out,
+                 report.without_face or "none")
     return out

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import random
-import sys
 import time
 
 import numpy as np
@@ -28,6 +28,8 @@ from .distributed import rank_and_world
 from .objective import Objective
 from .optimization import build_optimizer, freeze, lr_factor, training_step
 from .progress import Progress
+
+log = logging.getLogger(__name__)
 from .run_folder import RunFolder
 from .sampler import MPerClassBatchSampler
 from .transforms import TrainTransform
@@ -90,8 +92,8 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
     split = split or load_cfg_split(cfg)
     train_samples, skipped = check_readable(split.train)
     if skipped and rank == 0:
-        print(f"skipped {len(skipped)} unreadable training images: "
-              + ", ".join(str(p) for p in skipped[:10]) + (" ..." if len(skipped) > 10 else ""), file=sys.stderr)
+        log.warning("skipped %d unreadable training images: %s%s", len(skipped),
+                    ", ".join(str(p) for p in skipped[:10]), " ..." if len(skipped) > 10 else "")
     train_samples, val_samples = split_validation(train_samples, split.train_classes, cfg.val_fraction, cfg.seed)
     num_classes = len({s.label for s in train_samples})
 
@@ -159,8 +161,8 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
         progress.close()
         elapsed = time.perf_counter() - started
         if dataset.failed and rank == 0:
-            print(f"{len(dataset.failed)} images failed to decode during the epoch and were replaced "
-                  f"by others of their class: {', '.join(map(str, dataset.failed[:5]))}", file=sys.stderr)
+            log.warning("%d images failed to decode during the epoch and were replaced by others of their "
+                        "class: %s", len(dataset.failed), ", ".join(map(str, dataset.failed[:5])))
         counters["epoch"] = epoch + 1
         record = {"epoch": epoch + 1, "step": counters["step"], "seconds": round(elapsed, 2),
                   "images_per_s": round(images_seen / elapsed, 2),
@@ -180,7 +182,7 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
             run.log_metrics(record)
             if cfg.progress:
                 shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items()}
-                print(json.dumps(shown), file=sys.stderr)
+                log.info("%s", json.dumps(shown))
         summary.setdefault("epochs", []).append(record)
     summary.update(best_epoch=counters["best_epoch"], best_val_map_at_r=counters["best_map_at_r"],
                    best=str(run.best), last=str(run.last))

@@ -5,8 +5,10 @@ and recorded in its manifest (:func:`build_engines`)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ...bundle import Manifest, read_manifest
@@ -17,6 +19,8 @@ from ..chunking import Limit
 from .backend import TensorRTBackend
 from .check import check_engines
 from .gpu import EngineUnavailable, availability, gpu_info, import_tensorrt
+
+logger = logging.getLogger(__name__)
 
 WORKSPACE_BYTES = 1 << 30
 CPU_ONLY = ("int8-cpu",)
@@ -106,11 +110,13 @@ def _embedder_limit(manifest: Manifest, max_batch: int, log) -> Limit:
 
 
 def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 8, max_candidates: int = 100,
-                  log=print) -> dict:
+                  log: Callable[[str], None] | None = None) -> dict:
     """Build the embedder and matcher engines of one precision of a bundle, check them against
     the ONNX Runtime outputs stored in the bundle, and record them in its manifest under
     ``engines[precision]``. Returns that entry. A failed check deletes the new engines and
-    leaves the manifest untouched."""
+    leaves the manifest untouched. ``log`` receives each progress line (default: this module's
+    logger, at INFO; the CLI echoes them on stderr)."""
+    log = log or logger.info
     root = Path(bundle)
     manifest = read_manifest(root)
     graphs = manifest.graphs
