@@ -239,6 +239,11 @@ def test_cli_train_then_eval(tiny_folders, tmp_path):
     assert data["images"] == 12 and set(data["results"]) == {"global", "structural", "multiscale"}
 
 
+def test_cli_eval_re_ranks_the_top_100_by_default_as_the_official_scripts():
+    [option] = [p for p in main.commands["eval"].params if p.name == "rerank_k"]
+    assert option.default == 100 and "official DIML training and test scripts" in option.help
+
+
 def test_cli_train_reports_config_errors_in_one_line(tiny_folders, tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", str(tiny_folders), "--out", str(tmp_path / "x"),
                                        "--batch-size", "10", "--m-per-class", "4", "--workers", "0"])

@@ -4,8 +4,10 @@ Every test image queries all the others (itself excluded). Three rankings are sc
 - ``global``: cosine of the global embeddings;
 - ``structural``: DIML's structural similarity Σ T ⊙ s over all pairs (costly: by default only
   up to 10,000 images);
-- ``multiscale``: the global ranking with its top N (default 1000, the official evaluation's
-  largest ``trunc_num``) re-ranked by S_struct + global cosine (DIML's multi-scale matching).
+- ``multiscale``: the global ranking with its top N (``k``; default 1000, the largest
+  ``trunc_num`` of the official ``eval_diml.py``'s default list, while the official training and
+  test scripts, and ``edgedml eval``, re-rank the top 100) re-ranked by S_struct + global cosine
+  (DIML's multi-scale matching).
 Recall@{1,2,4,8}, MAP@R and R-precision for each; NMI of k-means on the global embeddings.
 Similarities are computed in chunks of queries, so memory stays bounded on large test sets.
 """
@@ -26,7 +28,7 @@ from .datasets import ImageDataset, Sample
 from .transforms import EvalTransform
 
 STRUCTURAL_AUTO_LIMIT = 10_000
-RERANK_CANDIDATES = 1000  # the official DIML evaluation scores the global top 1000 structurally
+RERANK_CANDIDATES = 1000  # the largest of eval_diml.py's trunc_nums; train_diml.py and test_diml.py use 100
 _CHUNK_BYTES = 256 * 2**20
 
 
