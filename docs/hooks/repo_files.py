@@ -10,14 +10,14 @@ reports it and a strict build fails: a broken link fails CI either way.
 
 from __future__ import annotations
 
-import logging
 import posixpath
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
-
-log = logging.getLogger("mkdocs.hooks.repo_files")
+from mkdocs.structure.pages import Page
 
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)((?:\s+\"[^\"]*\")?\))")
 FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
@@ -25,7 +25,7 @@ FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
 _added: dict[str, str] = {}  # repository path of a file outside docs/ -> its src_uri in the site
 
 
-def _outside_code(markdown: str):
+def _outside_code(markdown: str) -> list[tuple[int, int]]:
     """The markdown's stretches outside fenced code blocks, as (start, end) offsets."""
     spans, start, inside = [], 0, False
     for fence in FENCE.finditer(markdown):
@@ -39,10 +39,9 @@ def _outside_code(markdown: str):
     return spans
 
 
-def _links(markdown: str):
+def _links(markdown: str) -> Iterator[re.Match[str]]:
     for start, end in _outside_code(markdown):
-        for match in LINK.finditer(markdown, start, end):
-            yield match
+        yield from LINK.finditer(markdown, start, end)
 
 
 def _repo_target(page_repo_path: str, url: str) -> str | None:
@@ -55,7 +54,7 @@ def _repo_target(page_repo_path: str, url: str) -> str | None:
     return posixpath.normpath(posixpath.join(posixpath.dirname(page_repo_path), path))
 
 
-def on_files(files: Files, config) -> Files:
+def on_files(files: Files, config: MkDocsConfig) -> Files:
     docs = Path(config["docs_dir"]).resolve()
     root = docs.parent
     docs_prefix = docs.relative_to(root).as_posix() + "/"
@@ -80,25 +79,25 @@ def on_files(files: Files, config) -> Files:
     return files
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     docs = Path(config["docs_dir"]).resolve()
     root = docs.parent
     docs_prefix = docs.relative_to(root).as_posix() + "/"
     src_uri = page.file.src_uri
     page_repo_path = src_uri if src_uri in _added.values() else docs_prefix + src_uri
 
-    def rewrite(match: re.Match) -> str:
+    def rewrite(match: re.Match[str]) -> str:
         url = match.group(2)
         target = _repo_target(page_repo_path, url)
         if target is None or target not in _added:
             return match.group(0)
-        anchor = url[len(url.split("#", 1)[0]):]
+        anchor = url[len(url.split("#", 1)[0]) :]
         relative = posixpath.relpath(_added[target], posixpath.dirname(src_uri) or ".")
         return match.group(1) + relative + anchor + match.group(3)
 
     pieces, last = [], 0
     for match in _links(markdown):
-        pieces.append(markdown[last:match.start()])
+        pieces.append(markdown[last : match.start()])
         pieces.append(rewrite(match))
         last = match.end()
     pieces.append(markdown[last:])
