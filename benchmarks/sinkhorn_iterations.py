@@ -5,7 +5,11 @@
 For flowers17 test (classes 09–17) and cub_birds test (classes 39–76), with the default model
 (ImageNet EfficientNet-Lite0 + DIML head, seeded) and, when given, a trained checkpoint:
 - the official DIML early stop (wl-zhao/DIML: stop when the mean |Δr| of the row scaling falls
-  below 0.1, at most 100 iterations): how many iterations it runs, over every query's top-K pairs;
+  below 0.1, at most 100 iterations): how many iterations it runs, over every query's top-K pairs.
+  Counted per pair here, in edgedml's orientation (the query's regions on rows); the official
+  loop takes one mean over the whole batch it is given (a query's K candidates, all regions) and
+  stops them all at once, with the candidate's regions on rows. So these counts are not the
+  official loop's iteration counts, only how soon each pair alone would meet the criterion;
 - the structural score after n iterations against n = 1000, max and mean |Δ|, on the same pairs;
 - multi-scale MAP@R (global top K = 100 re-ranked) for each n, and the largest change in it
   against n = 100 (the previous default).
@@ -27,8 +31,11 @@ REFERENCE = 1000
 
 
 def official_stop(s, u, v, eps: float, thresh: float = 0.1, most: int = 100):
-    """Iterations the official loop runs per pair: r ← u / (K c), c ← v / (Kᵀ r), stop when
-    mean |r − r_prev| < thresh. s (P, R, R), u, v (P, R) → (P,) iteration counts."""
+    """Iterations the official criterion would take for each pair alone: r ← u / (K c),
+    c ← v / (Kᵀ r), stop when mean |r − r_prev| < thresh. The official loop instead takes that
+    mean over its whole batch (every pair, all regions) and stops the batch at once, with the
+    candidate's regions on rows (r the candidate's scaling; here r is the query's).
+    s (P, R, R), u, v (P, R) → (P,) iteration counts."""
     import torch
 
     kernel = torch.exp(-(1 - s) / eps)
