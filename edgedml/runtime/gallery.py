@@ -92,16 +92,21 @@ class Decision:
 class Gallery:
     """``Gallery(location, matcher)``: ``location`` is a file path (SQLite, one device) or a
     ``postgresql://`` URL (a fleet of doors sharing one store); ``threshold`` defaults to the
-    matcher's (calibrated) one; ``door`` names this door in the decision log (default: the host
+    matcher's (calibrated) one. Without a matcher (``Gallery(location)``, an existing gallery) it
+    can revoke, list identities and read decisions, whatever model enrolled them; enrolling and
+    deciding need the matcher; ``door`` names this door in the decision log (default: the host
     name); ``index`` sets when a file gallery's search uses FAISS (:class:`IndexSettings`)."""
 
-    def __init__(self, location: str | Path, matcher: Matcher, threshold: float | None = None,
+    def __init__(self, location: str | Path, matcher: Matcher | None = None, threshold: float | None = None,
                  read_only: bool | None = None, door: str | None = None, index: IndexSettings = IndexSettings()):
         self._store = None
         self.matcher = matcher
-        self.threshold = matcher.threshold if threshold is None else check_threshold(threshold, matcher.manifest)
+        if matcher is None and threshold is not None:
+            raise GalleryError("a threshold decides with a Matcher: pass Gallery(location, matcher, threshold=...)")
+        self.threshold = (None if matcher is None else matcher.threshold if threshold is None
+                          else check_threshold(threshold, matcher.manifest))
         self.door = door or socket.gethostname()
-        layout = matcher_layout(matcher)
+        layout = None if matcher is None else matcher_layout(matcher)  # None: the one the gallery records
         if is_url(location):
             from .postgres_store import PostgresStore
 
@@ -144,7 +149,7 @@ class Gallery:
             if not all(s is None or isinstance(s, str) for s in sources):
                 raise GalleryError(f"enrolling {name!r}: each source is a string or None")
         self.store.refuse_writes(f"enroll {name!r}")  # a read-only gallery: say so before the slow embedding
-        features = self.matcher.embed(images)  # before the transaction: slow, may fail
+        features = self._embedder(f"enroll {name!r}").embed(images)  # before the transaction: slow, may fail
         sources = sources if sources is not None else [str(i) if isinstance(i, (str, Path)) else None for i in images]
         return self.store.enroll(name, features.embedding, features.local, features.marginal, sources, add=add)
 
@@ -176,7 +181,15 @@ class Gallery:
         """Templates as matcher candidates (with their marginals, when stored)."""
         return Features(templates.embedding, templates.local, None, templates.marginal)
 
+    def _embedder(self, what: str) -> Matcher:
+        """The matcher, or a one-line refusal for a gallery opened without one."""
+        if self.matcher is None:
+            raise GalleryError(f"cannot {what}: {self.path} was opened without a Matcher (it can revoke, list "
+                               f"identities and read decisions); open it with Gallery(location, Matcher(bundle))")
+        return self.matcher
+
     def _require_threshold(self, threshold: float | None) -> float:
+        self._embedder("decide")
         threshold = self.threshold if threshold is None else check_threshold(threshold, self.matcher.manifest)
         if threshold is None:  # the bundle's calibrated one, when measured on another cropping, is not available
             raise GalleryError(self.matcher.threshold_refused

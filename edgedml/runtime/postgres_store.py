@@ -84,9 +84,10 @@ def parse_vector(text: str) -> np.ndarray:
 
 
 class PostgresStore:
-    """``PostgresStore(url, layout)``: connect, create the schema on first use, check the layout."""
+    """``PostgresStore(url, layout)``: connect, create the schema on first use, check the layout.
+    With ``layout`` None, an existing gallery is opened as its meta records it (never created)."""
 
-    def __init__(self, url: str, layout: Layout, read_only: bool | None = None, ef_search: int = EF_SEARCH):
+    def __init__(self, url: str, layout: Layout | None, read_only: bool | None = None, ef_search: int = EF_SEARCH):
         parsed = parse_gallery_url(url)  # before the driver sees it: libpq would echo a malformed one
         try:
             import psycopg  # noqa: F401
@@ -97,7 +98,7 @@ class PostgresStore:
         self._lock = threading.RLock()
         self._connection = None
         with self._session("opening the gallery") as db:
-            if not self.read_only:
+            if not self.read_only and self.layout is not None:
                 self._create(db)
             self._check(db)
 
@@ -177,12 +178,16 @@ class PostgresStore:
         dim = self._stored_dim(db)
         if dim is None:
             raise GalleryError(f"{self.where} holds no edgedml gallery (no edgedml.templates table); open it "
-                               f"without read_only once to create one")
+                               f"with a Matcher and without read_only once to create one")
+        meta = dict(db.execute("SELECT key, value FROM edgedml.meta").fetchall())
+        if self.layout is None:  # opened to revoke or list: the layout the gallery records
+            shape = json.loads(meta.get("local_shape", "[0, 0]"))
+            self.layout = Layout(dim, (int(shape[0]), int(shape[1])), meta.get("embedder_sha256", "?"),
+                                 meta.get("detector") or "none")
         if dim != self.layout.embedding_size:
             raise GalleryError(f"{self.where} stores embeddings of size {dim} and this matcher's have "
                                f"{self.layout.embedding_size}: it was enrolled with another model. Use the bundle it "
                                f"was made with, or another database")
-        meta = dict(db.execute("SELECT key, value FROM edgedml.meta").fetchall())
         problem = self.layout.mismatch(self.where, meta.get("embedder_sha256", "?"), meta.get("detector"))
         if problem:
             raise GalleryError(problem)

@@ -182,18 +182,23 @@ def _require_sqlite(path: Path) -> None:
 
 
 class SQLiteStore:
-    """``SQLiteStore(path, layout)``: open (and on first use create) the gallery file."""
+    """``SQLiteStore(path, layout)``: open (and on first use create) the gallery file. With
+    ``layout`` None, an existing gallery is opened as its meta records it (to revoke, list and
+    read decisions; never created, never searched)."""
 
-    def __init__(self, path: str | Path, layout: Layout, read_only: bool | None = None,
+    def __init__(self, path: str | Path, layout: Layout | None, read_only: bool | None = None,
                  index: IndexSettings = IndexSettings()):
         self.path = Path(path)
         self.where = str(self.path)
         self.layout, self.index_settings = layout, index
+        self._recorded = layout is None  # opened as the gallery records it: write no meta of its own
         self._lock = threading.RLock()
         self._index: TemplateIndex | None = None
         self._version: int | None = None
         self._index_changed = False
         _require_sqlite(self.path)
+        if self._recorded and not self.path.is_file():
+            raise GalleryError(f"{self.path} does not exist; nothing was changed. Pass an existing gallery file")
         if read_only is None:  # a door on a read-only mount still decides; it cannot log
             read_only = self.path.exists() and not (os.access(self.path, os.W_OK)
                                                     and os.access(self.path.parent, os.W_OK))
@@ -222,6 +227,8 @@ class SQLiteStore:
         if tables - {"sqlite_sequence"} and not {"meta", "identities", "templates"} <= tables:
             raise GalleryError(f"{self.path} is an SQLite database but not an edgedml gallery (it has the tables "
                                f"{sorted(tables)[:5]}); nothing was changed. Pass a gallery file or a new path")
+        if self.layout is None:
+            self.layout = self._recorded_layout(tables)
         if not self.read_only:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -232,17 +239,27 @@ class SQLiteStore:
                     if statement.strip():
                         self.db.execute(statement)
                 self._upgrade()
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('embedder_sha256', ?)", (self.layout.embedder,))
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
-                # a gallery from before detectors (templates, no row) holds whole-image templates
-                empty = self.db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('detector', ?)",
-                                (self.layout.cropping if empty else "none",))
+                if not self._recorded:  # a new gallery records what made its templates
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('embedder_sha256', ?)",
+                                    (self.layout.embedder,))
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('gallery_id', ?)", (uuid.uuid4().hex,))
+                    # a gallery from before detectors (templates, no row) holds whole-image templates
+                    empty = self.db.execute("SELECT COUNT(*) FROM templates").fetchone()[0] == 0
+                    self.db.execute("INSERT OR IGNORE INTO meta VALUES ('detector', ?)",
+                                    (self.layout.cropping if empty else "none",))
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         problem = self.layout.mismatch(str(self.path), meta.get("embedder_sha256", "?"), meta.get("detector"))
         if problem:
             raise GalleryError(problem)
         self._stamp = {"gallery_id": meta.get("gallery_id"), "embedder": self.layout.embedder}
+
+    def _recorded_layout(self, tables: set[str]) -> Layout:
+        """The layout the gallery's meta records, for a store opened without one (sizes unknown: 0)."""
+        if "meta" not in tables:
+            raise GalleryError(f"{self.path} holds no edgedml gallery yet; nothing was changed. Enroll into it to "
+                               f"create one, or pass the gallery file")
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        return Layout(0, (0, 0), meta.get("embedder_sha256", "?"), meta.get("detector") or "none")
 
     def _upgrade(self) -> None:
         """Bring a gallery written by an earlier edgedml to this schema (inside the schema transaction)."""
