@@ -17,12 +17,13 @@ from click.testing import CliRunner
 
 from edgedml.bundle import MANIFEST, read_manifest, sha256_file
 from edgedml.cli import main
-from edgedml.errors import BundleError, ConfigError
+from edgedml.errors import BundleError, ConfigError, EdgeDMLError
 from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.filemodes import umask
 from edgedml.models import ModelConfig, build_model, save_checkpoint
 from edgedml.runtime.gallery import Gallery
 from edgedml.runtime.matcher import Matcher
+from edgedml.runtime.shipped import bundles_folder
 
 TINY = dict(image_size=64, grid=2, upsample=4)
 
@@ -134,23 +135,23 @@ def _user_folder(world, tmp):
 IMG = "{world}/3.png"
 CASES = [
     # (id, argv with {world}/{target}, how to make the target, exit code, message)
-    ("threshold -inf", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle", "--threshold", "-inf"],
+    ("threshold -inf", ["verify", "{world}/door.db", "ann", IMG, "--model", "{world}/bundle", "--threshold", "-inf"],
      None, 2, "must be finite"),
-    ("threshold nan", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle", "--threshold", "nan"],
+    ("threshold nan", ["verify", "{world}/door.db", "ann", IMG, "--model", "{world}/bundle", "--threshold", "nan"],
      None, 2, "must be finite"),
-    ("threshold accepting all", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle",
+    ("threshold accepting all", ["verify", "{world}/door.db", "ann", IMG, "--model", "{world}/bundle",
                                  "--threshold", "-2"], None, 2, "accepts every pair"),
     ("threshold below the score range, identify", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle",
                                   "--threshold", "-3"], None, 2, "accepts every pair"),
-    ("threshold rejecting all", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle",
+    ("threshold rejecting all", ["verify", "{world}/door.db", "ann", IMG, "--model", "{world}/bundle",
                                  "--threshold", "5"], None, 2, "rejects every pair"),
     ("top-k 0", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle", "--threshold", "0.5",
                  "--top-k", "0"], None, 2, "--top-k"),
     ("top-k -1", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle", "--threshold", "0.5",
                   "--top-k", "-1"], None, 2, "--top-k"),
-    ("sqlite that is no gallery", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle", "--threshold",
+    ("sqlite that is no gallery", ["verify", "{target}", "ann", IMG, "--model", "{world}/bundle", "--threshold",
                                    "0.5"], _not_a_gallery, 1, "not an edgedml gallery"),
-    ("gallery that is no sqlite", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle", "--threshold",
+    ("gallery that is no sqlite", ["verify", "{target}", "ann", IMG, "--model", "{world}/bundle", "--threshold",
                                    "0.5"], _text_file, 1, "not an SQLite file"),
     ("explain without extension", ["compare", IMG, IMG, "--model", "{world}/bundle", "--explain", "{world}/out"],
      None, 2, "--explain"),
@@ -188,7 +189,7 @@ CASES = [
      None, 2, "use yunet:PATH"),
     ("detector file missing", ["compare", IMG, IMG, "--model", "{world}/bundle", "--detector",
                                "yunet:{world}/yunet.onnx"], None, 2, "does not exist"),
-    ("detector that is a picture", ["verify", "{world}/door.db", IMG, "ann", "--model", "{world}/bundle",
+    ("detector that is a picture", ["verify", "{world}/door.db", "ann", IMG, "--model", "{world}/bundle",
                                     "--threshold", "0.5", "--detector", "yunet:{world}/3.png"], None, 1,
      "is not a YuNet face detector"),
     ("export with a detector that is a picture", ["export", "--checkpoint", "{world}/model.safetensors", "--out",
@@ -215,9 +216,9 @@ CASES = [
     ("faithfulness on photos without a face", ["faithfulness", "--model", "{world}/bundle", "--data",
                                                "{target}/classes", "--detector", "yunet:{target}/yunet.onnx",
                                                "--pairs", "1"], _faceless_pairs, 1, "no face found"),
-    ("revoke someone never enrolled", ["revoke", "{world}/door.db", "zed", "--model", "{world}/bundle"], None, 1,
+    ("revoke someone never enrolled", ["revoke", "{world}/door.db", "zed"], None, 1,
      "'zed' is not enrolled"),
-    ("fleet gallery without a server", ["verify", "postgresql://door@/access?host={target}", IMG, "ann", "--model",
+    ("fleet gallery without a server", ["verify", "postgresql://door@/access?host={target}", "ann", IMG, "--model",
                                         "{world}/bundle", "--threshold", "0.5"], lambda w, t: t, 1,
      "cannot be reached"),
     ("fleet gallery URL that is no URL", ["identify", "postgresql://door@nohost:notaport/x", IMG, "--model",
@@ -261,7 +262,7 @@ def _name_row(row_id, name, message):
 
 
 def _fleet_row(row_id, url, message):
-    return (row_id, ["verify", url, IMG, "ann", "--model", "{world}/bundle", "--threshold", "0.5"], lambda w, t: t, 1,
+    return (row_id, ["verify", url, "ann", IMG, "--model", "{world}/bundle", "--threshold", "0.5"], lambda w, t: t, 1,
             message)
 
 
@@ -335,9 +336,9 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
      None, 1, "'zed' is not enrolled"),
     ("other spelling of an enrolled name", ["enroll", "{target}", ZOE_NFD, IMG, "--model", "{world}/bundle"],
      _renamed_gallery({"ann": ZOE_NFC}), 1, f"'{ZOE_NFC}' is already enrolled"),
-    ("verify a name with a newline", ["verify", "{world}/door.db", IMG, "ann\nACCEPTED: admin", "--model",
+    ("verify a name with a newline", ["verify", "{world}/door.db", "ann\nACCEPTED: admin", IMG, "--model",
                                       "{world}/bundle", "--threshold", "0.5"], None, 1, "control character (U+000A"),
-    ("revoke a name with a zero-width joiner", ["revoke", "{world}/door.db", "a\u200dnn", "--model", "{world}/bundle"],
+    ("revoke a name with a zero-width joiner", ["revoke", "{world}/door.db", "a\u200dnn"],
      None, 1, "invisible format character (U+200D"),
     ("identify on a gallery holding a forged name", ["identify", "{target}", IMG, "--model", "{world}/bundle",
                                                      "--threshold", "1.999", "--no-log"],
@@ -359,10 +360,10 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
                "the gallery URL does not parse (a space"),
     # --- end of names and secrets ---
     # --- broken gallery files (item 13): one line, no decision, nothing written into a damaged file ---
-    ("verify on a gallery with a zeroed name index page", ["verify", "{target}", IMG, "ann", "--model",
+    ("verify on a gallery with a zeroed name index page", ["verify", "{target}", "ann", IMG, "--model",
                                                            "{world}/bundle", "--threshold", "0.5"],
      _zeroed("sqlite_autoindex_identities_1"), 1, "is damaged"),
-    ("verify on a gallery with a zeroed template index page", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle",
+    ("verify on a gallery with a zeroed template index page", ["verify", "{target}", "ann", IMG, "--model", "{world}/bundle",
                                                       "--threshold", "0.5"], _zeroed("templates_identity"), 1,
      "is damaged"),
     ("identify on a gallery with a zeroed page", ["identify", "{target}", IMG, "--model", "{world}/bundle",
@@ -372,12 +373,11 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
     ("enroll into a gallery damaged where enroll does not look", ["enroll", "{target}", "cat", IMG, "--model",
                                                                   "{world}/bundle"], _zeroed("decisions"), 1,
      "is damaged (quick_check"),
-    ("revoke in a gallery with a zeroed page", ["revoke", "{target}", "bob", "--model", "{world}/bundle"],
+    ("revoke in a gallery with a zeroed page", ["revoke", "{target}", "bob"],
      _zeroed("identities"), 1, "is damaged"),
-    ("verify on a truncated gallery", ["verify", "{target}", IMG, "ann", "--model", "{world}/bundle", "--threshold",
+    ("verify on a truncated gallery", ["verify", "{target}", "ann", IMG, "--model", "{world}/bundle", "--threshold",
                                        "0.5"], _truncated, 1, "is damaged"),
-    ("revoke in a gallery damaged where revoke does not look", ["revoke", "{target}", "bob", "--model",
-                                                                "{world}/bundle"], _zeroed("decisions"), 1,
+    ("revoke in a gallery damaged where revoke does not look", ["revoke", "{target}", "bob"], _zeroed("decisions"), 1,
      "is damaged (quick_check"),
     # --- backups (item 9): one consistent file, never over a user's file ---
     ("backup of an SQLite file that is no gallery", ["gallery", "backup", "{target}", "{world}/never.db"],
@@ -441,7 +441,7 @@ CALIBRATION_CASES = [  # calibrations and their croppings, compare's exit code (
     # item 2: a calibrated threshold decides only for the cropping and the graphs it was measured on
     ("threshold calibrated on whole images, compare on face crops", ["compare", IMG, IMG, *CALIBRATED, *FACES],
      _calibrated, 1, "calibrated on images cut by detector 'none'"),
-    ("threshold calibrated on whole images, verify on face crops", ["verify", "{target}/door.db", IMG, "ann",
+    ("threshold calibrated on whole images, verify on face crops", ["verify", "{target}/door.db", "ann", IMG,
                                                                      *CALIBRATED, *FACES],
      lambda w, t: _calibrated(w, t, door=True), 1, "calibrated on images cut by detector 'none'"),
     ("threshold calibrated on whole images, identify on face crops", ["identify", "{target}/door.db", IMG,
@@ -463,12 +463,12 @@ CALIBRATION_CASES = [  # calibrations and their croppings, compare's exit code (
                                                                                *FACES, "--threshold", "1.9"],
      _calibrated, 4, "decision: NO MATCH (no face found in image a and image b)"),
     # item 3: a set too small to measure FAR 1e-3 never replaces the threshold
-    ("calibrate on four images", ["calibrate", "{target}/bundle", "--data", "{target}/data"],
+    ("calibrate on four images", ["calibrate", "--model", "{target}/bundle", "--data", "{target}/data"],
      lambda w, t: _calibrated(w, t, data=(2, 2)), 1, "4 impostor pairs cannot measure FAR 0.001"),
-    ("calibrate with --per-class leaving too few pairs", ["calibrate", "{target}/bundle", "--data", "{target}/data",
-                                                          "--per-class", "10"],
+    ("calibrate with --per-class leaving too few pairs", ["calibrate", "--model", "{target}/bundle", "--data",
+                                                          "{target}/data", "--per-class", "10"],
      lambda w, t: _calibrated(w, t, data=(2, 32)), 1, "100 impostor pairs cannot measure FAR 0.001"),
-    ("calibrate where unreadable images leave too few pairs", ["calibrate", "{target}/bundle", "--data",
+    ("calibrate where unreadable images leave too few pairs", ["calibrate", "--model", "{target}/bundle", "--data",
                                                                "{target}/data"],
      lambda w, t: _calibrated(w, t, data=(2, 32), broken=1), 1, "992 impostor pairs cannot measure FAR 0.001"),
     # item 6: compare exits 0 only on MATCH
@@ -644,7 +644,7 @@ BUNDLE_CASES = [  # every file the runtime loads is inside the bundle and checks
     # item 5: a checksummed graph that returns what no honest graph can does not decide
     ("tampered matcher, checksums rewritten", PAIR, lambda w, t: _tampered_bundle(w, t, _graph_changed(PLUS_ONE)),
      1, "structural similarity of"),
-    ("door verifying with a tampered matcher", ["verify", "{world}/door.db", IMG, "ann", "--model", "{target}",
+    ("door verifying with a tampered matcher", ["verify", "{world}/door.db", "ann", IMG, "--model", "{target}",
                                                 "--threshold", "2"],
      lambda w, t: _tampered_bundle(w, t, _graph_changed(PLUS_ONE)), 1, "tampered with"),
     ("door identifying with a tampered matcher", ["identify", "{world}/door.db", IMG, "--model", "{target}",
@@ -967,14 +967,15 @@ ARGUMENT_CASES = [  # decode guards, ranges and exit codes of arguments (items 1
      "rejects every pair"),
     ("threshold inf on identify", ["identify", "{world}/door.db", IMG, "--model", "{world}/bundle", "--threshold",
                                    "inf"], None, 2, "must be finite"),
-    ("calibrate per class 0", ["calibrate", "{world}/bundle", "--data", "{target}", "--per-class", "0"], _pairs_folder,
-     2, "--per-class"),
+    ("calibrate per class 0", ["calibrate", "--model", "{world}/bundle", "--data", "{target}", "--per-class", "0"],
+     _pairs_folder, 2, "--per-class"),
     ("crop faces margin nan", ["crop-faces", "{target}", "{target}/../crops", "--detector",
                                "yunet:{world}/model.safetensors", "--margin", "nan"], _pairs_folder, 2,
      "not a finite number"),
     ("crop faces detector file missing", ["crop-faces", "{target}", "{target}/../crops", "--detector",
                                           "yunet:{world}/yunet.onnx"], _pairs_folder, 2, "does not exist"),
-    ("build engines for a batch of 0", ["build-engine", "{world}/bundle", "--max-batch", "0"], None, 2, "--max-batch"),
+    ("build engines for a batch of 0", ["build-engine", "--model", "{world}/bundle", "--max-batch", "0"], None, 2,
+     "--max-batch"),
 ]
 
 # --- the dlib face chip (issue 23): helpers of CHIP_CASES ---
@@ -1025,7 +1026,7 @@ CHIP_CASES = [  # the dlib face chip: one crop per bundle, refused where it does
     ("threshold calibrated on square crops, compare on dlib chips", ["compare", IMG, IMG, *CHIPS],
      lambda w, t: _dlib_chip_bundle(w, t, calibrated_on_squares=True), 1,
      ":chip=dlib): scores of other crops are not measured"),
-    ("gallery enrolled from square crops, verify on dlib chips", ["verify", "{target}/door.db", IMG, "ann", *CHIPS,
+    ("gallery enrolled from square crops, verify on dlib chips", ["verify", "{target}/door.db", "ann", IMG, *CHIPS,
                                                                    "--threshold", "0.5"],
      lambda w, t: _dlib_chip_bundle(w, t, door="square"), 1, ":chip=dlib): templates and queries would be cut"),
     ("gallery enrolled from square crops, identify on dlib chips", ["identify", "{target}/door.db", IMG, *CHIPS,
@@ -1033,7 +1034,7 @@ CHIP_CASES = [  # the dlib face chip: one crop per bundle, refused where it does
      lambda w, t: _dlib_chip_bundle(w, t, door="square"), 1, ":chip=dlib): templates and queries would be cut"),
     # the world's bundle records no detector, so another detector file cuts square crops (on the
     # dlib-chip bundle itself, --detector keeps the chip the bundle records: issue 23)
-    ("gallery enrolled from dlib chips, verify on square crops", ["verify", "{target}/door.db", IMG, "ann", "--model",
+    ("gallery enrolled from dlib chips, verify on square crops", ["verify", "{target}/door.db", "ann", IMG, "--model",
                                                                    "{world}/bundle", "--threshold", "0.5",
                                                                    "--detector", "yunet:{target}/yunet.onnx"],
      lambda w, t: _dlib_chip_bundle(w, t, door="dlib"), 1, ":margin=0.05:align=1): templates and queries would be"),
@@ -1052,7 +1053,44 @@ CHIP_CASES = [  # the dlib face chip: one crop per bundle, refused where it does
      _dlib_weights_and_yunet, 1, "works only on the face crop it was trained on (chip dlib), not on square crops"),
 ]
 
-CASES = CASES + GALLERY_CASES + CALIBRATION_CASES + BUNDLE_CASES + EXPORT_CASES + ARGUMENT_CASES + CHIP_CASES
+# --- argument forms (issue 25, item 5): one order, the bundle as --model; a line read two ways is refused ---
+def _named_like(name):
+    """make(): a file called ``name`` (a picture), as a user's folder may hold one named like an identity."""
+    def make(world, tmp):
+        shutil.copy(world / "0.png", tmp / name)
+        return tmp / name
+    return make
+
+
+DOOR = ["--model", "{world}/bundle", "--threshold", "1.999", "--no-log"]
+FORM_CASES = [
+    ("verify with a file named like the identity", ["verify", "{world}/door.db", "{target}", IMG, *DOOR],
+     _named_like("ann"), 2, "are both files, so either could be the image"),
+    ("verify in the old order with a file named like the identity", ["verify", "{world}/door.db", IMG, "{target}",
+                                                                      *DOOR], _named_like("ann"), 2,
+     "verify takes GALLERY NAME IMG and will not guess"),
+    ("verify where neither argument is a file", ["verify", "{world}/door.db", "ann", "{world}/missing.png", *DOOR],
+     None, 2, "neither 'ann' nor"),
+    ("verify in the old order decides on the named identity", ["verify", "{world}/door.db", IMG, "ann", *DOOR], None,
+     4, "deprecated: 'verify GALLERY IMG NAME'; use 'verify GALLERY NAME IMG'"),
+    ("enroll a name that is a file", ["enroll", "{world}/door.db", "{world}/0.png", IMG, "--model", "{world}/bundle"],
+     None, 2, "is a file, so it reads as an image, not a name"),
+    ("calibrate the shipped objects bundle", ["calibrate", "--model", "objects", "--data", "{target}"], _pairs_folder,
+     2, "calibrate writes into the bundle"),
+    ("calibrate the shipped bundle named by its folder", ["calibrate", "--model", str(bundles_folder() / "faces"),
+                                                          "--data", "{target}"], _pairs_folder, 2,
+     "copy the folder `edgedml bundles` prints"),
+    ("calibrate the shipped bundle in the old form", ["calibrate", "objects", "--data", "{target}"], _pairs_folder, 2,
+     "is a shipped bundle"),
+    ("build engines into the shipped faces bundle", ["build-engine", "--model", "faces"], None, 2,
+     "build-engine writes into the bundle"),
+    ("revoke without a bundle in a file holding no gallery", ["revoke", "{target}", "ann"], _empty_file, 1,
+     "holds no edgedml gallery yet"),
+    ("revoke without a bundle in an SQLite file that is no gallery", ["revoke", "{target}", "ann"], _not_a_gallery, 1,
+     "not an edgedml gallery"),
+]
+
+CASES = CASES + GALLERY_CASES + CALIBRATION_CASES + BUNDLE_CASES + EXPORT_CASES + ARGUMENT_CASES + CHIP_CASES + FORM_CASES
 DECIDED_YES = re.compile(r"\bACCEPTED\b|decision: MATCH\b")  # a door that opened, or a pair said to match
 
 
@@ -1284,3 +1322,135 @@ def test_eval_skips_unreadable_images_and_evaluates_all_classes_of_a_folder(worl
     assert "skipped unreadable image" in result.output and "broken.png" in result.output
     assert json.loads(out.read_text())["images"] == 9  # 3 classes × 3 real images, none duplicated
     assert "9 images, 3 classes (all split" in result.output
+
+
+# --- argument forms (issue 25, item 5): the old forms work for one release, with one notice ---
+NOTICE = re.compile(r"^edgedml: deprecated: '[^']+'; use '[^']+' \(.+\)$")
+
+
+def _run(args, cwd=None):
+    """The command's exit code, stdout and stderr lines (run in ``cwd``, when given)."""
+    previous = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        result = CliRunner().invoke(main, [str(a) for a in args])
+    finally:
+        os.chdir(previous)
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, result.stdout.splitlines(), result.stderr.splitlines()
+
+
+@pytest.mark.parametrize("order", ["NAME IMG", "IMG NAME"])
+@pytest.mark.parametrize("file_named_ann", [False, True], ids=["no file named ann", "a file named ann here"])
+def test_verify_reads_name_and_image_one_way_or_refuses(world, tmp_path, order, file_named_ann):
+    """In a folder holding a file named like the identity, `ann` reads as a name and as an image:
+    refused in one line (exit 2), the gallery untouched. Otherwise the new order decides silently
+    and the old one decides the same, after one notice."""
+    if file_named_ann:
+        shutil.copy(world / "0.png", tmp_path / "ann")
+    image, door = world / "3.png", _gallery_copy(world, tmp_path)
+    pair = ["ann", image] if order == "NAME IMG" else [image, "ann"]
+    before = _gallery_state(door)
+    code, out, err = _run(["verify", door, *pair, "--model", world / "bundle", "--threshold", "1.999"],
+                          cwd=tmp_path)
+    if file_named_ann:
+        assert code == 2 and out == [] and len(err) == 1, (out, err)
+        assert err[0].startswith("Error: verify: 'ann' and") or err[0].startswith(f"Error: verify: '{image}' and")
+        assert "are both files" in err[0] and "will not guess" in err[0]
+        assert _gallery_state(door) == before  # no decision, none logged
+        return
+    assert code == 4 and len(out) == 1 and out[0].startswith("REJECTED: ann score "), out
+    if order == "NAME IMG":
+        assert err == []
+    else:
+        assert err == ["edgedml: deprecated: 'verify GALLERY IMG NAME'; use 'verify GALLERY NAME IMG' (the old order "
+                       "goes in the next release)"]
+    with Gallery(door, Matcher(world / "bundle")) as g:  # logged as a verification of ann
+        logged = g.decisions(limit=1)[0]
+        assert (logged.kind, logged.claimed, logged.accepted) == ("verify", "ann", False)
+
+
+def test_old_and_new_verify_score_alike_and_refusals_are_one_line(world, tmp_path):
+    door = world / "door.db"
+    model = ["--model", world / "bundle", "--threshold", "0.5", "--no-log", "--json"]
+    before = _gallery_state(door)
+    new = _run(["verify", door, "ann", world / "1.png", *model])
+    old = _run(["verify", door, world / "1.png", "ann", *model])
+    assert new[0] == old[0] and new[1] == old[1] and json.loads("\n".join(new[1]))["name"] == "ann"
+    assert new[2] == [] and len(old[2]) == 1 and NOTICE.match(old[2][0]), old[2]
+    for args in (["verify", door, "ann", world / "gone.png", *model],  # neither is a file
+                 ["verify", door, world / "0.png", world / "1.png", *model],  # both are
+                 ["enroll", door, world / "0.png", world / "1.png", "--model", world / "bundle"]):
+        code, out, err = _run(args)
+        assert code == 2 and out == [] and len(err) == 1 and err[0].startswith("Error: "), (args, out, err)
+    assert _gallery_state(door) == before
+
+
+def test_calibrate_and_build_engine_take_the_bundle_as_model_and_refuse_a_shipped_one(world, tmp_path):
+    shipped = {name: _bundle_state(bundles_folder() / name) for name in ("objects", "faces")}
+    data = _pairs_folder(world, tmp_path)
+    for args in (["calibrate", "--model", "objects", "--data", data], ["calibrate", "faces", "--data", data],
+                 ["build-engine", "--model", "faces"], ["build-engine", bundles_folder() / "objects"]):
+        code, out, err = _run(args, cwd=tmp_path)
+        refusals = [line for line in err if not NOTICE.match(line)]
+        assert code == 2 and out == [] and len(refusals) == 1, (args, out, err)
+        assert "is a shipped bundle" in refusals[0] and "copy the folder `edgedml bundles` prints" in refusals[0]
+        assert len(err) == (1 if args[1] == "--model" else 2)  # the old form: its notice first
+    assert {name: _bundle_state(bundles_folder() / name) for name in shipped} == shipped
+    # a bundle folder of that name here is the user's own: it wins, and it is not refused
+    shutil.copytree(world / "bundle", tmp_path / "objects")
+    code, out, err = _run(["calibrate", "--model", "objects", "--data", data], cwd=tmp_path)
+    assert code == 1 and "impostor pairs cannot measure FAR 0.001" in err[-1], (out, err)
+
+
+def test_old_calibrate_form_calibrates_the_same_bundle_after_one_notice(world, tmp_path):
+    root = _calibrated(world, tmp_path, data=(2, 2))
+    before = _bundle_state(root / "bundle")
+    results = [_run(args) for args in (["calibrate", "--model", root / "bundle", "--data", root / "data"],
+                                       ["calibrate", root / "bundle", "--data", root / "data"])]
+    (new_code, new_out, new_err), (old_code, old_out, old_err) = results
+    assert new_code == old_code == 1 and new_out == old_out == []
+    assert old_err == ["edgedml: deprecated: 'calibrate BUNDLE'; use 'calibrate --model BUNDLE' (the old form goes "
+                       "in the next release)", *new_err]
+    assert "4 impostor pairs cannot measure FAR 0.001" in new_err[-1]
+    assert _bundle_state(root / "bundle") == before
+
+
+def test_old_build_engine_form_reaches_the_same_build(world):
+    from edgedml.runtime.tensorrt import availability
+
+    if availability() is None:
+        pytest.skip("TensorRT and a GPU are present here: engines would be built into the world's bundle")
+    before = _bundle_state(world / "bundle")
+    new = _run(["build-engine", "--model", world / "bundle", "--engine", "fp32"])
+    old = _run(["build-engine", world / "bundle", "--engine", "fp32"])
+    assert new[0] == old[0] == 3 and new[1] == old[1] and old[2] == [
+        "edgedml: deprecated: 'build-engine BUNDLE'; use 'build-engine --model BUNDLE' (the old form goes in the "
+        "next release)", *new[2]]
+    assert _bundle_state(world / "bundle") == before
+
+
+def test_revoke_needs_no_bundle_and_ignores_an_old_model_option(world, tmp_path):
+    db = _gallery_copy(world, tmp_path)
+    code, out, err = _run(["revoke", db, "bob"])
+    assert (code, out, err) == (0, [f"revoked 'bob' in {db}"], [])
+    assert _identities(db) == [("ann",)]
+    # the old form: --model (here a folder that does not even exist) and --precision are ignored
+    code, out, err = _run(["revoke", db, "ann", "--model", tmp_path / "no-such-bundle", "--precision", "int8"])
+    assert (code, out) == (0, [f"revoked 'ann' in {db}"]) and err == [
+        "edgedml: deprecated: 'revoke GALLERY NAME --model BUNDLE --precision PRECISION'; use 'revoke GALLERY NAME' "
+        "(a revocation needs no bundle: --model and --precision are ignored, and the options go in the next "
+        "release)"], err
+    assert _identities(db) == []
+    code, out, err = _run(["revoke", db, "ann", "--model", world / "bundle"])
+    assert code == 1 and len(err) == 2 and NOTICE.match(err[0]) and "'ann' is not enrolled" in err[1], err
+    with Gallery(db) as gallery:  # the API: no matcher, no enrollment, no decision
+        assert gallery.identities() == {}
+        with pytest.raises(EdgeDMLError, match="opened without a Matcher"):
+            gallery.enroll("cat", [world / "0.png"])
+        with pytest.raises(EdgeDMLError, match="opened without a Matcher"):
+            gallery.verify(world / "0.png", "ann")
+    with pytest.raises(EdgeDMLError, match="does not exist"):
+        Gallery(tmp_path / "new.db")
+    assert not (tmp_path / "new.db").exists()

@@ -52,7 +52,7 @@ def test_python_dash_m_runs_the_same_command_line():
     assert help_sections(done.stdout).keys() == {"Options:", *SECTIONS}
 
 
-@pytest.mark.parametrize("module", ["device", "common"])
+@pytest.mark.parametrize("module", ["device", "common", "forms", "params"])
 def test_device_side_modules_import_nothing_that_needs_torch(module):
     """Also the imports inside the commands, which a run only reaches on some paths."""
     path = Path(edgedml.cli.__file__).with_name(f"{module}.py")
@@ -66,6 +66,25 @@ def test_device_side_modules_import_nothing_that_needs_torch(module):
              if name.split(".")[0] in ("torch", "torchvision", "timm", "pytorch_metric_learning", "onnx")
              or name.lstrip(".").split(".")[0] in ("models", "training", "export") and name.startswith("..")]
     assert imported and not heavy, heavy
+
+
+USAGE = {  # one order: the gallery, then the identity, then images; the bundle always as --model
+    "enroll": "[OPTIONS] GALLERY NAME IMG...",
+    "verify": "[OPTIONS] GALLERY NAME IMG",
+    "identify": "[OPTIONS] GALLERY IMG",
+    "revoke": "[OPTIONS] GALLERY NAME",
+    "calibrate": "--model BUNDLE --data DIR [OPTIONS]",
+    "build-engine": "--model BUNDLE [OPTIONS]",
+    "compare": "[OPTIONS] IMAGE_A IMAGE_B",
+}
+
+
+@pytest.mark.parametrize("command", sorted(USAGE))
+def test_usage_lines_put_the_gallery_first_and_the_bundle_in_model(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"Usage: main {command} {USAGE[command]}"
+    assert ("--model" in result.output) == (command != "revoke")  # a revocation needs no bundle
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +107,16 @@ def test_device_commands_run_with_torch_and_onnx_blocked(bundle, tmp_path):
         f"main(['enroll', {gallery!r}, 'daisy', {a!r}, *{model!r}], standalone_mode=False)\n"
         f"main(['identify', {gallery!r}, {b!r}, *{model!r}, '--threshold', '0.5'], standalone_mode=False)\n"
         "try:\n"
-        f"    main(['verify', {gallery!r}, {pansy!r}, 'daisy', *{model!r}, '--threshold', '1.9'],"
+        f"    main(['verify', {gallery!r}, 'daisy', {pansy!r}, *{model!r}, '--threshold', '1.9'],"
         " standalone_mode=False)\n"
         "except SystemExit as exc:\n"
         "    print('exit', exc.code)\n"
         f"main(['gallery', 'backup', {gallery!r}, {gallery + '.bak'!r}], standalone_mode=False)\n"
+        f"main(['revoke', {gallery!r}, 'daisy'], standalone_mode=False)\n"
         "assert not heavy(), heavy()\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert '"score"' in out and "enrolled 'daisy'" in out, out
     assert "ACCEPTED: daisy" in out and "REJECTED: daisy" in out and "exit 4\nbacked up" in out, out
+    assert out.endswith(f"revoked 'daisy' in {gallery}\n"), out  # no bundle needed

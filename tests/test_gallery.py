@@ -125,16 +125,27 @@ def test_cli_enroll_verify_identify_exit_codes(bundle, tmp_path):
     for name, image in (("daisy", DAISY_1), ("pansy", PANSY)):
         result = runner.invoke(main, ["enroll", db, name, str(image), "--model", str(bundle)])
         assert result.exit_code == 0, result.output
-    ok = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "1.0"])
+    ok = runner.invoke(main, ["verify", db, "daisy", str(DAISY_2), "--model", str(bundle), "--threshold", "1.0"])
     assert ok.exit_code == 0 and "ACCEPTED" in ok.output
-    no = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "1.99"])
+    no = runner.invoke(main, ["verify", db, "daisy", str(DAISY_2), "--model", str(bundle), "--threshold", "1.99"])
     assert no.exit_code == EXIT_REJECTED and "REJECTED" in no.output
     who = runner.invoke(main, ["identify", db, str(DAISY_2), "--model", str(bundle), "--threshold", "1.0", "--json"])
     assert who.exit_code == 0 and json.loads(who.output)["name"] == "daisy"
-    missing = runner.invoke(main, ["verify", db, str(DAISY_2), "tulip", "--model", str(bundle), "--threshold", "0"])
+    missing = runner.invoke(main, ["verify", db, "tulip", str(DAISY_2), "--model", str(bundle), "--threshold", "0"])
     assert missing.exit_code == 1 and "not enrolled" in missing.output
+    old = runner.invoke(main, ["verify", db, str(DAISY_2), "daisy", "--model", str(bundle), "--threshold", "1.0"])
+    assert old.exit_code == 0 and old.stdout == ok.stdout  # the old order decides alike, after one notice
+    assert old.stderr == ("edgedml: deprecated: 'verify GALLERY IMG NAME'; use 'verify GALLERY NAME IMG' (the old "
+                          "order goes in the next release)\n")
     with Gallery(db, Matcher(bundle)) as g:
-        assert [d.kind for d in g.decisions()] == ["identify", "verify", "verify"]
+        assert [d.kind for d in g.decisions()] == ["verify", "identify", "verify", "verify"]
+    gone = runner.invoke(main, ["revoke", db, "pansy"])  # no bundle needed
+    assert gone.exit_code == 0 and gone.stderr == "" and "revoked 'pansy'" in gone.stdout
+    again = runner.invoke(main, ["revoke", db, "pansy", "--model", str(bundle)])  # the old form: --model ignored
+    assert again.exit_code == 1 and "'pansy' is not enrolled" in again.stderr
+    assert again.stderr.startswith("edgedml: deprecated: 'revoke GALLERY NAME --model BUNDLE'; use 'revoke GALLERY "
+                                   "NAME' (a revocation needs no bundle: --model is ignored, and the option goes in "
+                                   "the next release)\n")
 
 
 @pytest.mark.slow

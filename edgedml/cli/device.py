@@ -1,6 +1,11 @@
 """The commands a device runs: compare, calibrate, enroll, verify, identify, revoke, gallery backup,
 build-engine, bundles (the shipped bundles, which ``--model objects|faces`` names).
 
+One argument order: the gallery first, then the identity, then images (``enroll GALLERY NAME
+IMG…``, ``verify GALLERY NAME IMG``, ``identify GALLERY IMG``, ``revoke GALLERY NAME``: no
+bundle); the bundle always as ``--model`` (a shipped name refused where the command writes into
+it). The old forms are read by :mod:`.forms`, with a notice, for one release.
+
 They use only ``edgedml.runtime`` (numpy, OpenCV, ONNX Runtime or TensorRT), imported when a
 command runs; nothing here imports torch or onnx."""
 
@@ -13,28 +18,15 @@ import click
 
 from ..errors import EdgeDMLError
 from .common import EXIT_REJECTED, EXIT_UNDECIDED, _build_engines_or_explain, _fail
-from .params import COUNT, MARGIN, DetectorSpec, OutputFile, Threshold
-
-class BundleFolder(click.ParamType):
-    """``--model``: a bundle folder, or a shipped bundle's name (objects, faces), resolved by
-    :func:`edgedml.runtime.shipped.resolve_bundle` (a bundle folder of that name in the working
-    directory wins); a missing folder is a usage error (exit 2)."""
-
-    name = "BUNDLE"
-
-    def convert(self, value, param, ctx):
-        from ..runtime.shipped import resolve_bundle
-
-        try:
-            folder = resolve_bundle(value)
-        except EdgeDMLError as exc:
-            self.fail(str(exc), param, ctx)
-        return click.Path(exists=True, file_okay=False).convert(str(folder), param, ctx)
+from .forms import Rewritten, bundle_option, enroll_name, revoke_options, verify_order
+from .params import COUNT, MARGIN, BundleFolder, DetectorSpec, OutputFile, Threshold, WritableBundle
 
 
 BUNDLE = BundleFolder()
 BUNDLE_HELP = ("A bundle folder written by `edgedml export`, or a shipped bundle: objects or faces (`edgedml bundles` "
                "lists them; a bundle folder of that name here wins).")
+OWN_BUNDLE_HELP = ("A bundle folder of your own, which this command writes into (a shipped bundle is refused: copy the "
+                   "folder `edgedml bundles` prints).")
 EXPLAIN_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _PRECISION_CHOICE = click.Choice(["fp32", "fp16", "int8", "int8-cpu"])
 _detector_option = click.option(
@@ -147,8 +139,8 @@ def _open_gallery(gallery, bundle, threshold, precision="fp32", detector=None, d
     return Gallery(gallery, Matcher(bundle, precision=precision, detector=detector), threshold=threshold, door=door)
 
 
-@click.command()
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.command(cls=Rewritten, rewrite=bundle_option, options_metavar="--model BUNDLE --data DIR [OPTIONS]")
+@click.option("--model", "bundle", required=True, type=WritableBundle(), help=OWN_BUNDLE_HELP)
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
               help="Class-per-folder images (one folder per identity).")
 @click.option("--per-class", type=click.IntRange(min=2),
@@ -189,10 +181,10 @@ def calibrate(bundle, data, per_class, backend, precision, detector, force):
     click.echo(f"written to {bundle}/manifest.json, calibration_roc.png, calibration_scores.png")
 
 
-@click.command()
+@click.command(cls=Rewritten, rewrite=enroll_name)
 @click.argument("gallery", type=GalleryLocation(exists=False))
 @click.argument("name")
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", metavar="IMG...", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @_model_option
 @_precision_option
 @_detector_option
@@ -214,17 +206,23 @@ def enroll(gallery, name, images, bundle, precision, detector, add):
     click.echo(f"enrolled {name!r}: {count} new templates ({total} in all) in {where}")
 
 
+_ignored = {"hidden": True, "default": None}  # an old revoke line's options: accepted, ignored with a notice
+
+
 @click.command()
 @click.argument("gallery", type=GalleryLocation(exists=True))
 @click.argument("name")
-@_model_option
-@_precision_option
-@_detector_option
+@click.option("--model", "bundle", **_ignored)
+@click.option("--precision", **_ignored)
+@click.option("--detector", **_ignored)
 def revoke(gallery, name, bundle, precision, detector):
-    """Remove NAME and all its templates from GALLERY (at every door, for a postgresql:// one).
-    Exit 0 when removed, 1 when NAME was not enrolled."""
+    """Remove NAME and all its templates from GALLERY (at every door, for a postgresql:// one);
+    needs no bundle. Exit 0 when removed, 1 when NAME was not enrolled."""
+    from ..runtime.gallery import Gallery
+
+    revoke_options(bundle, precision, detector)
     try:
-        with _open_gallery(gallery, bundle, None, precision, detector) as g:
+        with Gallery(gallery) as g:  # no matcher: a revocation embeds nothing, whatever the model
             if not g.remove(name):
                 raise EdgeDMLError(f"{name!r} is not enrolled in {g.path}; nothing was removed")
             path = g.path
@@ -265,10 +263,10 @@ def _report(decisions, as_json, kind, every_face=False):
         raise SystemExit(EXIT_REJECTED)
 
 
-@click.command()
+@click.command(cls=Rewritten, rewrite=verify_order)
 @click.argument("gallery", type=GalleryLocation(exists=True))
-@click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.argument("name")
+@click.argument("image", metavar="IMG", type=click.Path(exists=True, dir_okay=False))
 @_model_option
 @_threshold_option
 @click.option("--json", "as_json", is_flag=True)
@@ -276,8 +274,8 @@ def _report(decisions, as_json, kind, every_face=False):
 @_precision_option
 @_detector_option
 @_door_option
-def verify(gallery, image, name, bundle, threshold, as_json, log, precision, detector, door):
-    """1:1 — is IMAGE the enrolled NAME in GALLERY (a file, or a postgresql:// URL)? (With a
+def verify(gallery, name, image, bundle, threshold, as_json, log, precision, detector, door):
+    """1:1 — is IMG the enrolled NAME in GALLERY (a file, or a postgresql:// URL)? (With a
     detector: its largest face; no face is a rejection.) Exit 0 accepted, 4 rejected, 1 on error."""
     try:
         with _open_gallery(gallery, bundle, threshold, precision, detector, door) as g:
@@ -291,7 +289,7 @@ def verify(gallery, image, name, bundle, threshold, as_json, log, precision, det
 
 @click.command()
 @click.argument("gallery", type=GalleryLocation(exists=True))
-@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.argument("image", metavar="IMG", type=click.Path(exists=True, dir_okay=False))
 @_model_option
 @_threshold_option
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1),
@@ -301,10 +299,10 @@ def verify(gallery, image, name, bundle, threshold, as_json, log, precision, det
 @_precision_option
 @_detector_option
 @click.option("--all-faces", is_flag=True,
-              help="With a detector: identify every face in IMAGE (largest first), not only the largest.")
+              help="With a detector: identify every face in IMG (largest first), not only the largest.")
 @_door_option
 def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, detector, all_faces, door):
-    """1:N — who in GALLERY (a file, or a postgresql:// URL) is IMAGE? Exit 0 when the best (with
+    """1:N — who in GALLERY (a file, or a postgresql:// URL) is IMG? Exit 0 when the best (with
     --all-faces: any face) is above the threshold, 4 otherwise."""
     try:
         with _open_gallery(gallery, bundle, threshold, precision, detector, door) as g:
@@ -413,8 +411,8 @@ def crop_faces(source, out, spec, chip, margin, align, overwrite):
                f"settings {shown}")
 
 
-@click.command(name="build-engine")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.command(name="build-engine", cls=Rewritten, rewrite=bundle_option, options_metavar="--model BUNDLE [OPTIONS]")
+@click.option("--model", "bundle", required=True, type=WritableBundle(), help=OWN_BUNDLE_HELP)
 @click.option("--engine", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True,
               help="The bundle's graph set to build (the precision is in the graphs; INT8 was calibrated at export).")
 @click.option("--max-batch", default=8, show_default=True, type=COUNT)

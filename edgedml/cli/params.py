@@ -98,3 +98,41 @@ class OutputFile(click.ParamType):
         if not path.resolve().parent.is_dir():
             self.fail(f"the folder {path.parent} does not exist; create it first or write elsewhere", param, ctx)
         return value
+
+
+class BundleFolder(click.ParamType):
+    """``--model``: a bundle folder, or a shipped bundle's name (objects, faces), resolved by
+    :func:`edgedml.runtime.shipped.resolve_bundle` (a bundle folder of that name in the working
+    directory wins); a missing folder is a usage error (exit 2)."""
+
+    name = "BUNDLE"
+
+    def convert(self, value, param, ctx):
+        from ..errors import EdgeDMLError
+        from ..runtime.shipped import resolve_bundle
+
+        try:
+            folder = resolve_bundle(value)
+        except EdgeDMLError as exc:
+            self.fail(str(exc), param, ctx)
+        return click.Path(exists=True, file_okay=False).convert(str(folder), param, ctx)
+
+
+class WritableBundle(BundleFolder):
+    """``--model`` of a command that writes into the bundle (calibrate, build-engine): a bundle
+    folder of one's own. A shipped bundle (by name or by its installed folder) is part of the
+    package, the same for every user and replaced by the next install: refused in one line
+    (exit 2), telling to copy it first."""
+
+    def convert(self, value, param, ctx):
+        from ..runtime.shipped import bundles_folder
+        from .forms import FormError
+
+        path = super().convert(value, param, ctx)
+        folder = Path(path).resolve()
+        if folder.is_relative_to(bundles_folder().resolve()):
+            command = ctx.command.name if ctx is not None else "this command"
+            raise FormError(f"--model {value}: {command} writes into the bundle, and {folder} is a shipped bundle "
+                            f"(part of the installed package): copy the folder `edgedml bundles` prints (cp -r "
+                            f"{folder} my-{folder.name}) and pass --model my-{folder.name}")
+        return path
