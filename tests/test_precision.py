@@ -256,7 +256,7 @@ def test_auto_falls_back_to_onnx_runtime_in_one_line_when_engines_cannot_load(al
     with caplog.at_level(logging.WARNING, logger="edgedml"):
         backend = backends.create_backend(all_precisions, manifest, "auto", "fp16")
     assert isinstance(backend, backends.OnnxRuntimeBackend) and backend.precision == "fp16"
-    [record] = [r for r in caplog.records if r.name == "edgedml"]
+    [record] = [r for r in caplog.records if r.name == "edgedml.runtime.backends"]
     assert "falling back to ONNX Runtime" in record.getMessage() and "\n" not in record.getMessage()
     with pytest.raises(BundleError, match="another GPU"):
         backends.create_backend(all_precisions, manifest, "tensorrt", "fp16")
@@ -293,7 +293,7 @@ def test_device_side_runs_int8_cpu_and_fp16_without_torch(all_precisions, calib_
 def test_cli_build_engine_without_tensorrt_explains_and_imports_no_torch(all_precisions):
     code = BLOCK_TORCH + (
         "from edgedml.cli import main\n"
-        f"main(['build-engine', {str(all_precisions)!r}, '--engine', 'int8'])\n")
+        f"main(['build-engine', '--model', {str(all_precisions)!r}, '--engine', 'int8'])\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 3, result.stderr
     assert "edgedml build-engine" in result.stderr and "torch" not in result.stderr

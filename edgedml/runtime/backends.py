@@ -46,7 +46,7 @@ BACKENDS = ("onnxruntime", "opencv", "tensorrt")
 GRAPHS = ("embedder", "matcher")
 TENSORRT_EP_MAX = {"embedder": 8, "matcher": 100}  # the EP's profile where the graph sets no limit: batch, K
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")  # TensorRT EP only when asked for
-log = logging.getLogger("edgedml")
+log = logging.getLogger(__name__)
 
 
 def graph_files(manifest: Manifest, precision: str) -> dict[str, str]:

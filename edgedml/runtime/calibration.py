@@ -36,7 +36,7 @@ from .matcher import Features, Matcher
 
 FARS = (1e-2, 1e-3, 1e-4)
 TARGET_FAR = 1e-3  # the default threshold's
-log = logging.getLogger("edgedml")
+log = logging.getLogger(__name__)
 
 
 class CalibrationError(EdgeDMLError):
