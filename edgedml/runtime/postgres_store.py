@@ -71,7 +71,7 @@ SCHEMA_LOCK = 0x6564676564  # pg_advisory_xact_lock key: one door creates the sc
 EF_SEARCH = 400  # HNSW candidate list, at least k: recall@1 0.992 at 100k (200: 0.982), benchmarks/gallery_scale.py
 CONNECT_SECONDS = 5
 STATEMENT_SECONDS = 30
-log = logging.getLogger("edgedml")
+log = logging.getLogger(__name__)
 
 
 def vector_text(embedding: np.ndarray) -> str:

@@ -66,7 +66,7 @@ ROWS = "SELECT t.id, i.name, t.embedding, t.local, t.marginal, t.source FROM tem
        "JOIN identities i ON i.id = t.identity_id"
 SQLITE_CANTOPEN = 14  # SQLite's primary result code for a file (or its -shm) that cannot be opened
 CHECKPOINT_WAIT_MS = 2000  # how long closing waits for readers to let the log be truncated
-log = logging.getLogger("edgedml")
+log = logging.getLogger(__name__)
 
 
 def wal_files(path: Path) -> tuple[Path, Path]:
