@@ -28,11 +28,11 @@ from .distributed import rank_and_world
 from .objective import Objective
 from .optimization import build_optimizer, freeze, lr_factor, training_step
 from .progress import Progress
-
-log = logging.getLogger(__name__)
 from .run_folder import RunFolder
 from .sampler import MPerClassBatchSampler
 from .transforms import TrainTransform
+
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
