@@ -234,4 +234,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(format="%(message)s")  # the library logs its progress lines; a script shows them
+    logging.getLogger("edgedml").setLevel(logging.INFO)
     raise SystemExit(main())

@@ -152,4 +152,8 @@ def table(results: dict) -> str:
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(format="%(message)s")  # the library logs its progress lines; a script shows them
+    logging.getLogger("edgedml").setLevel(logging.INFO)
     main()

@@ -86,4 +86,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(format="%(message)s")  # the library logs its progress lines; a script shows them
+    logging.getLogger("edgedml").setLevel(logging.INFO)
     sys.exit(main())
