@@ -81,7 +81,7 @@ def test_a_set_too_small_for_far_1e3_is_refused_before_anything_is_written(lab, 
     with pytest.raises(CalibrationError, match=r"4 impostor pairs cannot measure FAR 0.001 .*--force"):
         calibrate(bundle, lab / "tiny")
     assert _state(bundle) == before
-    done = CliRunner().invoke(main, ["calibrate", str(bundle), "--data", str(lab / "tiny")])
+    done = CliRunner().invoke(main, ["calibrate", "--model", str(bundle), "--data", str(lab / "tiny")])
     assert done.exit_code == 1 and "--force" in done.output and len(done.output.strip().splitlines()) == 1
     assert _state(bundle) == before
 
@@ -105,7 +105,7 @@ def test_force_writes_the_thresholds_marked_unresolved_and_never_the_eer(lab, tm
     assert thresholds["default"]["from"] == "far_0.001" and thresholds["default"]["far"] == 0.0
     assert thresholds["default"]["threshold"] >= thresholds["eer"]["threshold"]
     assert read_manifest(bundle).calibration["resolved"] is False
-    done = CliRunner().invoke(main, ["calibrate", str(bundle), "--data", str(lab / "tiny"), "--force"])
+    done = CliRunner().invoke(main, ["calibrate", "--model", str(bundle), "--data", str(lab / "tiny"), "--force"])
     assert done.exit_code == 0, done.output
     rows = [line for line in done.output.splitlines() if line.startswith("  far_") or line.startswith("  default")]
     assert len(rows) == 4 and all("FAR UNRESOLVED" in row for row in rows), done.output
@@ -121,7 +121,7 @@ def test_a_recalibration_that_lowers_the_default_threshold_says_so(lab, tmp_path
     report = calibrate(bundle, lab / "big")
     assert report["previous_default"] == 1.99 and report["lowered"] is True
     _record(bundle, threshold=1.99)
-    done = CliRunner().invoke(main, ["calibrate", str(bundle), "--data", str(lab / "big")])
+    done = CliRunner().invoke(main, ["calibrate", "--model", str(bundle), "--data", str(lab / "big")])
     assert done.exit_code == 0 and f"goes DOWN from 1.9900 to {new:.4f}" in done.output, done.output
     again = calibrate(bundle, lab / "big")
     assert again["previous_default"] == new and again["lowered"] is False

@@ -326,7 +326,7 @@ def test_the_cli_exports_a_detector_and_decides_on_faces(yunet, faces, scene, tm
     assert runner.invoke(main, ["enroll", db, "s21", str(tmp_path / "enrolled.png"), *model]).exit_code == 0
     refused = runner.invoke(main, ["enroll", db, "daisy", str(DAISY), *model])
     assert refused.exit_code == 1 and "no face found in image" in refused.output
-    verified = runner.invoke(main, ["verify", db, str(DAISY), "s21", *model, "--threshold", "0.5"])
+    verified = runner.invoke(main, ["verify", db, "s21", str(DAISY), *model, "--threshold", "0.5"])
     assert verified.exit_code == 4 and "REJECTED: no face found" in verified.output, verified.output
     every = runner.invoke(main, ["identify", db, str(tmp_path / "frame.png"), *model, "--threshold", "0.5",
                                  "--all-faces", "--json"])
@@ -339,7 +339,8 @@ def test_the_cli_exports_a_detector_and_decides_on_faces(yunet, faces, scene, tm
         for k, photo in enumerate(photos):
             cv2.imwrite(str(people / person / f"{k}.png"), photo[:, :, ::-1])
     shutil.copy(DAISY, people / "s22" / "daisy.jpg")
-    calibrated = runner.invoke(main, ["calibrate", str(tmp_path / "bundle"), "--data", str(people), "--force"])
+    calibrated = runner.invoke(main, ["calibrate", "--model", str(tmp_path / "bundle"), "--data", str(people),
+                                      "--force"])
     assert calibrated.exit_code == 0, calibrated.output
     assert "6 images" in calibrated.output and "skipped 1 images: unreadable, or without a face" in calibrated.output
     calibration = read_manifest(tmp_path / "bundle").calibration

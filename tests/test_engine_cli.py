@@ -51,7 +51,8 @@ def test_export_engine_fp16_alone_writes_the_bundle_checked_on_the_shipped_photo
     assert result.exit_code == EXIT_NO_ENGINE, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert errors == [result.stderr.splitlines()[-1]], result.stderr  # one line, the last
-    assert "TensorRT is not installed here" in errors[0] and f"edgedml build-engine {out} --engine fp16" in errors[0]
+    assert "TensorRT is not installed here" in errors[0]
+    assert f"edgedml build-engine --model {out} --engine fp16" in errors[0]
     assert "8 photos that install with edgedml" in result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["graphs"]) == {"fp32", "fp16"} and manifest["engines"] == {}

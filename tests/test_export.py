@@ -147,7 +147,7 @@ def test_cli_export_without_tensorrt_writes_the_bundle_then_exits_non_zero(tmp_p
     assert "edgedml build-engine" in result.output
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert manifest["engines"] == {} and manifest["model"]["head"] == "grouping"
-    again = CliRunner().invoke(main, ["build-engine", str(tmp_path / "bundle"), "--engine", "fp32"])
+    again = CliRunner().invoke(main, ["build-engine", "--model", str(tmp_path / "bundle"), "--engine", "fp32"])
     assert again.exit_code == EXIT_NO_ENGINE
 
 

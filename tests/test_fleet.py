@@ -165,7 +165,7 @@ def test_a_server_outage_fails_each_call_in_one_line_and_the_door_resumes(bundle
             with caplog.at_level("WARNING", logger="edgedml"):
                 assert g.log_decision("verify", before, claimed="daisy") is None
             assert "not logged" in caplog.text
-            result = CliRunner().invoke(main, ["verify", url, str(DAISY_2), "daisy", "--model", str(bundle),
+            result = CliRunner().invoke(main, ["verify", url, "daisy", str(DAISY_2), "--model", str(bundle),
                                                "--threshold", "0"])
             assert result.exit_code == 1 and "cannot be reached" in result.output
             server.ensure_postgres_running()  # the server is back, at the same address
@@ -252,12 +252,12 @@ def test_the_cli_takes_a_url_wherever_it_takes_a_file(bundle, fleet_url):
     for name, image in (("daisy", DAISY_1), ("pansy", PANSY)):
         result = runner.invoke(main, ["enroll", fleet_url, name, str(image), *model])
         assert result.exit_code == 0 and "enrolled" in result.output, result.output
-    ok = runner.invoke(main, ["verify", fleet_url, str(DAISY_2), "daisy", *model, "--threshold", "1.0", "--door", "gate"])
+    ok = runner.invoke(main, ["verify", fleet_url, "daisy", str(DAISY_2), *model, "--threshold", "1.0", "--door", "gate"])
     assert ok.exit_code == 0 and "ACCEPTED" in ok.output
     who = runner.invoke(main, ["identify", fleet_url, str(DAISY_2), *model, "--threshold", "1.99"])
     assert who.exit_code == EXIT_REJECTED
-    assert runner.invoke(main, ["revoke", fleet_url, "pansy", *model]).exit_code == 0
-    gone = runner.invoke(main, ["revoke", fleet_url, "pansy", *model])
+    assert runner.invoke(main, ["revoke", fleet_url, "pansy"]).exit_code == 0
+    gone = runner.invoke(main, ["revoke", fleet_url, "pansy"])
     assert gone.exit_code == 1 and "not enrolled" in gone.output
     with Gallery(fleet_url, Matcher(bundle)) as g:
         assert g.identities() == {"daisy": 1}

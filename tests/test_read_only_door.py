@@ -129,7 +129,7 @@ def edgedml(*args, as_door_user=False) -> subprocess.CompletedProcess:
 
 
 def verify(door: Door, db: Path, picture: str, name: str, as_door_user=False) -> subprocess.CompletedProcess:
-    return edgedml("verify", db, door.kit / picture, name, "--model", door.kit / "bundle", "--threshold", THRESHOLD,
+    return edgedml("verify", db, name, door.kit / picture, "--model", door.kit / "bundle", "--threshold", THRESHOLD,
                    as_door_user=as_door_user)
 
 
@@ -201,7 +201,7 @@ def test_the_issue_reproduction_on_a_read_only_bind_mount(kit, tmpfs):
         assert_accepted(verify(door, door.db, ALICE, "alice"))
         assert verify(door, door.db, BOB, "bob").returncode == 0  # bob is let in while enrolled
         door.hold()
-        done = edgedml("revoke", door.db, "bob", "--model", kit / "bundle")
+        done = edgedml("revoke", door.db, "bob")
         assert done.returncode == 0, done.stderr
         view = _read_only_view(kit, where, mounts)
         assert_not_enrolled(verify(door, view / "g.db", BOB, "bob"))
@@ -256,7 +256,7 @@ def test_a_revocation_checkpointed_at_close_needs_no_shm_on_a_read_only_remount(
     where, _ = tmpfs
     door = Door(kit, where)
     door.hold()
-    assert edgedml("revoke", door.db, "bob", "--model", kit / "bundle").returncode == 0
+    assert edgedml("revoke", door.db, "bob").returncode == 0
     door.kill()
     assert not door.file_alone_has_bob() and (where / "g.db-wal").stat().st_size == 0
     (where / "g.db-shm").unlink()
@@ -272,7 +272,7 @@ def test_enroll_and_revoke_on_a_read_only_mount_say_so_in_one_line(kit, tmpfs):
     before = door.files()
     assert_one_line_refusal(edgedml("enroll", door.db, "carol", kit / "3.png", "--model", kit / "bundle"),
                             "is read-only")
-    assert_one_line_refusal(edgedml("revoke", door.db, "alice", "--model", kit / "bundle"), "is read-only")
+    assert_one_line_refusal(edgedml("revoke", door.db, "alice"), "is read-only")
     assert door.files() == before
 
 
@@ -338,7 +338,7 @@ def test_enroll_and_revoke_without_root_on_a_read_only_folder_change_nothing(kit
     before = door.files()
     assert_one_line_refusal(edgedml("enroll", door.db, "carol", kit / "3.png", "--model", kit / "bundle",
                                     as_door_user=True), "is read-only")
-    assert_one_line_refusal(edgedml("revoke", door.db, "alice", "--model", kit / "bundle", as_door_user=True),
+    assert_one_line_refusal(edgedml("revoke", door.db, "alice", as_door_user=True),
                             "is read-only")
     assert door.files() == before
 

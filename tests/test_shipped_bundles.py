@@ -173,9 +173,9 @@ def test_enroll_and_verify_on_the_shipped_faces_bundle(tmp_path):
     photos = [str(orl / "s21" / f"{k}.pgm") for k in (1, 2, 3)]
     done = edgedml("enroll", gallery, "s21", *photos, "--model", "faces", cwd=tmp_path)
     assert done.returncode == 0 and "enrolled 's21': 3 new templates" in done.stdout, done.stderr
-    done = edgedml("verify", gallery, str(orl / "s21" / "7.pgm"), "s21", "--model", "faces", cwd=tmp_path)
+    done = edgedml("verify", gallery, "s21", str(orl / "s21" / "7.pgm"), "--model", "faces", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.startswith("ACCEPTED: s21 score "), done.stdout + done.stderr
-    done = edgedml("verify", gallery, str(orl / "s22" / "7.pgm"), "s21", "--model", "faces", cwd=tmp_path)
+    done = edgedml("verify", gallery, "s21", str(orl / "s22" / "7.pgm"), "--model", "faces", cwd=tmp_path)
     assert done.returncode == 4 and done.stdout.startswith("REJECTED: s21 score "), done.stdout + done.stderr
 
 

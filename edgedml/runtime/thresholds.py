@@ -67,7 +67,7 @@ def calibrated_threshold(manifest: Manifest, name: str, cropping: str,
     value = check_threshold(entry["threshold"], manifest)
     measured_cropping, measured_precision = calibrated_conditions(manifest)
     fix = ("pass --threshold (Matcher(..., threshold=...)), or calibrate again the way the door runs "
-           "(`edgedml calibrate BUNDLE --data DIR` with the same --detector and --precision)")
+           "(`edgedml calibrate --model BUNDLE --data DIR` with the same --detector and --precision)")
     if measured_cropping != cropping:
         measured = (f"{measured_cropping.split(':')[0]!r} ({measured_cropping})" if measured_cropping
                     else "an unrecorded cropping (a calibration older than that record, on a bundle with a detector)")

@@ -7,7 +7,7 @@ exists in TensorRT 10.x and in TensorRT 11.x, which removed weak typing. On 10.x
 deprecated, so none is passed.
 
 Engines are specific to a GPU and a TensorRT version, so they are built where they run
-(``edgedml build-engine BUNDLE --engine fp16``) and checked there against the ONNX Runtime
+(``edgedml build-engine --model BUNDLE --engine fp16``) and checked there against the ONNX Runtime
 outputs stored in the bundle (``validation/``) before the manifest records them.
 
 - :mod:`.gpu`: what this device offers (cuda-python's runtime, a CUDA GPU, TensorRT);

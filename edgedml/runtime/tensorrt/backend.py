@@ -36,7 +36,7 @@ class TensorRTBackend:
         if not all(isinstance(engines.get(g), dict) and engines[g].get("file") for g in GRAPHS):
             have = sorted(recorded) if recorded else "none"
             raise BundleError(f"{bundle} has no TensorRT {precision} engines (it has: {have}); build them on this "
-                              f"device with `edgedml build-engine {bundle} --engine {precision}`")
+                              f"device with `edgedml build-engine --model {bundle} --engine {precision}`")
         self.trt = import_tensorrt("the TensorRT backend")
         try:
             self.cudart = cudart()
@@ -62,12 +62,12 @@ class TensorRTBackend:
         trt, rt = self.trt, self.cudart
         if not path.is_file():
             raise BundleError(f"the {graph} engine {path} is missing; rebuild it with "
-                              f"`edgedml build-engine {bundle} --engine {self.precision}`")
+                              f"`edgedml build-engine --model {bundle} --engine {self.precision}`")
         engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise BundleError(f"TensorRT {trt.__version__} could not load the {graph} engine {path.name}: it was "
                               f"built for another GPU or TensorRT version; rebuild it here with "
-                              f"`edgedml build-engine {bundle} --engine {self.precision}`")
+                              f"`edgedml build-engine --model {bundle} --engine {self.precision}`")
         context = engine.create_execution_context()
         if context is None:
             raise BundleError(f"TensorRT could not create an execution context for the {graph} engine "

@@ -136,7 +136,7 @@ def build_engines(bundle: str | Path, precision: str = "fp16", max_batch: int = 
     reason = availability()
     if reason:
         raise EngineUnavailable(f"{reason}: the ONNX bundle in {root} is complete; build the engines on the "
-                                f"target with `edgedml build-engine {root} --engine {precision}`")
+                                f"target with `edgedml build-engine --model {root} --engine {precision}`")
 
     embedder = _embedder_limit(manifest, max_batch, log)
     matcher = Limit.from_dict(manifest.limits.get("matcher"))
