@@ -1364,8 +1364,8 @@ def test_verify_reads_name_and_image_one_way_or_refuses(world, tmp_path, order, 
     if order == "NAME IMG":
         assert err == []
     else:
-        assert err == ["edgedml: deprecated: 'verify GALLERY IMG NAME'; use 'verify GALLERY NAME IMG' (the old order "
-                       "goes in the next release)"]
+        assert err == [("edgedml: deprecated: 'verify GALLERY IMG NAME'; use 'verify GALLERY NAME IMG' (the old "
+                        "order goes in the next release)")]
     with Gallery(door, Matcher(world / "bundle")) as g:  # logged as a verification of ann
         logged = g.decisions(limit=1)[0]
         assert (logged.kind, logged.claimed, logged.accepted) == ("verify", "ann", False)
@@ -1411,8 +1411,8 @@ def test_old_calibrate_form_calibrates_the_same_bundle_after_one_notice(world, t
                                        ["calibrate", root / "bundle", "--data", root / "data"])]
     (new_code, new_out, new_err), (old_code, old_out, old_err) = results
     assert new_code == old_code == 1 and new_out == old_out == []
-    assert old_err == ["edgedml: deprecated: 'calibrate BUNDLE'; use 'calibrate --model BUNDLE' (the old form goes "
-                       "in the next release)", *new_err]
+    assert old_err == [("edgedml: deprecated: 'calibrate BUNDLE'; use 'calibrate --model BUNDLE' (the old form "
+                        "goes in the next release)"), *new_err]
     assert "4 impostor pairs cannot measure FAR 0.001" in new_err[-1]
     assert _bundle_state(root / "bundle") == before
 
@@ -1426,8 +1426,8 @@ def test_old_build_engine_form_reaches_the_same_build(world):
     new = _run(["build-engine", "--model", world / "bundle", "--engine", "fp32"])
     old = _run(["build-engine", world / "bundle", "--engine", "fp32"])
     assert new[0] == old[0] == 3 and new[1] == old[1] and old[2] == [
-        "edgedml: deprecated: 'build-engine BUNDLE'; use 'build-engine --model BUNDLE' (the old form goes in the "
-        "next release)", *new[2]]
+        ("edgedml: deprecated: 'build-engine BUNDLE'; use 'build-engine --model BUNDLE' (the old form goes in the "
+         "next release)"), *new[2]]
     assert _bundle_state(world / "bundle") == before
 
 
@@ -1439,9 +1439,9 @@ def test_revoke_needs_no_bundle_and_ignores_an_old_model_option(world, tmp_path)
     # the old form: --model (here a folder that does not even exist) and --precision are ignored
     code, out, err = _run(["revoke", db, "ann", "--model", tmp_path / "no-such-bundle", "--precision", "int8"])
     assert (code, out) == (0, [f"revoked 'ann' in {db}"]) and err == [
-        "edgedml: deprecated: 'revoke GALLERY NAME --model BUNDLE --precision PRECISION'; use 'revoke GALLERY NAME' "
-        "(a revocation needs no bundle: --model and --precision are ignored, and the options go in the next "
-        "release)"], err
+        ("edgedml: deprecated: 'revoke GALLERY NAME --model BUNDLE --precision PRECISION'; use 'revoke GALLERY NAME' "
+         "(a revocation needs no bundle: --model and --precision are ignored, and the options go in the next "
+         "release)")], err
     assert _identities(db) == []
     code, out, err = _run(["revoke", db, "ann", "--model", world / "bundle"])
     assert code == 1 and len(err) == 2 and NOTICE.match(err[0]) and "'ann' is not enrolled" in err[1], err

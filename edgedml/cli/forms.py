@@ -17,8 +17,8 @@ Imports neither torch nor onnx (the device commands use it)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import click
 
