@@ -1342,13 +1342,18 @@ def _run(args, cwd=None):
 
 
 @pytest.mark.parametrize("order", ["NAME IMG", "IMG NAME"])
-@pytest.mark.parametrize("file_named_ann", [False, True], ids=["no file named ann", "a file named ann here"])
-def test_verify_reads_name_and_image_one_way_or_refuses(world, tmp_path, order, file_named_ann):
+@pytest.mark.parametrize("here", ["nothing", "folder", "file"], ids=lambda h: f"a {h} named ann here")
+def test_verify_reads_name_and_image_one_way_or_refuses(world, tmp_path, order, here):
     """In a folder holding a file named like the identity, `ann` reads as a name and as an image:
-    refused in one line (exit 2), the gallery untouched. Otherwise the new order decides silently
-    and the old one decides the same, after one notice."""
+    refused in one line (exit 2), the gallery untouched. Otherwise (a folder of ann's photos named
+    ann is no image) the new order decides silently and the old one decides the same, after one
+    notice."""
+    file_named_ann = here == "file"
     if file_named_ann:
         shutil.copy(world / "0.png", tmp_path / "ann")
+    elif here == "folder":
+        (tmp_path / "ann").mkdir()
+        shutil.copy(world / "0.png", tmp_path / "ann" / "0.png")
     image, door = world / "3.png", _gallery_copy(world, tmp_path)
     pair = ["ann", image] if order == "NAME IMG" else [image, "ann"]
     before = _gallery_state(door)
