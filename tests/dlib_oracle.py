@@ -43,3 +43,43 @@ def dlib_pipeline_chips(dat_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ORL (two photos of each of 40 people) and yalefaces (two of each of 15), grey → RGB; photos
     where HOG finds no single face are left out. Computed once per test process."""
     return _pipeline(str(dat_file))
+
+
+YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+
+
+def faces_preset_or_skip():
+    """The `faces` preset (dlib's network from the face-recognition-models wheel), or a skip
+    naming what is missing (the wheel, or the YuNet model its bundles cut faces with)."""
+    from edgedml.errors import WeightsNotFoundError
+    from edgedml.models import load_checkpoint
+
+    if not YUNET.is_file():
+        pytest.skip(f"the YuNet model is not at {YUNET}")
+    try:
+        return load_checkpoint("faces")
+    except WeightsNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+def yunet_chips(photos: list[Path], folder: Path, name=lambda photo: f"{photo.parent.name}_{photo.stem}"
+                ) -> dict[Path, Path]:
+    """Each photo's largest YuNet face as dlib's 150×150 chip (``roi.dlib_chip_view``, as a
+    faces bundle cuts it), written to ``folder/<name(photo)>.png``: {photo: chip file}; photos
+    without a face are left out."""
+    import cv2
+
+    from edgedml.runtime.detection import YuNetDetector
+    from edgedml.runtime.image import load_image
+    from edgedml.runtime.roi import dlib_chip_view
+
+    detector = YuNetDetector(YUNET)
+    folder.mkdir(parents=True, exist_ok=True)
+    chips = {}
+    for photo in photos:
+        rgb = load_image(str(photo))
+        faces = detector.detect(rgb)
+        if faces:
+            chips[photo] = folder / f"{name(photo)}.png"
+            cv2.imwrite(str(chips[photo]), cv2.cvtColor(dlib_chip_view(rgb, faces[0]).pixels, cv2.COLOR_RGB2BGR))
+    return chips

@@ -5,15 +5,13 @@ for TensorRT's strongly typed builder."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from conftest import data_path
+from dlib_oracle import YUNET
 
 pytestmark = pytest.mark.slow
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 PRECISIONS = ("fp32", "fp16", "int8-cpu")
 
 
@@ -22,33 +20,15 @@ def faces_bundle(tmp_path_factory):
     """The faces preset exported with YuNet at fp32, fp16 and int8-cpu, INT8 calibrated on YuNet
     chips of people and photos the oracle's chips do not use (orl s01–s20, photos 3–6)."""
     pytest.importorskip("onnxruntime")
-    import cv2
+    from dlib_oracle import faces_preset_or_skip, yunet_chips
 
-    from edgedml.errors import WeightsNotFoundError
     from edgedml.export.exporter import ExportOptions, export_bundle
-    from edgedml.models import load_checkpoint
-    from edgedml.runtime.detection import YuNetDetector
-    from edgedml.runtime.image import load_image
-    from edgedml.runtime.roi import dlib_chip_view
 
-    if not YUNET.is_file():
-        pytest.skip(f"the YuNet model is not at {YUNET}")
-    try:
-        model = load_checkpoint("faces")
-    except WeightsNotFoundError as exc:
-        pytest.skip(str(exc))
+    model = faces_preset_or_skip()
     root = tmp_path_factory.mktemp("dlib_export")
     calib = root / "calib"
-    calib.mkdir()
-    detector = YuNetDetector(YUNET)
     orl = data_path("orl_faces")
-    for person in range(1, 21):
-        for photo in (3, 4, 5, 6):
-            rgb = load_image(str(orl / f"s{person:02d}" / f"{photo}.pgm"))
-            faces = detector.detect(rgb)
-            if faces:
-                chip = dlib_chip_view(rgb, faces[0]).pixels
-                cv2.imwrite(str(calib / f"s{person:02d}_{photo}.png"), cv2.cvtColor(chip, cv2.COLOR_RGB2BGR))
+    yunet_chips([orl / f"s{person:02d}" / f"{photo}.pgm" for person in range(1, 21) for photo in (3, 4, 5, 6)], calib)
     options = ExportOptions(precisions=PRECISIONS, calib=str(calib), calib_images=64, validate_with=str(calib),
                             detector=f"yunet:{YUNET}")
     export_bundle(model.eval(), root / "bundle", options, source="preset faces", log=lambda m: None)

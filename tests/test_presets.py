@@ -3,7 +3,6 @@ the training data, and (on real photos of unseen classes) that training made the
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,32 +67,17 @@ def test_the_faces_preset_separates_unseen_people_better_than_imagenet_features(
     """Ten people no model trained on (orl_faces s21–s30, ten photos each), every pair: the faces
     preset on dlib's chips cut from YuNet's landmarks (as its bundle cuts them) against the
     ImageNet backbone's features of the whole photos; the equal error rate must be lower."""
-    import cv2
+    from dlib_oracle import faces_preset_or_skip, yunet_chips
 
-    from edgedml.errors import WeightsNotFoundError
     from edgedml.runtime.calibration import equal_error_rate
-    from edgedml.runtime.detection import YuNetDetector
-    from edgedml.runtime.roi import dlib_chip_view
     from edgedml.training.datasets import load_split
     from edgedml.training.evaluate import embed_samples
 
-    yunet = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-    if not yunet.is_file():
-        pytest.skip(f"the YuNet model is not at {yunet}")
-    try:
-        faces = load_checkpoint("faces")
-    except WeightsNotFoundError as exc:
-        pytest.skip(str(exc))
+    faces = faces_preset_or_skip()
     samples = [s for s in load_split(data_path("orl_faces")).test if s.class_name <= "s30"]
-    chips = tmp_path
-    detector = YuNetDetector(yunet)
-    for sample in samples:
-        rgb = cv2.cvtColor(cv2.imread(str(sample.path)), cv2.COLOR_BGR2RGB)
-        found = detector.detect(rgb)
-        assert found, sample.path  # YuNet finds every face of these ten people
-        cv2.imwrite(str(chips / f"{sample.class_name}_{Path(sample.path).stem}.png"),
-                    cv2.cvtColor(dlib_chip_view(rgb, found[0]).pixels, cv2.COLOR_RGB2BGR))
-    chip_samples = [dataclasses.replace(s, path=chips / f"{s.class_name}_{Path(s.path).stem}.png") for s in samples]
+    chips = yunet_chips([s.path for s in samples], tmp_path)
+    assert len(chips) == len(samples)  # YuNet finds every face of these ten people
+    chip_samples = [dataclasses.replace(s, path=chips[s.path]) for s in samples]
     eer = {}
     for name, model, inputs in (("imagenet", load_checkpoint("imagenet"), samples), ("faces", faces, chip_samples)):
         data = embed_samples(model, inputs, model.config.preprocessing(), workers=0)
