@@ -1073,6 +1073,8 @@ FORM_CASES = [
      None, 2, "neither 'ann' nor"),
     ("verify in the old order decides on the named identity", ["verify", "{world}/door.db", IMG, "ann", *DOOR], None,
      4, "deprecated: 'verify GALLERY IMG NAME'; use 'verify GALLERY NAME IMG'"),
+    ("verify a name too long to be a file name", ["verify", "{world}/door.db", "a" * 257, IMG, *DOOR], None, 1,
+     "names have at most 256"),
     ("enroll a name that is a file", ["enroll", "{world}/door.db", "{world}/0.png", IMG, "--model", "{world}/bundle"],
      None, 2, "is a file, so it reads as an image, not a name"),
     ("calibrate the shipped objects bundle", ["calibrate", "--model", "objects", "--data", "{target}"], _pairs_folder,

@@ -52,6 +52,14 @@ def positionals(command: click.Command, args: list[str]) -> list[int]:
     return found
 
 
+def is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file; a string no file can have (too long, a NUL) does not."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 class Rewritten(click.Command):
     """A command whose old argument forms ``rewrite(command, args)`` turns into the current one
     (printing the notice) or refuses (:class:`FormError`) before click parses them; ``--help``
@@ -74,7 +82,7 @@ def verify_order(command: click.Command, args: list[str]) -> list[str]:
     if len(where) != 3:  # click says what is missing or extra
         return args
     first, second = (args[i] for i in where[1:])
-    first_file, second_file = Path(first).is_file(), Path(second).is_file()
+    first_file, second_file = is_file(first), is_file(second)
     if second_file and not first_file:
         return args
     if first_file and not second_file:
@@ -92,7 +100,7 @@ def verify_order(command: click.Command, args: list[str]) -> list[str]:
 def enroll_name(command: click.Command, args: list[str]) -> list[str]:
     """``enroll GALLERY NAME IMG…``: a NAME that is an existing file reads as an image, not a name."""
     where = positionals(command, args)
-    if len(where) >= 3 and Path(args[where[1]]).is_file():
+    if len(where) >= 3 and is_file(args[where[1]]):
         name = args[where[1]]
         raise FormError(f"enroll takes GALLERY NAME IMG…, and {name!r} is a file, so it reads as an image, not a "
                         f"name: put the identity's name before the images (a name spelled like a file here is "
