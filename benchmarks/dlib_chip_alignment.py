@@ -56,8 +56,8 @@ def verification(descriptors: np.ndarray, labels: np.ndarray) -> dict:
 def main() -> int:
     import cv2
     import dlib
-
     from derive_dlib_chip_points import CHIP_PADDING, CHIP_SIZE, PEOPLE, YUNET, analyse, dlib_tools, photos
+
     from edgedml.models.dlib_files import dlib_model_file
     from edgedml.runtime.detection import DetectorSettings, YuNetDetector
     from edgedml.runtime.roi import dlib_chip_view, face_view

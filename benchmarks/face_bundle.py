@@ -43,8 +43,8 @@ def training_chips(out: Path, chip: str, yunet: Path) -> tuple[Path, Path]:
     once: ``out/calib/<set>/<person>/<photo>.png`` (even-numbered photos of each person) and
     ``out/validate/...`` (odd-numbered)."""
     import cv2
-
     from derive_dlib_chip_points import DATA, PEOPLE, photos
+
     from edgedml.runtime.detection import DetectorSettings, YuNetDetector
     from edgedml.runtime.image import load_image
     from edgedml.runtime.roi import cut_view

@@ -68,10 +68,10 @@ def face_crops(names, chip: str = "square") -> list[Path]:
     """The named data sets as the face stage cuts them (YuNet, default DetectorSettings with
     ``chip``), made once under runs/face_crops (square) or runs/face_crops_<chip>: what
     benchmarks/occlusion.py and faithfulness.py read."""
+    from derive_dlib_chip_points import DATA
+
     from edgedml.runtime.detection import DetectorSettings, YuNetDetector
     from edgedml.runtime.face_crops import cropped_copy
-
-    from derive_dlib_chip_points import DATA
 
     detector = YuNetDetector(YUNET, DetectorSettings(chip=chip))
     folder = ROOT / "runs" / ("face_crops" if chip == "square" else f"face_crops_{chip}")
@@ -83,8 +83,8 @@ class DlibPipeline:
 
     def __init__(self):
         import dlib
-
         from derive_dlib_chip_points import dlib_tools
+
         from edgedml.models.dlib_files import dlib_model_file
 
         self.dlib = dlib
@@ -265,6 +265,7 @@ def cpu_model() -> str:
 def load_test_photos():
     """(rgb list, person labels (N,), data set of each (N,), relative paths) of the test people."""
     from derive_dlib_chip_points import DATA, PEOPLE, photos
+
     from edgedml.runtime.image import load_image
 
     listed = photos(PEOPLE["test"])
@@ -290,10 +291,10 @@ def main() -> int:
     import cv2
     import dlib
     import onnxruntime
-
-    import edgedml
     import roc_plot
     from face_bundle import PRECISIONS, cached_bundle
+
+    import edgedml
 
     cv2.setNumThreads(1)
     bundle, model_facts = cached_bundle(args.model, YUNET, fresh=args.fresh)

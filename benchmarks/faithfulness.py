@@ -149,10 +149,10 @@ def main(argv=None) -> int:
     import argparse
 
     import cv2
+    from face_composites import ensure_bundle
 
     from edgedml.runtime.faithfulness import draw, evaluate
     from edgedml.runtime.matcher import Matcher
-    from face_composites import ensure_bundle
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default=",".join(SETS),

@@ -128,10 +128,9 @@ def main() -> int:
     if not YUNET.is_file():
         sys.exit(f"{YUNET} not found: this benchmark cuts the faces with YuNet")
     from edgedml.models import load_checkpoint
+    from edgedml.runtime.detection import CHIP_OF_BACKBONE
     from edgedml.runtime.image import load_image
     from edgedml.training.datasets import load_splits
-
-    from edgedml.runtime.detection import CHIP_OF_BACKBONE
 
     started = time.perf_counter()
     model = load_checkpoint(args.checkpoint).eval()

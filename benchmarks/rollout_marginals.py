@@ -37,10 +37,9 @@ def main() -> int:
 
     from edgedml.models import ModelConfig, build_model
     from edgedml.models.rollout import region_marginals, truncated_rollout
-    from edgedml.training.datasets import load_split
+    from edgedml.training.datasets import ImageDataset, load_split
     from edgedml.training.evaluate import Embedded, evaluate_embeddings
     from edgedml.training.transforms import EvalTransform
-    from edgedml.training.datasets import ImageDataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone-weights", default="random")

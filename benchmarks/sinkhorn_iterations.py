@@ -55,7 +55,8 @@ def official_stop(s, u, v, eps: float, thresh: float = 0.1, most: int = 100):
 
 
 def measure(data, eps: float, marginals: str, k: int) -> dict:
-    from edgedml.models.matching import marginals as marginals_of, region_similarity, sinkhorn_scaling
+    from edgedml.models.matching import marginals as marginals_of
+    from edgedml.models.matching import region_similarity, sinkhorn_scaling
     from edgedml.training import metrics
     from edgedml.training.evaluate import evaluate_embeddings
 

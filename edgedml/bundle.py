@@ -282,7 +282,7 @@ class Manifest:
         del body["extra"], body["root"]
         return {**self.extra, **body, "format": FORMAT, "format_version": FORMAT_VERSION}
 
-    def write(self, root: str | Path) -> "Manifest":
+    def write(self, root: str | Path) -> Manifest:
         """Write this manifest into the bundle folder ``root`` with the checksums of every
         contract file, atomically; returns the manifest as written."""
         root = Path(root)
@@ -302,7 +302,7 @@ class Manifest:
         os.replace(tmp, target)
         return written
 
-    def update(self, **changes) -> "Manifest":
+    def update(self, **changes) -> Manifest:
         """Change fields and rewrite the manifest (and every checksum) in the folder it was read
         from, atomically: ``manifest.update(thresholds={...})``."""
         if self.root is None:
@@ -310,7 +310,7 @@ class Manifest:
         return dataclasses.replace(self, **changes).write(self.root)
 
     @classmethod
-    def from_dict(cls, data: dict, root: Path | None = None) -> "Manifest":
+    def from_dict(cls, data: dict, root: Path | None = None) -> Manifest:
         """Parse a manifest body; a malformed one raises :class:`BundleError` naming what is wrong."""
         where = root / MANIFEST if root else MANIFEST
         problems = [f"'{key}' is missing or not an object" for key in REQUIRED if not isinstance(data.get(key), dict)]

@@ -7,7 +7,7 @@ drawn only when standard error is a terminal (tqdm's ``disable=None``), so logs,
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,

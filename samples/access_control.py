@@ -27,14 +27,13 @@ import time
 from pathlib import Path
 
 import cv2
+from camera_app import draw_face, frames, open_source
 
 from edgedml.errors import EdgeDMLError
 from edgedml.runtime import Matcher, explain
 from edgedml.runtime.gallery import Gallery
 from edgedml.runtime.image import image_extensions
 from edgedml.runtime.names import identity_name
-
-from camera_app import draw_face, frames, open_source
 
 
 def enroll_folder(gallery: Gallery, folder: Path) -> None:

@@ -21,7 +21,6 @@ from .common import EXIT_REJECTED, EXIT_UNDECIDED, _build_engines_or_explain, _f
 from .forms import Rewritten, bundle_option, enroll_name, revoke_options, verify_order
 from .params import COUNT, MARGIN, BundleFolder, DetectorSpec, OutputFile, Threshold, WritableBundle
 
-
 BUNDLE = BundleFolder()
 BUNDLE_HELP = ("A bundle folder written by `edgedml export`, or a shipped bundle: objects or faces (`edgedml bundles` "
                "lists them; a bundle folder of that name here wins).")
@@ -155,7 +154,8 @@ def calibrate(bundle, data, per_class, backend, precision, detector, force):
     """Score all genuine and impostor pairs of --data; write EER, TAR at FAR 1e-2/1e-3/1e-4 and
     their thresholds into the bundle, with a ROC curve and score histograms (PNG). A set too small
     to resolve FAR 1e-3 (fewer than 1000 impostor pairs) is refused unless --force."""
-    from ..runtime.calibration import calibrate as run, pairs_needed
+    from ..runtime.calibration import calibrate as run
+    from ..runtime.calibration import pairs_needed
 
     try:
         report = run(bundle, data, per_class, backend, progress=True, precision=precision, detector=detector,

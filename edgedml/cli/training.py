@@ -9,8 +9,7 @@ import click
 
 from ..errors import ConfigError, EdgeDMLError, MissingDependencyError
 from .common import _build_engines_or_explain, _fail, echo_logs
-from .params import (COUNT, FRACTION, NON_NEGATIVE, OPEN_UNIT, RATE, WEIGHT, BackboneWeights, DetectorSpec,
-                     OutputFile)
+from .params import COUNT, FRACTION, NON_NEGATIVE, OPEN_UNIT, RATE, WEIGHT, BackboneWeights, DetectorSpec, OutputFile
 
 
 def _class_list(value: str | None) -> list[str] | None:
@@ -84,7 +83,8 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
     from ..models import ModelConfig
 
     try:
-        from ..training.trainer import TrainConfig, train as run_training
+        from ..training.trainer import TrainConfig
+        from ..training.trainer import train as run_training
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml train", "train"))
     base = {}

@@ -168,11 +168,16 @@ def quantize(src: str | Path, dst: str | Path, layout: QuantLayout, images: np.n
     """Quantize the fp32 embedder at ``src`` to a QDQ graph at ``dst``, calibrated on ``images``
     (N, 3, S, S) float32 already through the deployment preprocessing. Returns the layout facts.
     ``progress``: a bar over the calibration images on stderr (when it is a terminal)."""
-    from ..progress import progress_bar
-
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..progress import progress_bar
 
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"unknown calibration method {method!r}; choose one of {list(CALIBRATION_METHODS)}")

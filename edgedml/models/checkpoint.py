@@ -24,7 +24,7 @@ FORMAT = "edgedml-checkpoint"
 FORMAT_VERSION = "1"
 
 
-def changed_weights(model: EmbeddingModel) -> dict[str, "torch.Tensor"]:
+def changed_weights(model: EmbeddingModel) -> dict[str, torch.Tensor]:
     """The tensors of ``model`` that differ from a freshly built ImageNet-pretrained model of the
     same config (the head's weights always do: a fresh head is random)."""
     import torch

@@ -270,7 +270,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict, saved: bool = False) -> "ModelConfig":
+    def from_dict(cls, data: dict, saved: bool = False) -> ModelConfig:
         """A config from a dict. ``saved``: the dict describes an existing model (a checkpoint,
         a run folder, a bundle), so fields it predates take their ``LEGACY_DEFAULTS`` value, the
         way that model was trained; otherwise missing fields take today's defaults."""
@@ -279,7 +279,7 @@ class ModelConfig:
         return build_dataclass(cls, data, "model config")
 
     @classmethod
-    def from_json(cls, text: str, saved: bool = True) -> "ModelConfig":
+    def from_json(cls, text: str, saved: bool = True) -> ModelConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -292,5 +292,5 @@ class ModelConfig:
         Path(path).write_text(self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelConfig":
+    def load(cls, path: str | Path) -> ModelConfig:
         return cls.from_json(Path(path).read_text())

@@ -205,7 +205,7 @@ def _signature(entry: tuple) -> tuple:
     return entry
 
 
-def read_dlib_face_resnet(path: str | Path) -> dict[str, "np.ndarray"]:
+def read_dlib_face_resnet(path: str | Path) -> dict[str, np.ndarray]:
     """dlib's ``dlib_face_recognition_resnet_model_v1.dat`` → state dict (numpy float32 arrays)
     for :class:`~edgedml.models.dlib_resnet.DlibFaceResNet`.
 

@@ -32,7 +32,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dlib_architecture import (  # noqa: F401  (re-exported)
-    CHIP_SIZE, DESCRIPTOR_DIM, DLIB_MEAN, DLIB_MEAN_255, DLIB_STD, LEVELS, dlib_layers,
+    CHIP_SIZE,
+    DESCRIPTOR_DIM,
+    DLIB_MEAN,
+    DLIB_MEAN_255,
+    DLIB_STD,
+    LEVELS,
+    dlib_layers,
 )
 
 

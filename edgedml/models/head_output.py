@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from torch import Tensor
 
@@ -24,6 +24,6 @@ class HeadOutput(NamedTuple):
 
     embedding: Tensor
     local: Tensor
-    attention: Optional[Tensor]
-    parts: Optional[Tensor]
-    marginal: Optional[Tensor] = None
+    attention: Tensor | None
+    parts: Tensor | None
+    marginal: Tensor | None = None

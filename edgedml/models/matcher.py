@@ -64,7 +64,7 @@ class StructuralMatcher(nn.Module):
         self.centers_from_embedding = centers_from_embedding
 
     @classmethod
-    def for_model(cls, config, form: str = "scaling", iters: int | None = None) -> "StructuralMatcher":
+    def for_model(cls, config, form: str = "scaling", iters: int | None = None) -> StructuralMatcher:
         """The matcher a :class:`ModelConfig` describes (its ε, iterations, marginals, centres)."""
         return cls(config.sinkhorn_eps, iters or config.sinkhorn_iters, config.marginals, form,
                    config.centers_from_embedding, config.partial_mass)

@@ -379,7 +379,6 @@ def calibrate(bundle: str | Path, data: str | Path, per_class: int | None = None
     A set whose impostor pairs cannot resolve FAR 1e-3 is refused (:class:`CalibrationError`,
     nothing written) unless ``force``. The report holds the thresholds, the calibration record,
     ``previous_default`` (the default threshold it replaces, or None) and ``lowered``."""
-    import cv2
 
     started = time.perf_counter()
     matcher = Matcher(bundle, backend=backend, precision=precision, detector=detector)

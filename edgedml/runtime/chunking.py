@@ -12,11 +12,10 @@ embedder's images, and the matcher's candidates with their rollout marginals.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
-
 
 # graph → the inputs split along axis 0 (the rest, the query's, go whole to every chunk); the
 # matcher's optional inputs (a rollout bundle's candidate_marginal) are split when present
@@ -35,7 +34,7 @@ class Limit:
     fixed: bool = False
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "Limit":
+    def from_dict(cls, data: dict | None) -> Limit:
         data = data or {}
         return cls(data.get("size"), bool(data.get("fixed", False)))
 

@@ -24,7 +24,7 @@ class LoggedDecision:
     details: dict = field(default_factory=dict, hash=False, compare=False)  # the face box, the reason, the caller's
 
     @classmethod
-    def from_row(cls, row: dict) -> "LoggedDecision":
+    def from_row(cls, row: dict) -> LoggedDecision:
         """A store's row (its ``details`` JSON text or a dict) → the typed record."""
         details = row.get("details")
         if isinstance(details, str):

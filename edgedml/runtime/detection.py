@@ -84,7 +84,7 @@ class DetectorSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DetectorSettings":
+    def from_dict(cls, data: dict) -> DetectorSettings:
         return build_dataclass(cls, data, "detector settings")
 
 

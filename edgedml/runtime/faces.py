@@ -43,7 +43,7 @@ class FaceResult:
 
     detection: Face
     view: View = field(repr=False)
-    features: "Features" = field(repr=False)
+    features: Features = field(repr=False)
     frame_shape: tuple[int, int]
     embedder: str = field(repr=False)
     cropping: str = field(repr=False)

@@ -39,9 +39,9 @@ from __future__ import annotations
 import socket
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -308,7 +308,7 @@ class Gallery:
     def closed(self) -> bool:
         return self._store is None
 
-    def __enter__(self) -> "Gallery":
+    def __enter__(self) -> Gallery:
         self.store  # noqa: B018 - a closed gallery refuses the with block
         return self
 

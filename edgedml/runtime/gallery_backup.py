@@ -98,7 +98,7 @@ def _is_gallery(path: Path) -> bool:
         return False
 
 
-def _read_only(path: Path) -> "_Closing":
+def _read_only(path: Path) -> _Closing:
     """A connection that never writes ``path`` and reads its write-ahead log (see sqlite_store)."""
     return _Closing(*open_read_only(path))
 

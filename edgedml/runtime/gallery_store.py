@@ -74,7 +74,7 @@ class Templates:
         return len(self.ids)
 
     @classmethod
-    def from_rows(cls, rows: list[tuple], layout: Layout, embedding_of=None) -> "Templates":
+    def from_rows(cls, rows: list[tuple], layout: Layout, embedding_of=None) -> Templates:
         """From (id, name, embedding, local bytes, marginal bytes or None, source) rows; the
         embedding is float32 bytes, or whatever ``embedding_of`` turns into an (E,) array."""
         r, d = layout.local_shape

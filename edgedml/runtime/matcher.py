@@ -31,9 +31,10 @@ Thread-safe: several camera threads may share one Matcher (closing it while they
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,7 +45,12 @@ from .agreement import SCORE_TOL
 from .backends import create_backend, graph_files
 from .chunking import CHUNKED, Limit, run_in_chunks
 from .detection import (
-    CHIP_OF_BACKBONE, DetectorSettings, Face, NoFaceFound, YuNetDetector, bundle_detector, load_detector,
+    CHIP_OF_BACKBONE,
+    DetectorSettings,
+    NoFaceFound,
+    YuNetDetector,
+    bundle_detector,
+    load_detector,
 )
 from .explanation import Explanation
 from .faces import FaceResult
@@ -67,7 +73,7 @@ class Features:
     attention: np.ndarray | None = None
     marginal: np.ndarray | None = None
 
-    def __getitem__(self, index) -> "Features":
+    def __getitem__(self, index) -> Features:
         index = slice(index, index + 1) if isinstance(index, int) or isinstance(index, np.integer) else index
         return Features(self.embedding[index], self.local[index],
                         None if self.attention is None else self.attention[index],
@@ -77,7 +83,7 @@ class Features:
         return len(self.embedding)
 
     @classmethod
-    def concat(cls, parts: Sequence["Features"]) -> "Features":
+    def concat(cls, parts: Sequence[Features]) -> Features:
         """The rows of several Features, in order (attention and marginal kept when all have them)."""
         def join(name):
             arrays = [getattr(p, name) for p in parts]
@@ -147,7 +153,7 @@ class Matcher:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "Matcher":
+    def __enter__(self) -> Matcher:
         self._check_open()
         return self
 
@@ -382,7 +388,7 @@ class Matcher:
                 "random_deletion_auc": found["random"].deletion_auc,
                 "evidence_insertion_auc": found["evidence"].insertion_auc}
 
-    def _side(self, image: ImageInput | FaceResult) -> "_Side":
+    def _side(self, image: ImageInput | FaceResult) -> _Side:
         """One input of a comparison: its frame (None for a FaceResult), the frame's shape, the view
         the embedder sees (None: no face) and its features when already embedded."""
         if isinstance(image, FaceResult):
@@ -390,7 +396,7 @@ class Matcher:
         rgb, views = self.views(image)
         return _Side(rgb, tuple(rgb.shape[:2]), views[0] if views else None, None)
 
-    def _score(self, side_a: "_Side", side_b: "_Side", threshold: float | None, top_matches: int
+    def _score(self, side_a: _Side, side_b: _Side, threshold: float | None, top_matches: int
                ) -> tuple[MatchResult, Features | None, dict | None]:
         """The comparison of two sides → the result, the two rows of features and the matcher's outputs."""
         if side_a.view is None or side_b.view is None:

@@ -8,8 +8,8 @@ test can check that no two boxes overlap.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, without importing OpenCV here
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1): pixels x0 ≤ x < x1, y0 ≤ y < y1
@@ -43,7 +43,7 @@ class Text:
         w, h, base = text_size(self.text, self.scale, self.thickness)
         return self.x - self.pad, self.y - h - self.pad, self.x + w + self.pad, self.y + base + self.pad
 
-    def moved(self, x: int, y: int) -> "Text":
+    def moved(self, x: int, y: int) -> Text:
         return Text(self.text, x, y, self.scale, self.thickness, self.colour, self.background, self.pad, self.role)
 
 

@@ -31,8 +31,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Sequence
 
 import numpy as np
 

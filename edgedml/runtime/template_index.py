@@ -78,7 +78,7 @@ class TemplateIndex:
 
     @classmethod
     def build(cls, ids: np.ndarray, embeddings: np.ndarray, settings: IndexSettings = IndexSettings(),
-              kind: str | None = None) -> "TemplateIndex":
+              kind: str | None = None) -> TemplateIndex:
         """An index of the kind ``settings`` chooses for ``len(ids)`` templates (or ``kind``)."""
         index = cls(embeddings.shape[1], kind or settings.kind_for(len(ids)), settings)
         if index.kind == "ivf":
@@ -194,7 +194,7 @@ class TemplateIndex:
         os.replace(meta_tmp, path.with_name(path.name + ".json"))
 
     @classmethod
-    def load(cls, path: Path, stamp: dict, settings: IndexSettings = IndexSettings()) -> "TemplateIndex | None":
+    def load(cls, path: Path, stamp: dict, settings: IndexSettings = IndexSettings()) -> TemplateIndex | None:
         """The index saved at ``path`` if it exists, is readable and carries ``stamp``; else None."""
         path = Path(path)
         try:

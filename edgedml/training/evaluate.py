@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..models.embedder import EmbeddingModel
 from ..models.config import SINKHORN_ITERS
+from ..models.embedder import EmbeddingModel
 from ..models.matching import multiscale_rerank, structural_match
 from ..preprocessing import PreprocessSpec
 from . import metrics

@@ -4,7 +4,6 @@ ABE's divergence loss. Standard losses, miners and samplers come from PML itself
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.distances import BaseDistance

@@ -10,7 +10,7 @@ its contiguous slice. With one rank it is a plain m-per-class batch sampler.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
