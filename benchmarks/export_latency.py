@@ -3,8 +3,8 @@
     python benchmarks/export_latency.py
 
 Exports the default model (EfficientNet-Lite0 + DIML, 224×224, scaling-form matcher with the
-default SINKHORN_ITERS = 30 Sinkhorn iterations), then times, single-threaded and interleaved (A, B, A, B, ...) so that both
-sides see the same machine load, the median of --repeats calls of:
+default SINKHORN_ITERS = 30 Sinkhorn iterations), then times, single-threaded and interleaved
+(A, B, A, B, ...) so that both sides see the same machine load, the median of --repeats calls of:
 - the embedder at batch 1 and 8: ONNX Runtime, OpenCV DNN and PyTorch eager;
 - the matcher for K = 1, 10, 100 candidates: ONNX Runtime and PyTorch eager;
 - POT's ot.sinkhorn called pair by pair for K = 100 (what a naive device loop would do).
@@ -90,9 +90,9 @@ def main() -> None:
 
         with torch.no_grad():
             row = interleaved({
-                "onnxruntime_ms": lambda: embedder.run(None, {"images": array}),
+                "onnxruntime_ms": lambda array=array: embedder.run(None, {"images": array}),
                 "opencv_dnn_ms": opencv,
-                "pytorch_eager_ms": lambda: model(images),
+                "pytorch_eager_ms": lambda images=images: model(images),
             }, args.repeats if batch == 1 else max(5, args.repeats // 4))
         row["ort_over_pytorch"] = round(row["onnxruntime_ms"] / row["pytorch_eager_ms"], 3)
         results["embedder"][f"batch_{batch}"] = row
@@ -105,8 +105,8 @@ def main() -> None:
         feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, inputs)}
         with torch.no_grad():
             row = interleaved({
-                "onnxruntime_ms": lambda: matcher_sess.run(None, feeds),
-                "pytorch_eager_ms": lambda: matcher(*inputs),
+                "onnxruntime_ms": lambda feeds=feeds: matcher_sess.run(None, feeds),
+                "pytorch_eager_ms": lambda inputs=inputs: matcher(*inputs),
             }, args.repeats)
         results["matcher"][f"K_{k}"] = row
         print("matcher", k, row, flush=True)
@@ -125,7 +125,7 @@ def main() -> None:
     for name, kwargs in (("pot_same_iterations", dict(method="sinkhorn", numItermax=cfg.sinkhorn_iters,
                                                            stopThr=0.0)),
                          ("pot_defaults", {})):
-        pot_ms = statistics.median(timed(lambda: pot_loop(**kwargs), 5))
+        pot_ms = statistics.median(timed(lambda kwargs=kwargs: pot_loop(**kwargs), 5))
         results[f"{name}_pair_by_pair_K_100_ms"] = round(pot_ms, 2)
         results[f"unrolled_over_{name}_speedup"] = round(pot_ms / ort_ms, 1)
     report = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()}, 1 thread",

@@ -339,7 +339,7 @@ def markdown(report: dict) -> str:
         stretched, glob = settings[STRETCHED]["multi-scale"], settings[DOOR]["global"]
         oracle = settings[ORACLE]["−Euclidean"]
 
-        def gap(reference: dict) -> str:
+        def gap(reference: dict, door: dict = door) -> str:
             points = round(100 * (reference["recall@1"] - door["recall@1"]), 1)
             return f"{abs(points):.1f} points {'below' if points > 0 else 'above'}" if points else "equal to"
 

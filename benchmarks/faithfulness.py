@@ -125,8 +125,8 @@ def profile_markdown(key: str, result: dict) -> list[str]:
              f"the plain AUCs. Over {profile['pairs']} pairs the evidence is highest at {cell(int(share.argmax()))} "
              f"(share {share.max():.3f}) and lowest at {cell(int(share.argmin()))} ({share.min():.3f}), while "
              f"removing {cell(int(drop.argmax()))} costs the most (multi-scale drop {drop.max():.3f}, against "
-             f"{drop.reshape(-1)[share.argmax()]:.3f} at the evidence's top cell); the evidence's rank correlation with "
-             f"the occlusion drop is {profile['spearman_multiscale']:.2f} (multi-scale) and "
+             f"{drop.reshape(-1)[share.argmax()]:.3f} at the evidence's top cell); the evidence's rank correlation "
+             f"with the occlusion drop is {profile['spearman_multiscale']:.2f} (multi-scale) and "
              f"{profile['spearman_structural']:.2f} (structural score alone).",
              "", f"Per cell ({profile['pairs']} genuine pairs, seed {profile['seed']}; top row of the chip first): the "
              f"explained photo's mean share of the evidence, and the mean drop of the score (÷ the clean score) when "
@@ -218,7 +218,8 @@ def main(argv=None) -> int:
             lines.append(f"| {set_name} | {name} | {method} | {m['deletion_auc']:.3f} | "
                          f"{m['deletion_auc_above_empty']:.3f} | {m['insertion_auc']:.3f} | {m['extra_ms']:.1f} |")
         ev, rnd, occ = methods["evidence"], methods["random"], methods["occlusion"]
-        notes.append(f"- {set_name}, {name}: evidence/random deletion AUC {ev['deletion_auc'] / rnd['deletion_auc']:.3f} "
+        notes.append(f"- {set_name}, {name}: evidence/random deletion AUC "
+                     f"{ev['deletion_auc'] / rnd['deletion_auc']:.3f} "
                      f"(target ≤ 0.8: {'met' if ev['deletion_auc'] <= 0.8 * rnd['deletion_auc'] else 'missed'}); "
                      f"evidence/occlusion {ev['deletion_auc'] / occ['deletion_auc']:.3f} (target ≤ 1.10: "
                      f"{'met' if ev['deletion_auc'] <= 1.1 * occ['deletion_auc'] else 'missed'}); occlusion costs "

@@ -104,9 +104,11 @@ def recalls(found: list, exact: list, k: int) -> dict:
     same identity (what identify ranks: an identity's templates are near-ties); recall@k: the
     share of the exact top k found."""
     at1 = np.mean([len(f) > 0 and f[0] == e[0] for f, e in zip(found, exact)])
-    who = np.mean([len(f) > 0 and (f[0] - 1) // PER_IDENTITY == (e[0] - 1) // PER_IDENTITY for f, e in zip(found, exact)])
+    who = np.mean([len(f) > 0 and (f[0] - 1) // PER_IDENTITY == (e[0] - 1) // PER_IDENTITY
+                   for f, e in zip(found, exact)])
     atk = np.mean([len(set(f[:k]) & set(e[:k])) / k for f, e in zip(found, exact)])
-    return {"recall@1": round(float(at1), 4), "identity_recall@1": round(float(who), 4), f"recall@{k}": round(float(atk), 4)}
+    return {"recall@1": round(float(at1), 4), "identity_recall@1": round(float(who), 4),
+            f"recall@{k}": round(float(atk), 4)}
 
 
 def index_rows(n: int, population: Population, k: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
@@ -165,7 +167,8 @@ def fill_sqlite(path: Path, layout, emb: np.ndarray, population: Population) -> 
                        [(i + 1, f"id{i:07d}") for i in range(start // PER_IDENTITY, stop // PER_IDENTITY)])
         local = population.locals(stop - start)
         db.executemany("INSERT INTO templates (identity_id, embedding, local, source, created) VALUES (?,?,?,NULL,0)",
-                       [(i // PER_IDENTITY + 1, emb[i].tobytes(), local[i - start].tobytes()) for i in range(start, stop)])
+                       [(i // PER_IDENTITY + 1, emb[i].tobytes(), local[i - start].tobytes())
+                        for i in range(start, stop)])
         db.execute("COMMIT")
     db.close()
 
@@ -253,11 +256,13 @@ def markdown(report: dict) -> str:
     lines = [f"Synthetic galleries shaped by the `faces` preset's embeddings of {report['real_photos']} real photos "
              f"({report['embedding_size']}-d, 5 templates per identity, {QUERIES} genuine queries, k = {k}); "
              f"{report['machine']}. `{report['command']}`.", "",
-             "| templates | index | build (s) | ms / query | recall@1 vs exact (template) | recall@1 vs exact (identity) | recall@k vs exact |",
+             "| templates | index | build (s) | ms / query | recall@1 vs exact (template) "
+             "| recall@1 vs exact (identity) | recall@k vs exact |",
              "|---|---|---|---|---|---|---|"]
     for size in report["sizes"]:
         lines.append(f"| {size['templates']:,} | numpy (no FAISS) | – | {size['numpy']['ms_per_query']} | 1 | 1 | 1 |")
-        lines.append(f"| {size['templates']:,} | FAISS flat (exact){' ← chosen' if size['chosen_by_size'] == 'flat' else ''}"
+        chosen = " ← chosen" if size["chosen_by_size"] == "flat" else ""
+        lines.append(f"| {size['templates']:,} | FAISS flat (exact){chosen}"
                      f" | {size['flat']['build_s']} | {size['flat']['ms_per_query']} | 1 | 1 | 1 |")
         for nprobe in sorted({*NPROBES, size["ivf_default_nprobe"]}):
             row = size[f"ivf_nprobe{nprobe}"]
@@ -274,18 +279,21 @@ def markdown(report: dict) -> str:
                          f"{row['nearest_ms_per_query']} | {row['genuine']['recall@1']} | "
                          f"{row['genuine']['identity_recall@1']} | {row['genuine'][f'recall@{k}']} |")
     lines += ["", "End-to-end `Gallery.identify` (query features given; re-ranking of k candidates included):", "",
-              "| gallery | index | identify (ms) | extra over 1,000 templates (ms) | first identify (s) | after a restart (s) |",
+              "| gallery | index | identify (ms) | extra over 1,000 templates (ms) | first identify (s) "
+              "| after a restart (s) |",
               "|---|---|---|---|---|---|"]
     for size in report["sizes"]:
         g = size.get("gallery")
         if g:
             big = g[str(size["templates"])]
-            lines.append(f"| SQLite, {size['templates']:,} ({big['file_gb']} GB) | {big['index']} | {big['identify_ms']} | "
+            lines.append(f"| SQLite, {size['templates']:,} ({big['file_gb']} GB) | {big['index']} | "
+                         f"{big['identify_ms']} | "
                          f"{g['extra_ms_per_query']} | {big['first_identify_s']} | {big['restart_first_identify_s']} |")
             lines.append(f"| SQLite, {size['templates']:,}, without FAISS | numpy | {big['identify_ms_numpy']} | "
                          f"{g['extra_ms_per_query_numpy']} | – | – |")
     if report.get("pgvector"):
-        lines.append(f"| PostgreSQL + pgvector, {report['pgvector']['templates']:,} | HNSW, ef_search {report['pgvector']['default_ef_search']} | "
+        lines.append(f"| PostgreSQL + pgvector, {report['pgvector']['templates']:,} | "
+                     f"HNSW, ef_search {report['pgvector']['default_ef_search']} | "
                      f"{report['pgvector']['identify_ms']} | – | – | – |")
         lines += ["", f"pgvector enrollment: {report['pgvector']['enroll_templates_per_s']} templates per second "
                       f"(one identity of {PER_IDENTITY} templates per transaction, one process)."]
@@ -312,7 +320,8 @@ def main() -> int:
     command = "python benchmarks/gallery_scale.py" + "".join(
         f" {flag}" for flag, on in ((f"--sizes {args.sizes}", args.sizes != "100000,1000000"),
                                     ("--no-gallery", args.no_gallery), ("--no-pgvector", args.no_pgvector)) if on)
-    report = {"command": command, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
+    report = {"command": command,
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
               "real_photos": len(emb), "embedding_size": emb.shape[1], "k": k,
               "sizes": []}
     for n in (int(s) for s in args.sizes.split(",")):

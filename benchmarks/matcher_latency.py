@@ -80,11 +80,13 @@ def main() -> None:
     graphs_made = {}
     for form in ("scaling", "log"):
         graphs_made[f"before_{form}"] = work / f"before_{form}.onnx"
-        previous_export(StructuralMatcher(cfg.sinkhorn_eps, 100, cfg.marginals, form), graphs_made[f"before_{form}"], *dims)
+        previous_export(StructuralMatcher(cfg.sinkhorn_eps, 100, cfg.marginals, form), graphs_made[f"before_{form}"],
+                        *dims)
         for iters in (100, SINKHORN_ITERS):
             name = f"dynamo_{iters}_{form}"
             graphs_made[name] = work / f"{name}.onnx"
-            graphs.export_matcher(StructuralMatcher(cfg.sinkhorn_eps, iters, cfg.marginals, form), graphs_made[name], *dims)
+            graphs.export_matcher(StructuralMatcher(cfg.sinkhorn_eps, iters, cfg.marginals, form), graphs_made[name],
+                                  *dims)
     report = {"command": "python " + " ".join(sys.argv), "machine": platform.processor() or platform.machine(),
               "onnxruntime": ort.__version__, "torch": torch.__version__, "sinkhorn_iters_now": SINKHORN_ITERS,
               "graphs": {}, "matcher_ms": {}, "compare_ms": {}}
@@ -92,7 +94,8 @@ def main() -> None:
         nodes = onnx.load(str(path)).graph.node
         # the TorchScript graph holds its constants as Constant nodes (the old export folded them
         # into initializers afterwards); both counts are given
-        report["graphs"][name] = {"nodes": len(nodes), "nodes_without_constants": sum(n.op_type != "Constant" for n in nodes),
+        report["graphs"][name] = {"nodes": len(nodes),
+                                  "nodes_without_constants": sum(n.op_type != "Constant" for n in nodes),
                                   "bytes": path.stat().st_size}
     print(json.dumps(report["graphs"], indent=2), flush=True)
 
@@ -104,7 +107,8 @@ def main() -> None:
                     for n, p in graphs_made.items()}
         for k in (1, 10, 100):
             feeds = {n: t.numpy() for n, t in zip(MATCHER_INPUTS, matcher_inputs(*dims, k=k))}
-            row = interleaved({n: (lambda s=s: s.run(None, feeds)) for n, s in sessions.items()}, args.repeats)
+            fns = {n: (lambda s=s, feeds=feeds: s.run(None, feeds)) for n, s in sessions.items()}
+            row = interleaved(fns, args.repeats)
             report["matcher_ms"][f"{'1 thread' if threads == 1 else 'default threads'}, K={k}"] = row
             print(threads, k, row, flush=True)
 

@@ -5,9 +5,10 @@ occluder?
 
 Protocol: the face-verification test split (orl_faces s21–s40, yalefaces subjects 09–15: 277
 photos of 27 people the `faces` preset never saw), cut as the model's detector bundle cuts them
-(YuNet, then dlib's chip for the `faces` preset, a square crop for other models). Every pair i < j is scored, with image i
-occluded by a grey box (value 128) over a random 25–40% of the crop (seeded): the lower part
-(a scarf, a mask), the upper part (a cap, sunglasses) or one side (left or right, at random).
+(YuNet, then dlib's chip for the `faces` preset, a square crop for other models). Every pair
+i < j is scored, with image i occluded by a grey box (value 128) over a random 25–40% of the
+crop (seeded): the lower part (a scarf, a mask), the upper part (a cap, sunglasses) or one side
+(left or right, at random).
 Scores: the multi-scale score `Matcher.compare` returns (structural + cosine), with full transport
 and with partial transport at m = 0.5 … 0.9 (`ModelConfig.partial_mass`), on the `faces`
 preset. Reported: EER and TAR at FAR 1e-2 on the occluded pairs, and the EER on the clean pairs

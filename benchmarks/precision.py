@@ -65,7 +65,7 @@ def latency(bundle: Path, repeats: int) -> dict:
                                             providers=["CPUExecutionProvider"]) for p in PRECISIONS}
         for batch in (1, 8):
             x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-            fns = {p: (lambda s=s: s.run(None, {"images": x})) for p, s in sessions.items()}
+            fns = {p: (lambda s=s, x=x: s.run(None, {"images": x})) for p, s in sessions.items()}
             medians = interleaved(fns, repeats)
             out[f"embedder_threads{threads}_batch{batch}_ms"] = medians
         matchers = {p: ort.InferenceSession(str(bundle / manifest.graphs[p]["matcher"]), options,
@@ -80,7 +80,7 @@ def latency(bundle: Path, repeats: int) -> dict:
         feeds = {"query_local": unit(1, r, d), "query_embedding": unit(1, e), "candidate_local": unit(100, r, d),
                  "candidate_embedding": unit(100, e)}
         out[f"matcher_threads{threads}_k100_ms"] = interleaved(
-            {p: (lambda s=s: s.run(None, feeds)) for p, s in matchers.items()}, repeats)
+            {p: (lambda s=s, feeds=feeds: s.run(None, feeds)) for p, s in matchers.items()}, repeats)
     return out
 
 
@@ -107,7 +107,8 @@ def main() -> None:
             bundle = Path(tmp) / f"bundle_{name}"
             started = time.perf_counter()
             manifest = export_bundle(model, bundle, ExportOptions(
-                precisions=PRECISIONS, calib=str(calib), validate_data=str(test)), log=lambda m: print(m, file=sys.stderr))
+                precisions=PRECISIONS, calib=str(calib), validate_data=str(test)),
+                log=lambda m: print(m, file=sys.stderr))
             report = manifest.validation["precisions"]
             first = next(iter(report.values()))["map_at_r"]
             results["datasets"][name] = {
@@ -147,7 +148,8 @@ def table(results: dict) -> str:
                      + " | ".join(maps) + " |")
     m = lat["matcher_threads1_k100_ms"]
     lines.append("")
-    lines.append(f"Matcher at K = 100, 1 thread: fp32 scaling form {m['fp32']:.2f} ms, fp16 log form {m['fp16']:.2f} ms.")
+    lines.append(f"Matcher at K = 100, 1 thread: fp32 scaling form {m['fp32']:.2f} ms, "
+                 f"fp16 log form {m['fp16']:.2f} ms.")
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,8 @@
 """Which marginals suit ViT features: cross-correlation, uniform, full attention rollout, or the
 truncated rollout (the last L′ blocks, the weakest entries cut)?
 
-    python benchmarks/rollout_marginals.py [--backbone-weights PATH]   # → benchmarks/results/rollout_marginals.{json,md}
+    python benchmarks/rollout_marginals.py [--backbone-weights PATH]
+    # → benchmarks/results/rollout_marginals.{json,md}
 
 On flowers17 test (classes 09–17, 720 photos), a DIML model on deit_tiny_patch16_224 (CLS token
 as the global embedding, patch tokens pooled to 4×4 regions) is scored with each kind of

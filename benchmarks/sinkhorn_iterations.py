@@ -119,12 +119,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sinkhorn_iterations.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| model | data | official stop (mean / p95) | " + " | ".join(f"n={n}: max Δscore, ΔMAP@R" for n in ITERS) + " |",
+    lines = ["| model | data | official stop (mean / p95) | "
+             + " | ".join(f"n={n}: max Δscore, ΔMAP@R" for n in ITERS) + " |",
              "|---|---|---|" + "---|" * len(ITERS)]
     for name, per_data in results["models"].items():
         for dataset, r in per_data.items():
             stop = r["official_stop"]
-            cells = [f"{row['max_abs_diff_vs_1000']:.1e}, {row['map_at_r_change_vs_100']:+.4f}" for row in r["by_iters"].values()]
+            cells = [f"{row['max_abs_diff_vs_1000']:.1e}, {row['map_at_r_change_vs_100']:+.4f}"
+                     for row in r["by_iters"].values()]
             lines.append(f"| {name} | {dataset} | {stop['mean']:.1f} / {stop['p95']:.0f} | " + " | ".join(cells) + " |")
     (out / "sinkhorn_iterations.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
