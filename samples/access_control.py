@@ -91,7 +91,8 @@ def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path,
                 cv2.putText(frame, f"{verdict}: {decision.reason or claim}", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
                             colour, 2, cv2.LINE_AA)
             if writer is None:
-                writer = cv2.VideoWriter(annotated, cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+                writer = cv2.VideoWriter(annotated, cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                                         (frame.shape[1], frame.shape[0]))
             writer.write(frame)
     capture.release()
     if writer is not None:
@@ -120,24 +121,24 @@ def main(argv=None) -> int:
     try:
         matcher = Matcher(args.model, precision=args.precision, detector=args.detector)
     except EdgeDMLError as exc:
-        raise SystemExit(str(exc))
+        raise SystemExit(str(exc)) from None
     try:
         gallery = Gallery(args.gallery, matcher, threshold=args.threshold, door=args.door)
     except EdgeDMLError as exc:  # another model, or a server that cannot be reached
-        raise SystemExit(str(exc))
+        raise SystemExit(str(exc)) from None
     with gallery:
         if args.enroll:
             try:
                 enroll_folder(gallery, args.enroll)
             except EdgeDMLError as exc:  # an unreadable photo, or one without a face: nobody half-enrolled
-                raise SystemExit(str(exc))
+                raise SystemExit(str(exc)) from None
         if gallery.threshold is None:
             raise SystemExit(matcher.threshold_refused  # calibrated on other crops or graphs
                              or "no decision threshold: calibrate the bundle (`edgedml calibrate`) or pass --threshold")
         try:
             enrolled = gallery.identities()  # at any door, for a fleet gallery
         except EdgeDMLError as exc:  # the fleet's server went away after the gallery opened
-            raise SystemExit(str(exc))
+            raise SystemExit(str(exc)) from None
         if args.claim not in enrolled:
             raise SystemExit(f"{args.claim!r} is not enrolled in {gallery.path}; enroll them first (--enroll)")
         counts = verify_stream(gallery, args.claim, args.source, args.evidence_dir, args.max_frames, args.every,

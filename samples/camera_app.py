@@ -4,7 +4,8 @@
     python samples/camera_app.py --model bundle --gallery people.db --source clip.mp4 --headless out.avi
     # Jetson CSI camera through GStreamer:
     python samples/camera_app.py --model bundle --gallery people.db --source \\
-      "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink"
+      "nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! \\
+       video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink"
 
     # faces: detect, align and identify every face of the frame, each box drawn with its name
     python samples/camera_app.py --model bundle --gallery people.db --detector yunet:face_detection_yunet.onnx
@@ -60,7 +61,9 @@ def frames(capture: cv2.VideoCapture, max_frames: int | None = None):
 def label(decision) -> str:
     if decision.score is None:
         return decision.reason
-    return f"{decision.name} {decision.score:.3f}" if decision.accepted else f"unknown ({decision.name} {decision.score:.3f})"
+    if decision.accepted:
+        return f"{decision.name} {decision.score:.3f}"
+    return f"unknown ({decision.name} {decision.score:.3f})"
 
 
 def colour_of(decision) -> tuple[int, int, int]:
@@ -110,11 +113,13 @@ def run(source, gallery: Gallery, headless: str | None = None, max_frames: int |
             continue
         frame, error = annotate(frame, gallery, fps)
         skipped += error is not None
-        fps = 0.9 * fps + 0.1 / max(time.perf_counter() - tick, 1e-6) if shown else 1 / max(time.perf_counter() - tick, 1e-6)
+        elapsed = max(time.perf_counter() - tick, 1e-6)
+        fps = 0.9 * fps + 0.1 / elapsed if shown else 1 / elapsed
         shown += 1
         if headless:
             if writer is None:
-                writer = cv2.VideoWriter(headless, cv2.VideoWriter_fourcc(*"MJPG"), 10, (frame.shape[1], frame.shape[0]))
+                writer = cv2.VideoWriter(headless, cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                                         (frame.shape[1], frame.shape[0]))
             writer.write(frame)
         else:
             cv2.imshow("edgedml", frame)
@@ -142,7 +147,7 @@ def main(argv=None) -> int:
     try:
         matcher = Matcher(args.model, precision=args.precision, detector=args.detector)
     except EdgeDMLError as exc:
-        raise SystemExit(str(exc))
+        raise SystemExit(str(exc)) from None
     with Gallery(args.gallery, matcher, threshold=args.threshold) as gallery:
         if gallery.threshold is None:  # every frame would be skipped
             raise SystemExit(matcher.threshold_refused  # calibrated on other crops or graphs

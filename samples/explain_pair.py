@@ -25,7 +25,7 @@ def main(argv=None) -> int:
         with Matcher(args.model, precision=args.precision) as matcher:
             result = matcher.explain(args.image_a, args.image_b, threshold=args.threshold)  # the result and its picture
     except EdgeDMLError as exc:  # a broken bundle, an unreadable image, a threshold calibrated another way
-        raise SystemExit(str(exc))
+        raise SystemExit(str(exc)) from None
     print(f"score {result.score:.4f} = structural {result.structural:.4f} + global {result.global_similarity:.4f}")
     for m in result.matches:
         print(f"  region {m.region_a} at {m.point_a} -> region {m.region_b} at {m.point_b}: flow {m.flow:.4f}")

@@ -118,7 +118,9 @@ def derive(people: str) -> dict:
 
 
 def module_text(result: dict, people: str) -> str:
-    rows = lambda a: "\n".join(f"    ({x:.2f}, {y:.2f}),  # {n}" for (x, y), n in zip(a, POINT_NAMES))
+    def rows(a) -> str:
+        return "\n".join(f"    ({x:.2f}, {y:.2f}),  # {n}" for (x, y), n in zip(a, POINT_NAMES))
+
     sets = ", ".join(f"{k} {v[0]}–{v[-1]}" for k, v in PEOPLE[people].items())
     spread = ", ".join(f"{d:.2f}" for d in result["median_distance"])
     p90 = ", ".join(f"{d:.2f}" for d in result["p90_distance"])
