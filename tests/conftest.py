@@ -81,6 +81,28 @@ def small_bundle(tmp_path_factory):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before, "a test wrote into small_bundle"
 
 
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """(model, bundle): a tiny random model (64 px, 2×2 regions, upsample 4, no pretrained weights,
+    seeded with 0), exported once for the whole session; the modules that need a bundle of their
+    own (to enroll into, calibrate, corrupt or chmod) copy it instead of exporting it again (an
+    export costs 10-20 s on 2 cores, the most of the fast tier's time). Never change it."""
+    import torch
+
+    from edgedml.bundle import read_manifest
+    from edgedml.export.exporter import ExportOptions, export_bundle
+    from edgedml.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(image_size=64, grid=2, upsample=4), pretrained=False).eval()
+    out = tmp_path_factory.mktemp("tiny") / "bundle"
+    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    yield model, out
+    read_manifest(out)  # every checksum still holds
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before, "a test wrote into tiny_bundle"
+
+
 def start_postgres(folder: Path):
     """A PostgreSQL server with pgvector, from the pgserver wheel, in ``folder`` (skips the test,
     with the reason, where it cannot start)."""

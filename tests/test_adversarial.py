@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from edgedml.bundle import MANIFEST, read_manifest, sha256_file
 from edgedml.cli import main
 from edgedml.errors import BundleError, ConfigError, EdgeDMLError
-from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.filemodes import umask
 from edgedml.models import ModelConfig, build_model, save_checkpoint
 from edgedml.runtime.gallery import Gallery
@@ -36,12 +35,11 @@ def _image(path, seed):
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_bundle):
     root = tmp_path_factory.mktemp("adversarial")
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(**TINY), pretrained=False).eval()
+    model, bundle = tiny_bundle  # the TINY model seeded with 0, exported once per session
     save_checkpoint(model, root / "model.safetensors")
-    export_bundle(model, root / "bundle", ExportOptions(validation_images=2), log=lambda m: None)
+    shutil.copytree(bundle, root / "bundle")
     images = [_image(root / f"{i}.png", i) for i in range(4)]
     with Gallery(root / "door.db", Matcher(root / "bundle")) as gallery:
         gallery.enroll("ann", images[:2])
