@@ -9,13 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from edgedml.bundle import read_manifest, sha256_file
 from edgedml.cli import main
-from edgedml.export.exporter import ExportOptions, export_bundle
-from edgedml.models import ModelConfig, build_model
 from edgedml.runtime.calibration import CalibrationError, calibrate
 from edgedml.runtime.detection import DetectorSettings, install, load_detector
 from edgedml.runtime.gallery import Gallery
@@ -43,13 +40,11 @@ def _labelled(root, classes, per_class):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, tiny_bundle):
     """A tiny uncalibrated bundle, a set of 2 × 32 images (1024 impostor pairs: FAR 1e-3 resolves)
     and one of 2 × 2 (4 impostor pairs)."""
     root = tmp_path_factory.mktemp("calibration")
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(image_size=64, grid=2, upsample=4), pretrained=False).eval()
-    export_bundle(model, root / "bundle", ExportOptions(validation_images=2), log=lambda m: None)
+    shutil.copytree(tiny_bundle[1], root / "bundle")  # the tiny model seeded with 0, exported once per session
     _labelled(root / "big", 2, 32)
     _labelled(root / "tiny", 2, 2)
     return root

@@ -23,14 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
-from edgedml.export.exporter import ExportOptions, export_bundle
-from edgedml.models import ModelConfig, build_model
 from edgedml.runtime.gallery import Gallery
 from edgedml.runtime.matcher import Matcher
 
-TINY = dict(image_size=64, grid=2, upsample=4)
 THRESHOLD = "1.5"  # a picture against its own template scores about 2; bob's own photo is accepted while enrolled
 ALICE, BOB = "0.png", "2.png"
 HOLD = """
@@ -54,12 +50,10 @@ def _picture(path, seed):
 
 
 @pytest.fixture(scope="module")
-def kit():
+def kit(tiny_bundle):
     """A folder every user can read (a door without root must reach it): a tiny bundle, 4 pictures."""
     root = Path(tempfile.mkdtemp(prefix="edgedml-door-", dir="/tmp"))
-    torch.manual_seed(0)
-    model = build_model(ModelConfig(**TINY), pretrained=False).eval()
-    export_bundle(model, root / "bundle", ExportOptions(validation_images=2), log=lambda m: None)
+    shutil.copytree(tiny_bundle[1], root / "bundle")  # the tiny model seeded with 0, exported once per session
     for i in range(4):
         _picture(root / f"{i}.png", i)
     for folder, _, files in os.walk(root):
