@@ -33,6 +33,7 @@ def tiny_bundles(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # tiny_bundles: three full exports
 @pytest.mark.parametrize("head", HEADS)
 def test_onnx_runtime_matches_pytorch_for_each_head(tiny_bundles, head):
     model, bundle = tiny_bundles[head]
@@ -50,6 +51,7 @@ def test_onnx_runtime_matches_pytorch_for_each_head(tiny_bundles, head):
     assert set(manifest.embedder.outputs) == set(expected_outputs)  # the manifest sorts keys
 
 
+@pytest.mark.slow  # tiny_bundles: three full exports
 @pytest.mark.parametrize("head", HEADS)
 def test_both_graphs_pass_the_tensorrt_readiness_checks(tiny_bundles, head):
     _, bundle = tiny_bundles[head]
@@ -74,6 +76,7 @@ def test_readiness_check_catches_what_tensorrt_would_reject(tmp_path):
     assert "ReduceLogSumExp" in text and "opset 13" in text and "x axis 1 is dynamic" in text
 
 
+@pytest.mark.slow  # exports the matcher graph
 @pytest.mark.parametrize("form", ["scaling", "log"])
 def test_matcher_graph_forms_agree_with_pytorch_and_each_other(tmp_path, form):
     inputs = validate.matcher_inputs(16, 32, 24, k=10)
@@ -91,6 +94,7 @@ def test_matcher_graph_forms_agree_with_pytorch_and_each_other(tmp_path, form):
     assert np.allclose(one, sess.run(["multiscale"], feeds)[0][3:4], atol=1e-6)  # batched = one at a time
 
 
+@pytest.mark.slow  # exports the matcher graph
 @pytest.mark.parametrize("centers", [False, True], ids=["region-mean centres", "embedding centres"])
 def test_matcher_graph_against_pot(tmp_path, centers):
     pytest.importorskip("ot")
@@ -104,6 +108,7 @@ def test_matcher_graph_against_pot(tmp_path, centers):
     assert report["max_abs_diff_score_vs_converged"] < 1e-2
 
 
+@pytest.mark.slow  # a full export
 def test_a_broken_bound_fails_the_export_and_writes_nothing(tmp_path, monkeypatch):
     model = build_model(ModelConfig(**TINY), pretrained=False)
     monkeypatch.setattr(validate, "EMBEDDING_TOL", 0.0)
@@ -112,6 +117,7 @@ def test_a_broken_bound_fails_the_export_and_writes_nothing(tmp_path, monkeypatc
     assert not (tmp_path / "b").exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # tiny_bundles: three full exports
 def test_tampering_makes_loading_fail(tiny_bundles, tmp_path):
     import shutil
 
@@ -125,6 +131,7 @@ def test_tampering_makes_loading_fail(tiny_bundles, tmp_path):
         read_manifest(copy)
 
 
+@pytest.mark.slow  # tiny_bundles: three full exports
 def test_export_refuses_to_overwrite_without_being_asked(tiny_bundles):
     model, bundle = tiny_bundles["diml"]
     with pytest.raises(ConfigError, match="--overwrite"):
@@ -133,6 +140,7 @@ def test_export_refuses_to_overwrite_without_being_asked(tiny_bundles):
         ExportOptions(engine="int8")
 
 
+@pytest.mark.slow  # a full export
 def test_cli_export_without_tensorrt_writes_the_bundle_then_exits_non_zero(tmp_path):
     pytest.importorskip("onnxruntime")
     from edgedml.runtime.tensorrt import availability
@@ -163,6 +171,7 @@ def test_real_default_model_exports_and_matches_pytorch(tmp_path):
     assert manifest.tensorrt_readiness == {"embedder.onnx": [], "matcher.onnx": []}
 
 
+@pytest.mark.slow  # tiny_bundles: three full exports
 def test_tensorrt_builds_engines_where_available(tiny_bundles):
     pytest.importorskip("tensorrt")
     from edgedml.runtime.tensorrt import availability, build_engines
@@ -175,6 +184,7 @@ def test_tensorrt_builds_engines_where_available(tiny_bundles):
     assert read_manifest(bundle).engines["fp32"]["embedder"]["gpu"]
 
 
+@pytest.mark.slow  # exports graphs twice
 def test_graphs_carry_no_trace_of_the_exporting_machine(tmp_path):
     import onnx
 

@@ -125,6 +125,7 @@ def test_training_and_evaluation_use_the_partial_similarity(monkeypatch):
     assert evaluate.matching_options(ModelConfig(partial_mass=0.6))["mass"] == 0.6
 
 
+@pytest.mark.slow  # exports the matcher graph
 @pytest.mark.parametrize("form", ["scaling", "log"])
 def test_the_partial_matcher_graph_against_pytorch_and_pot(tmp_path, form):
     matcher = StructuralMatcher(0.05, 30, "cross", form, centers_from_embedding=True, mass=0.7)
@@ -138,6 +139,7 @@ def test_the_partial_matcher_graph_against_pytorch_and_pot(tmp_path, form):
     assert validate.fp16_matcher_check(matcher, inputs)["finite_fp16"]
 
 
+@pytest.mark.slow  # a full export
 def test_a_partial_bundle_explains_what_was_left_unmatched(tmp_path):
     from edgedml.runtime.matcher import Matcher
 
@@ -154,6 +156,7 @@ def test_a_partial_bundle_explains_what_was_left_unmatched(tmp_path):
     assert result.render().shape[0] > 360
 
 
+@pytest.mark.slow  # a full export by the CLI
 def test_the_cli_exports_and_evaluates_with_a_partial_mass(tmp_path):
     torch.manual_seed(0)
     save_checkpoint(build_model(ModelConfig(**TINY), pretrained=False), tmp_path / "m.safetensors")

@@ -71,6 +71,7 @@ def test_precision_names_are_checked_and_fp32_always_comes_first():
     assert "int8" in ExportOptions(engine="int8", calib="x").precisions  # an engine's graphs are exported
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions, INT8 calibrated
 def test_every_precision_is_listed_validated_and_checksummed(all_precisions):
     manifest = read_manifest(all_precisions)
     assert manifest.graphs == {
@@ -90,6 +91,7 @@ def test_every_precision_is_listed_validated_and_checksummed(all_precisions):
     assert all(problems == [] for problems in manifest.tensorrt_readiness.values()), manifest.tensorrt_readiness
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_fp16_graphs_are_real_fp16_with_fp32_io_and_fp32_normalisation(all_precisions):
     import onnx
     from onnx import TensorProto
@@ -113,6 +115,7 @@ def test_fp16_graphs_are_real_fp16_with_fp32_io_and_fp32_normalisation(all_preci
     assert read_manifest(all_precisions).precisions["fp16"]["matcher_form"] == "log"
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_int8_graph_follows_tensorrt_qdq_rules_and_int8_cpu_uses_uint8_activations(all_precisions):
     import onnx
     from onnx import numpy_helper
@@ -148,6 +151,7 @@ def test_qdq_rule_check_catches_a_shared_pair_and_a_nonzero_zero_point(tmp_path)
     assert "zero-point int8 [3]" in text and "shared by 2 consumers" in text
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_every_precision_runs_in_matcher_close_to_fp32(all_precisions, calib_dir):
     images = sorted(calib_dir.iterdir())[:3]
     ref = Matcher(all_precisions, backend="onnxruntime")
@@ -161,12 +165,14 @@ def test_every_precision_runs_in_matcher_close_to_fp32(all_precisions, calib_dir
         assert np.isfinite(result.score)
 
 
+@pytest.mark.slow  # a full export
 def test_a_precision_the_bundle_lacks_is_refused_with_the_fix(tiny_model, tmp_path):
     export_bundle(tiny_model, tmp_path / "b", ExportOptions(validation_images=2), log=lambda m: None)
     with pytest.raises(BundleError, match="--precision int8-cpu"):
         Matcher(tmp_path / "b", precision="int8-cpu")
 
 
+@pytest.mark.slow  # a full export
 def test_a_broken_precision_bound_fails_the_export_and_writes_nothing(tiny_model, calib_dir, tmp_path,
                                                                       monkeypatch):
     monkeypatch.setitem(precision_report.BOUNDS, "int8-cpu", precision_report.PrecisionBounds(1.01, 0.01))
@@ -177,6 +183,7 @@ def test_a_broken_precision_bound_fails_the_export_and_writes_nothing(tiny_model
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a full export
 def test_map_at_r_on_a_labelled_folder_is_reported_per_precision(tiny_model, tmp_path):
     data = tmp_path / "labelled"
     for label in range(3):
@@ -207,6 +214,7 @@ def test_run_in_chunks_splits_pads_and_concatenates():
     assert calls == [4, 4] and np.array_equal(out["y"], whole["y"]) and len(out["n"]) == 5
 
 
+@pytest.mark.slow  # two full exports
 def test_a_graph_exported_at_a_fixed_batch_of_4_serves_any_batch(tiny_model, tmp_path, calib_dir):
     fixed = tmp_path / "fixed"
     export_bundle(tiny_model, fixed, ExportOptions(fixed_batch=4, validation_images=3), log=lambda m: None)
@@ -225,6 +233,7 @@ def test_a_graph_exported_at_a_fixed_batch_of_4_serves_any_batch(tiny_model, tmp
         assert np.allclose(got.embedding, want.embedding[:n], atol=1e-5) and len(got) == n
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_matcher_chunks_candidates_to_the_backend_limit(all_precisions, calib_dir, monkeypatch):
     matcher = Matcher(all_precisions, backend="onnxruntime")
     features = matcher.embed(sorted(calib_dir.iterdir())[:7])
@@ -242,6 +251,7 @@ def test_matcher_chunks_candidates_to_the_backend_limit(all_precisions, calib_di
     assert [k for g, k in seen if g == "embedder"] == [2, 2, 1]
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_auto_falls_back_to_onnx_runtime_in_one_line_when_engines_cannot_load(all_precisions, monkeypatch, caplog):
     manifest = dataclasses.replace(read_manifest(all_precisions),
                                    engines={"fp16": {"embedder": {"file": "embedder.fp16.engine"}}})
@@ -262,6 +272,7 @@ def test_auto_falls_back_to_onnx_runtime_in_one_line_when_engines_cannot_load(al
         backends.create_backend(all_precisions, manifest, "tensorrt", "fp16")
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_tensorrt_execution_provider_gets_profiles_and_a_cache_outside_the_bundle(all_precisions, monkeypatch,
                                                                                    tmp_path):
     monkeypatch.setenv("EDGEDML_CACHE", str(tmp_path / "cache"))
@@ -276,6 +287,7 @@ def test_tensorrt_execution_provider_gets_profiles_and_a_cache_outside_the_bundl
     assert "query_local:1x4x" in matcher["trt_profile_max_shapes"]
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_device_side_runs_int8_cpu_and_fp16_without_torch(all_precisions, calib_dir):
     images = sorted(calib_dir.iterdir())[:2]
     code = BLOCK_TORCH + (
@@ -290,6 +302,7 @@ def test_device_side_runs_int8_cpu_and_fp16_without_torch(all_precisions, calib_
     assert result.stdout.count("\n") == 2
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_cli_build_engine_without_tensorrt_explains_and_imports_no_torch(all_precisions):
     code = BLOCK_TORCH + (
         "from edgedml.cli import main\n"
@@ -299,6 +312,7 @@ def test_cli_build_engine_without_tensorrt_explains_and_imports_no_torch(all_pre
     assert "edgedml build-engine" in result.stderr and "torch" not in result.stderr
 
 
+@pytest.mark.slow  # a full export by the CLI
 def test_cli_export_and_compare_with_a_precision(tiny_model, calib_dir, tmp_path):
     from edgedml.models import save_checkpoint
 
@@ -337,6 +351,7 @@ def test_real_lite0_exports_all_four_precisions_calibrated_on_daffodils(tmp_path
         assert abs(score - fp32) < 0.05, (name, score, fp32)
 
 
+@pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_a_gallery_keeps_to_the_precision_it_was_enrolled_with(all_precisions, calib_dir, tmp_path):
     from edgedml.runtime.gallery import Gallery, GalleryError
 

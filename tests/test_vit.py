@@ -85,6 +85,7 @@ def test_the_block_by_block_forward_is_timms():
 DIML_SMALL = dict(DEIT)
 
 
+@pytest.mark.slow  # a ViT trained a step and exported
 def test_a_deit_tiny_diml_model_trains_a_step_exports_and_compares(tmp_path):
     from edgedml.cli import main
     from edgedml.runtime.matcher import Matcher
@@ -111,6 +112,7 @@ def test_a_deit_tiny_diml_model_trains_a_step_exports_and_compares(tmp_path):
     assert np.isfinite(result.score) and result.unmatched_regions_a is not None
 
 
+@pytest.mark.slow  # a ViT export
 def test_rollout_marginals_flow_from_the_embedder_through_the_matcher_graph_to_the_gallery(tmp_path):
     from edgedml.export.exporter import ExportOptions, export_bundle
     from edgedml.models.matcher import StructuralMatcher
@@ -157,6 +159,7 @@ def test_rollout_marginals_flow_from_the_embedder_through_the_matcher_graph_to_t
         ModelConfig(marginals="rollout")
 
 
+@pytest.mark.slow  # a ViT export by the CLI
 def test_vit_weights_load_from_a_local_file_and_the_bundle_runs_without_torch(tmp_path):
     from safetensors.torch import save_file
 
