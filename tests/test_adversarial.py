@@ -1201,6 +1201,7 @@ def _open_many(bundle, paths, start, errors):
             errors.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.slow  # stress: four spawned processes race
 def test_processes_creating_the_same_new_gallery_wait_for_each_other(world, tmp_path):
     context = multiprocessing.get_context("spawn")
     paths = [tmp_path / f"g{i}.db" for i in range(12)]
@@ -1228,6 +1229,7 @@ def test_bundles_and_checkpoints_are_readable_by_other_users(world, tmp_path):
     assert os.stat(world / "model.safetensors").st_mode & 0o777 == 0o666 & ~mask
 
 
+@pytest.mark.slow  # a full export by the CLI
 def test_export_creates_missing_parent_folders_before_the_work(world, tmp_path):
     result = CliRunner().invoke(main, ["export", "--checkpoint", str(world / "model.safetensors"), "--out",
                                        str(tmp_path / "a" / "b")])
@@ -1262,6 +1264,7 @@ def test_a_large_jpeg_is_decoded_at_reduced_size():
     assert abs(float(image.mean()) - float(photo.mean())) < 2
 
 
+@pytest.mark.slow  # exports the matcher graph twice
 def test_the_matcher_graph_is_finite_for_any_finite_input(tmp_path):
     from edgedml.export import graphs, validate
     from edgedml.models.matcher import StructuralMatcher

@@ -296,6 +296,7 @@ def test_the_bundles_detector_is_checksummed_and_used_by_default(yunet, small_bu
         Matcher(copy)
 
 
+@pytest.mark.slow  # a full export by the CLI
 def test_the_cli_exports_a_detector_and_decides_on_faces(yunet, faces, scene, tmp_path):
     import torch
 

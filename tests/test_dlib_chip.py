@@ -237,6 +237,7 @@ def chip_bundle(tmp_path_factory):
     return root / "bundle", done.output
 
 
+@pytest.mark.slow  # chip_bundle: a full export by the CLI
 def test_export_records_the_chip_and_the_summary_names_it(chip_bundle):
     from edgedml.bundle import read_manifest
 
@@ -245,6 +246,7 @@ def test_export_records_the_chip_and_the_summary_names_it(chip_bundle):
     assert "chip dlib 150×150)" in output and "margin" not in output
 
 
+@pytest.mark.slow  # chip_bundle: a full export by the CLI
 def test_the_matcher_embeds_dlib_chips_that_map_back_onto_the_face(chip_bundle):
     """A bundle exported with the dlib chip: the Matcher's views are 150×150 chips whose map back
     to the frame sends the chip's landmark template onto YuNet's landmarks of the face (within the
@@ -270,6 +272,7 @@ def test_the_matcher_embeds_dlib_chips_that_map_back_onto_the_face(chip_bundle):
     assert len(matcher.embed(photos)) == 3
 
 
+@pytest.mark.slow  # chip_bundle: a full export by the CLI
 def test_the_dlib_chip_face_stage_runs_with_torch_and_onnx_blocked(chip_bundle):
     bundle, _ = chip_bundle
     photo = data_path("orl_faces") / "s21" / "1.pgm"
@@ -280,6 +283,7 @@ def test_the_dlib_chip_face_stage_runs_with_torch_and_onnx_blocked(chip_bundle):
     assert out.strip() == "dlib (150, 150, 3) 1"
 
 
+@pytest.mark.slow  # chip_bundle: a full export by the CLI
 def test_a_gallery_and_a_calibration_of_square_crops_refuse_dlib_chips(chip_bundle, tmp_path):
     """The same bundle and embedder, cut two ways: a gallery enrolled from square crops will not
     open for a matcher that cuts dlib chips (nor the reverse), so nothing is decided; a threshold

@@ -38,6 +38,7 @@ def dlib_chips(dat_file):
     return dlib_pipeline_chips(dat_file)
 
 
+@pytest.mark.slow  # real weights and dlib's own pipeline on real photos
 def test_descriptors_equal_dlibs_on_real_chips(network, dlib_chips):
     import torch
 
@@ -61,6 +62,7 @@ def test_descriptors_equal_dlibs_on_real_chips(network, dlib_chips):
     assert float(np.linalg.norm(reference[0] - reference[-1])) > 0.6
 
 
+@pytest.mark.slow  # dlib_chips: dlib's own pipeline on real photos
 def test_add_prev_keeps_the_larger_map(network, dlib_chips, monkeypatch):
     """dlib's add_prev adds over the overlap and keeps the larger size; cropping the pooled skip
     to the stride-2 conv's 3×3 (as a torchvision ResNet would) is measurably not dlib's network."""

@@ -39,6 +39,7 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # a full export by the CLI, in a subprocess
 def test_export_engine_fp16_alone_writes_the_bundle_checked_on_the_shipped_photos_and_exits_3(tiny_checkpoint,
                                                                                              tmp_path):
     """No --precision, --calib or --validate-with: fp16 is added, checked against fp32 on the 8

@@ -97,6 +97,7 @@ def test_a_door_killed_mid_enrollment_leaves_nothing_half_written(bundle, fleet_
         assert g.identities() == {"daisy": 1, "pansy": 1}
 
 
+@pytest.mark.slow  # stress: four door processes for 30 s
 def test_four_doors_for_30_seconds_leave_exactly_what_committed(bundle, fleet_url, tmp_path):
     Gallery(fleet_url, Matcher(bundle)).close()  # the schema; the doors also race to create it in the next test
     doors = [f"door{i}" for i in range(4)]
@@ -147,6 +148,7 @@ def test_doors_starting_together_on_a_new_database_create_one_schema(bundle, fle
             ("detector",), ("embedder_sha256",), ("local_shape",)]
 
 
+@pytest.mark.slow  # outage: a server of its own, stopped and restarted
 def test_a_server_outage_fails_each_call_in_one_line_and_the_door_resumes(bundle, tmp_path, caplog):
     server = start_postgres(tmp_path / "pgdata")  # its own server: this test stops it
     try:
@@ -178,6 +180,7 @@ def test_a_server_outage_fails_each_call_in_one_line_and_the_door_resumes(bundle
         server.cleanup()
 
 
+@pytest.mark.slow  # outage: a door process through a server restart (~30 s)
 def test_doors_running_through_an_outage_fail_in_one_line_and_resume(bundle, tmp_path):
     server = start_postgres(tmp_path / "pgdata")
     try:

@@ -50,6 +50,7 @@ def test_enroll_verify_identify_and_audit(bundle, tmp_path):
             g.identify(DAISY_2)
 
 
+@pytest.mark.slow  # a second full export, with real weights
 def test_gallery_refuses_a_bundle_with_another_embedder(bundle, tmp_path):
     Gallery(tmp_path / "g.db", Matcher(bundle)).close()
     torch.manual_seed(1)

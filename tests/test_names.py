@@ -191,6 +191,7 @@ def _race(location, layout, racers=4) -> list[str]:
     return sorted(out.strip() for out, _ in outputs)
 
 
+@pytest.mark.slow  # stress: racing processes
 def test_processes_enrolling_one_new_name_at_once_create_it_once(bundle, tmp_path):
     with Gallery(tmp_path / "g.db", Matcher(bundle)) as g:
         layout = g.store.layout
@@ -199,6 +200,7 @@ def test_processes_enrolling_one_new_name_at_once_create_it_once(bundle, tmp_pat
         assert g.identities() == {"alice": 1}
 
 
+@pytest.mark.slow  # stress: racing door processes
 def test_doors_enrolling_one_new_name_at_once_create_it_once(bundle, fleet_url):
     with Gallery(fleet_url, Matcher(bundle)) as g:
         layout = g.store.layout

@@ -77,6 +77,7 @@ def test_foreign_entries_name_the_users_files_wherever_they_are(bundle, tmp_path
         check_output_folder(copy, overwrite=True)
 
 
+@pytest.mark.slow  # a full export
 def test_overwrite_replaces_a_bundle_whole_and_keeps_nothing_of_the_old_one(tiny, bundle, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
