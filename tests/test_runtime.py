@@ -26,7 +26,8 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
 A, B, C = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
 
 
-@pytest.fixture(scope="module", params=["diml", "grouping"])
+# grouping is slow: its own export, with real weights (diml reuses the session's small_bundle)
+@pytest.fixture(scope="module", params=["diml", pytest.param("grouping", marks=pytest.mark.slow)])
 def exported(request, tmp_path_factory):
     if request.param == "diml":
         return request.getfixturevalue("small_bundle")  # the same model, already exported
