@@ -154,7 +154,8 @@ def _named_file_problems(data: dict) -> list[str]:
     named = [("validation_inputs.inputs", stored.get("inputs"))] if isinstance(stored, dict) and stored else []
     outputs = stored.get("outputs", {}) if isinstance(stored, dict) else None
     if not isinstance(stored, dict) or not isinstance(outputs, dict):
-        problems.append(f"'validation_inputs' {_show(stored)} is not {{'inputs': file, 'outputs': {{precision: file}}}}")
+        problems.append(f"'validation_inputs' {_show(stored)} is not "
+                        "{'inputs': file, 'outputs': {precision: file}}")
     else:
         named += [(f"validation_inputs.outputs[{_show(p)}]", f) for p, f in outputs.items()]
     engines = data.get("engines") or {}

@@ -25,15 +25,18 @@ def fill_frame(scene: np.ndarray, size: tuple[int, int] = FRAME) -> np.ndarray:
     return np.ascontiguousarray(resized[top:top + height, left:left + width])
 
 
-def paste(face: np.ndarray, scene: np.ndarray, width: int, x: int, y: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def paste(face: np.ndarray, scene: np.ndarray, width: int, x: int,
+          y: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """``face`` (RGB) resized to ``width`` (aspect kept) and pasted at (x, y) into a copy of
     ``scene`` (RGB) → (frame, box (x, y, width, height))."""
     import cv2
 
     height = max(1, round(face.shape[0] * width / face.shape[1]))
     if x < 0 or y < 0 or x + width > scene.shape[1] or y + height > scene.shape[0]:
-        raise ValueError(f"a {width}×{height} face at ({x}, {y}) does not fit a {scene.shape[1]}×{scene.shape[0]} scene")
-    small = cv2.resize(face, (width, height), interpolation=cv2.INTER_AREA if width < face.shape[1] else cv2.INTER_LINEAR)
+        raise ValueError(f"a {width}×{height} face at ({x}, {y}) does not fit a "
+                         f"{scene.shape[1]}×{scene.shape[0]} scene")
+    interpolation = cv2.INTER_AREA if width < face.shape[1] else cv2.INTER_LINEAR
+    small = cv2.resize(face, (width, height), interpolation=interpolation)
     frame = scene.copy()
     frame[y:y + height, x:x + width] = small
     return frame, (x, y, width, height)
@@ -50,7 +53,8 @@ def tilt(face: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def composite(face: np.ndarray, scene: np.ndarray, rng: np.random.Generator, size: tuple[int, int] = FRAME,
-              widths: tuple[int, int] = FACE_WIDTHS, max_tilt: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+              widths: tuple[int, int] = FACE_WIDTHS,
+              max_tilt: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """``face`` at a random width in ``widths``, a random position and (with ``max_tilt``) a
     random tilt in ±max_tilt degrees, in ``scene`` filled to ``size`` → (frame RGB (H, W, 3),
     paste box (x, y, width, height))."""

@@ -49,4 +49,4 @@ def _build_engines_or_explain(bundle, engine, max_batch, max_candidates) -> None
         build_engines(bundle, engine, max_batch, max_candidates, log=lambda m: click.echo(m, err=True))
     except EngineUnavailable as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(EXIT_NO_ENGINE)
+        raise SystemExit(EXIT_NO_ENGINE) from None

@@ -165,7 +165,8 @@ def calibrate(bundle, data, per_class, backend, precision, detector, force):
     click.echo(f"{report['images']} images, {report['genuine_pairs']} genuine and {report['impostor_pairs']} "
                f"impostor pairs; EER {report['eer']:.4f}")
     if report.get("skipped"):
-        click.echo(f"skipped {len(report['skipped'])} images: unreadable, or without a face (listed above, and in the manifest)")
+        click.echo(f"skipped {len(report['skipped'])} images: unreadable, or without a face "
+                   "(listed above, and in the manifest)")
     for name, entry in report["thresholds"].items():
         far = f"FAR {entry['far']:.2e}"
         if entry.get("resolvable") is False:  # a FAR below 1/pairs is not measured: never print it as one
@@ -349,8 +350,8 @@ def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backe
         _fail(exc)
     if report["pairs"] < pairs:
         click.echo(f"--pairs {pairs}: {data} has only {report['pairs']} distinct genuine pairs; explained all of them")
-    click.echo(f"{report['pairs']} genuine pairs of {data}, {report['grid']}×{report['grid']} cells, removed cells set to "
-               f"{report['replacement']}; a compare takes {report['compare_ms']:.0f} ms")
+    click.echo(f"{report['pairs']} genuine pairs of {data}, {report['grid']}×{report['grid']} cells, "
+               f"removed cells set to {report['replacement']}; a compare takes {report['compare_ms']:.0f} ms")
     click.echo(f"{'method':<10} {'deletion AUC':>13} {'insertion AUC':>14} {'extra ms':>9}")
     for name, m in report["methods"].items():
         click.echo(f"{name:<10} {m['deletion_auc']:>13.3f} {m['insertion_auc']:>14.3f} {m['extra_ms']:>9.1f}")
@@ -478,5 +479,5 @@ def bundles(as_json):
         raise SystemExit(1)
 
 
-COMMANDS = [compare, calibrate, enroll, verify, identify, revoke, gallery, faithfulness, crop_faces, build_engine_command,
-            bundles]  # in `edgedml --help` order
+COMMANDS = [compare, calibrate, enroll, verify, identify, revoke, gallery, faithfulness, crop_faces,
+            build_engine_command, bundles]  # in `edgedml --help` order

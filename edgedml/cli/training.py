@@ -290,12 +290,14 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
 
             torch.manual_seed(0)
             model = build_model(ModelConfig(backbone=new_backbone, backbone_weights=backbone_weights)).eval()
-            source = f"backbone {new_backbone} ({backbone_weights or 'its default weights'}), untrained DIML head (seed 0)"
+            source = (f"backbone {new_backbone} ({backbone_weights or 'its default weights'}), "
+                      "untrained DIML head (seed 0)")
         elif backbone_weights:
             raise ConfigError("--backbone-weights goes with --backbone; a checkpoint carries its own weights")
         else:
             model = load_checkpoint(checkpoint)
-            source = f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS else f"checkpoint {checkpoint}"
+            source = (f"preset {checkpoint}: {PRESETS[checkpoint]}" if checkpoint in PRESETS
+                      else f"checkpoint {checkpoint}")
         model = with_matching(model, partial_mass, marginals)
         manifest = export_bundle(model, out, options, source=source, log=lambda m: click.echo(m, err=True),
                                  progress=True)  # bars where stderr is a terminal

@@ -469,6 +469,6 @@ def _labelled_map_at_r(labelled: image_sets.LabelledSet, embedders: dict, cfg, i
             features[name][1].append(out["local"])
     sinkhorn = {"eps": cfg.sinkhorn_eps, "iters": iters, "marginals": cfg.marginals,
                 "centers": cfg.centers_from_embedding}
-    return {name: precision_report.map_at_r(np.concatenate(e), np.concatenate(l), labels, k, sinkhorn)
-            for name, (e, l) in features.items()}
+    return {name: precision_report.map_at_r(np.concatenate(emb), np.concatenate(loc), labels, k, sinkhorn)
+            for name, (emb, loc) in features.items()}
 

@@ -157,8 +157,9 @@ def read_labelled(folder: str | Path, option: str, workers: int = 4) -> Labelled
     keep = [k for k, p in enumerate(problems) if p is None]
     held = sorted({int(labels[k]) for k in keep})
     if len(held) < 2:
-        raise ConfigError(f"{option} {folder} has {len(held)} class folder(s) of readable images ({len(paths) - len(keep)}"
-                          f" of {len(paths)} images cannot be decoded); MAP@R needs at least 2")
+        raise ConfigError(f"{option} {folder} has {len(held)} class folder(s) of readable images "
+                          f"({len(paths) - len(keep)} of {len(paths)} images cannot be decoded); "
+                          "MAP@R needs at least 2")
     relabel = {old: new for new, old in enumerate(held)}
     return LabelledSet(str(folder), [paths[k] for k in keep], np.asarray([relabel[int(labels[k])] for k in keep]),
                        [names[old] for old in held], [p for p in problems if p is not None])
@@ -190,9 +191,9 @@ def export_images(spec: PreprocessSpec, *, calib: str | None, calib_images: int,
         warnings += [f"warning: skipped an unreadable image: {reason}" for reason in (image_set.skipped
                                                                                       if image_set else [])]
     if calibration and len(calibration.files) < MIN_CALIBRATION_IMAGES:
-        warnings.append(f"warning: INT8 is calibrated on only {len(calibration.files)} images from {calib} (fewer "
-                        f"than {MIN_CALIBRATION_IMAGES}): its ranges may miss what the door sees; pass a folder of more "
-                        f"images and --calib-images")
+        warnings.append(f"warning: INT8 is calibrated on only {len(calibration.files)} images from {calib} "
+                        f"(fewer than {MIN_CALIBRATION_IMAGES}): its ranges may miss what the door sees; pass a folder "
+                        f"of more images and --calib-images")
     calibrated = {p.resolve() for p in calib_files}
     reused = [p for p in (validation.files if validation else []) if p.resolve() in calibrated]
     if reused:

@@ -56,7 +56,8 @@ def matcher_runner(path) -> GraphRunner:
     return GraphRunner(path, CHUNKED["matcher"])
 
 
-def matcher_feeds(embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def matcher_feeds(embedding: np.ndarray, local: np.ndarray,
+                  marginal: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The first image as the query against all of them: real feature pairs, self pair included
     (with their region marginals, for a rollout matcher)."""
     feeds = {"query_local": local[:1], "query_embedding": embedding[:1],
@@ -69,7 +70,8 @@ def matcher_feeds(embedding: np.ndarray, local: np.ndarray, marginal: np.ndarray
 def compare_outputs(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> dict:
     """Embedder outputs at one precision against fp32: cosines per image, finiteness."""
     cos = row_cosines(got["embedding"], want["embedding"])
-    local = row_cosines(got["local"].reshape(-1, got["local"].shape[-1]), want["local"].reshape(-1, want["local"].shape[-1]))
+    local = row_cosines(got["local"].reshape(-1, got["local"].shape[-1]),
+                        want["local"].reshape(-1, want["local"].shape[-1]))
     return {"embedding_cosine_mean": float(cos.mean()), "embedding_cosine_min": float(cos.min()),
             "local_cosine_mean": float(local.mean()),
             "finite": bool(all(np.isfinite(v).all() for v in got.values()))}

@@ -74,7 +74,8 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, str]:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a .safetensors file or a preset (objects, faces, imagenet)")
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a .safetensors file or a preset "
+                              "(objects, faces, imagenet)")
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}

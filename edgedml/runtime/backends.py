@@ -9,8 +9,9 @@ fp16, int8 or int8-cpu), and knows each graph's axis-0 limit (:class:`~.chunking
   one-line :class:`~edgedml.errors.ConfigError` naming those it has), by default CUDA EP → CPU,
   whichever this onnxruntime has, and ``threads`` intra-op threads per session. ONNX Runtime's
   TensorRT EP runs only when asked for (``providers=["tensorrt", "cuda", "cpu"]``): it gets
-  explicit profile shapes and keeps its engine and timing caches outside the checksummed bundle (``$EDGEDML_CACHE``, default ``~/.cache/edgedml``); its profile and the
-  backend's chunking come from one :class:`~.chunking.Limit` per graph
+  explicit profile shapes and keeps its engine and timing caches outside the checksummed bundle
+  (``$EDGEDML_CACHE``, default ``~/.cache/edgedml``); its profile and the backend's chunking come
+  from one :class:`~.chunking.Limit` per graph
   (:func:`tensorrt_ep_limits`), so no request exceeds the profile;
 - ``opencv``: OpenCV's own DNN module (CPU, or CUDA / CUDA-FP16 targets where OpenCV is built
   with CUDA, as in JetPack; FP16 only for the fp16 graphs, :func:`opencv_cuda_target`): a

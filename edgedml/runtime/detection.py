@@ -75,7 +75,8 @@ class DetectorSettings:
             raise ConfigError(f"detector min_size must be ≥ 1 pixel and detect_side ≥ 64, got {self.min_size} "
                               f"and {self.detect_side}")
         if not -0.25 <= self.margin <= 2:
-            raise ConfigError(f"detector margin must lie in [-0.25, 2] (a fraction of the face size), got {self.margin}")
+            raise ConfigError("detector margin must lie in [-0.25, 2] (a fraction of the face size), "
+                              f"got {self.margin}")
         if self.chip not in CHIPS:
             raise ConfigError(f"unknown face chip {self.chip!r}; choose one of {', '.join(CHIPS)} (square: a square, "
                               f"eye-levelled crop; dlib: dlib's 150×150 face chip)")

@@ -363,12 +363,12 @@ def layout(sides: list[Side], matches, verdict_: Verdict, scores: Scores, height
     # the sides
     top = bar_top + 40
     x = (width - sum(widths) - gap * (len(sides) - 1)) // 2  # narrow images (or a door's one frame): centred
-    for side, k, w in zip(sides, scales, widths):
+    for _side, k, w in zip(sides, scales, widths):
         out.panels.append((x, top, k, w, height))
         x += w + gap
     area = (0, top, width, top + height)
     taken = []
-    for side, (px, py, k, w, h) in zip(sides, out.panels):
+    for side, (px, py, _k, w, h) in zip(sides, out.panels):
         name = Text(side.name, px + 8, py + 24, 0.7, 2, (255, 255, 255), (0, 0, 0), 4, role="side")
         out.texts.append(name)
         taken.append(name.box)
@@ -488,7 +488,7 @@ def paint(plan: Layout, sides: list[Side]) -> np.ndarray:
         cv2.fillPoly(canvas, [np.array([[sx - 7, y0 - 8], [sx + 7, y0 - 8], [sx, y0 + 2]], np.int32)], (0, 0, 0),
                      cv2.LINE_AA)
         cv2.line(canvas, (sx, y0), (sx, y1), (0, 0, 0), 1)
-    for rank, pa, pb, strength in reversed(plan.flows):  # the strongest drawn last, on top
+    for _rank, pa, pb, strength in reversed(plan.flows):  # the strongest drawn last, on top
         colour = tuple(int(c) for c in cv2.applyColorMap(np.uint8([[40 + 215 * strength]]), cv2.COLORMAP_SPRING)[0, 0])
         thickness = 1 + int(round(4 * strength))
         cv2.line(canvas, pa, pb, (0, 0, 0), thickness + 2, cv2.LINE_AA)  # outline

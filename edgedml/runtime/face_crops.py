@@ -63,8 +63,9 @@ def plan(source: Path, classes: list[Path]) -> dict[str, Path]:
             else:
                 crops[name] = photo
     if clashes:
-        raise ConfigError(f"{len(clashes)} pair(s) of photos would be written to one crop file ({'; '.join(clashes[:3])}"
-                          f"{'; …' if len(clashes) > 3 else ''}): rename one photo of each pair; nothing was written")
+        raise ConfigError(f"{len(clashes)} pair(s) of photos would be written to one crop file "
+                          f"({'; '.join(clashes[:3])}{'; …' if len(clashes) > 3 else ''}): "
+                          "rename one photo of each pair; nothing was written")
     return crops
 
 
@@ -124,7 +125,8 @@ def crop_dataset(source: str | Path, out: str | Path, detector: YuNetDetector, p
     from ..progress import progress_bar
 
     source, out = Path(source), Path(out)
-    classes = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")) if source.is_dir() else []
+    classes = (sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
+               if source.is_dir() else [])
     if not classes:
         raise EdgeDMLError(f"{source} has no class folders; pass a folder with one sub-folder of photos per class")
     if out.resolve() == source.resolve() or source.resolve() in out.resolve().parents:

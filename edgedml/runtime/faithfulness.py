@@ -252,7 +252,8 @@ def evaluate(matcher, folder, count: int, seed: int = 0, methods=None, progress:
             "deletion_auc_sd": float(np.std([c.deletion_auc for c in items])),
             "deletion_auc_above_empty": float(np.nanmean([c.deletion_auc_above_empty for c in items])),
             "extra_ms": float(np.median([c.ms for c in items])),
-            "deletion_curve": deletion.mean(0).round(5).tolist(), "insertion_curve": insertion.mean(0).round(5).tolist()}
+            "deletion_curve": deletion.mean(0).round(5).tolist(),
+            "insertion_curve": insertion.mean(0).round(5).tolist()}
     return report
 
 

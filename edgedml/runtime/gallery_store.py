@@ -10,9 +10,9 @@ Both answer the same calls: ``enroll(name, features, sources, add)`` (one transa
 also decides whether the name may be created or extended: :func:`enrollment_conflict`),
 ``remove(name)``, ``identities()``, ``sources(name)``, ``templates_of(name)``,
 ``nearest(query, k)`` (the k templates nearest by global cosine, best first, with the local
-features the matcher re-ranks with), ``log(row)``, ``decisions(limit)`` and ``refuse_writes(what)`` (a read-only store raises
-:class:`GalleryError` saying it cannot do ``what``). Both refuse a matcher
-whose embedder or face cropping differs from the one the templates were made with.
+features the matcher re-ranks with), ``log(row)``, ``decisions(limit)`` and ``refuse_writes(what)``
+(a read-only store raises :class:`GalleryError` saying it cannot do ``what``). Both refuse a
+matcher whose embedder or face cropping differs from the one the templates were made with.
 """
 
 from __future__ import annotations

@@ -13,14 +13,13 @@ Anything else raises :class:`InvalidImageError` saying what was wrong.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
 from ..errors import InvalidImageError
 from .image_header import HeaderError, read_header
 
-ImageInput = Union[str, Path, bytes, bytearray, memoryview, np.ndarray]
+ImageInput = str | Path | bytes | bytearray | memoryview | np.ndarray
 
 MIN_SIDE = 4  # a smaller image has no structure left to match; almost always a cropping bug
 MAX_PIXELS = 50_000_000  # refused above this (as decoded): a 12000×12000 photo would take 3.5 GB

@@ -431,7 +431,8 @@ class Matcher:
         shares = (None, None)
         if "query_unmatched" in out:  # partial transport: what each region sent to the dummy
             left = (out["query_unmatched"][0], out["candidate_unmatched"][0])
-            shares = tuple(rest / np.maximum(rest + kept, 1e-12) for rest, kept in zip(left, (plan.sum(1), plan.sum(0))))
+            shares = tuple(rest / np.maximum(rest + kept, 1e-12)
+                           for rest, kept in zip(left, (plan.sum(1), plan.sum(0))))
         result = MatchResult(
             score=score, structural=structural, global_similarity=score - structural, threshold=threshold,
             is_match=None if threshold is None else bool(score >= threshold), matches=matches, plan=plan,

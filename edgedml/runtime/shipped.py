@@ -66,7 +66,7 @@ def describe(name: str, folder: Path) -> dict:
         entry["calibration"] = {"threshold": default["threshold"], "far": default.get("far"),
                                 "target_far": calibration.get("target_far"), "precision": calibration.get("precision"),
                                 "data": calibration.get("source") or calibration.get("data"),
-                                "images": calibration.get("images"), "impostor_pairs": calibration.get("impostor_pairs"),
-                                "eer": calibration.get("eer")}
+                                "images": calibration.get("images"),
+                                "impostor_pairs": calibration.get("impostor_pairs"), "eer": calibration.get("eer")}
     return {**entry, "precisions": list(manifest.graph_sets),
             "detector": manifest.detector.get("file") if manifest.detector else None}

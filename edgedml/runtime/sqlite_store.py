@@ -272,7 +272,8 @@ class SQLiteStore:
         if "AUTOINCREMENT" not in sql.upper():  # ids could be reused: copy into the new table
             self.db.execute("ALTER TABLE templates RENAME TO templates_before")
             self.db.execute(SCHEMA.split(";")[2])
-            self.db.execute(f"INSERT INTO templates ({TEMPLATE_COLUMNS}) SELECT {TEMPLATE_COLUMNS} FROM templates_before")
+            self.db.execute(f"INSERT INTO templates ({TEMPLATE_COLUMNS}) "
+                            f"SELECT {TEMPLATE_COLUMNS} FROM templates_before")
             self.db.execute("DROP TABLE templates_before")
             self.db.execute(SCHEMA.split(";")[3])
 

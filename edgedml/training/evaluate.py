@@ -124,7 +124,8 @@ def evaluate_embeddings(data: Embedded, structural: bool | None = None, multisca
         q_labels = labels[start:stop]
         global_sim = emb[start:stop] @ emb.T  # (q, N)
         order = metrics.rank_references(global_sim, exclude_self=True, query_offset=start)
-        results["global"].append(metrics.retrieval_metrics(order, q_labels, labels, ks, exclude_self=True, reduce=False))
+        results["global"].append(metrics.retrieval_metrics(order, q_labels, labels, ks, exclude_self=True,
+                                                           reduce=False))
         if multiscale:
             top = order[:, :k]  # (q, K), never the query itself
             scores = _structural(data, slice(start, stop), top, settings, centers)  # (q, K)

@@ -19,9 +19,10 @@ from ..errors import ConfigError
 
 class MPerClassBatchSampler:
     """Yields lists of dataset indices (or, with ``with_seeds``, of (index, augmentation seed)
-    pairs, the seed fixed by the sample's place in the global batch): each global batch holds ``batch_size // m`` classes with
-    ``m`` images each (drawn without replacement when a class has at least m images); rank r of
-    ``world_size`` gets positions [r·b, (r+1)·b) of it, b = batch_size / world_size.
+    pairs, the seed fixed by the sample's place in the global batch): each global batch holds
+    ``batch_size // m`` classes with ``m`` images each (drawn without replacement when a class has
+    at least m images); rank r of ``world_size`` gets positions [r·b, (r+1)·b) of it,
+    b = batch_size / world_size.
 
     One epoch has ceil(len(labels) / batch_size) batches. Call ``set_epoch`` before each epoch.
     """
