@@ -23,6 +23,19 @@ BLOCK_TORCH = (
 SHIPPED = Path(__file__).resolve().parents[1] / "samples" / "images"  # real photos in the repo
 
 
+@pytest.fixture(autouse=True)
+def _no_child_process_outlives_its_test():
+    """Kill the multiprocessing children a test left running. Only a failed test leaves any: one
+    stopped by pytest-timeout (its signal method fails the test where it waits, in join) would
+    otherwise leave mp.spawn's ranks running, and Python waits for them when pytest exits."""
+    yield
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(10)
+
+
 def run_blocked(code: str) -> str:
     """Run ``code`` in a fresh Python where torch, timm and onnx cannot be imported (as on a
     device), assert it succeeded and that none of them was loaded; returns its stdout."""
