@@ -242,7 +242,8 @@ def _renamed_gallery(renames):
         target = sqlite3.connect(str(copy))
         source.backup(target)
         with target:
-            target.executemany("UPDATE identities SET name=? WHERE name=?", [(new, old) for old, new in renames.items()])
+            target.executemany("UPDATE identities SET name=? WHERE name=?",
+                               [(new, old) for old, new in renames.items()])
         source.close()
         target.close()  # the last connection folds the WAL into the file
         return copy
@@ -361,9 +362,9 @@ GALLERY_CASES = [  # read-only doors, names, backups, secrets, broken gallery fi
     ("verify on a gallery with a zeroed name index page", ["verify", "{target}", "ann", IMG, "--model",
                                                            "{world}/bundle", "--threshold", "0.5"],
      _zeroed("sqlite_autoindex_identities_1"), 1, "is damaged"),
-    ("verify on a gallery with a zeroed template index page", ["verify", "{target}", "ann", IMG, "--model", "{world}/bundle",
-                                                      "--threshold", "0.5"], _zeroed("templates_identity"), 1,
-     "is damaged"),
+    ("verify on a gallery with a zeroed template index page", ["verify", "{target}", "ann", IMG, "--model",
+                                                               "{world}/bundle", "--threshold", "0.5"],
+     _zeroed("templates_identity"), 1, "is damaged"),
     ("identify on a gallery with a zeroed page", ["identify", "{target}", IMG, "--model", "{world}/bundle",
                                                   "--threshold", "0.5"], _zeroed("identities"), 1, "is damaged"),
     ("enroll into a gallery with a zeroed page", ["enroll", "{target}", "cat", IMG, "--model", "{world}/bundle"],
@@ -1090,7 +1091,8 @@ FORM_CASES = [
      "not an edgedml gallery"),
 ]
 
-CASES = CASES + GALLERY_CASES + CALIBRATION_CASES + BUNDLE_CASES + EXPORT_CASES + ARGUMENT_CASES + CHIP_CASES + FORM_CASES
+CASES = (CASES + GALLERY_CASES + CALIBRATION_CASES + BUNDLE_CASES + EXPORT_CASES + ARGUMENT_CASES + CHIP_CASES
+         + FORM_CASES)
 DECIDED_YES = re.compile(r"\bACCEPTED\b|decision: MATCH\b")  # a door that opened, or a pair said to match
 
 
@@ -1219,7 +1221,8 @@ def test_processes_creating_the_same_new_gallery_wait_for_each_other(world, tmp_
     assert found == []
     for path in paths:
         with sqlite3.connect(str(path)) as con:
-            assert con.execute("SELECT key FROM meta ORDER BY key").fetchall() == [("detector",), ("embedder_sha256",), ("gallery_id",)]
+            keys = con.execute("SELECT key FROM meta ORDER BY key").fetchall()
+            assert keys == [("detector",), ("embedder_sha256",), ("gallery_id",)]
 
 
 def test_bundles_and_checkpoints_are_readable_by_other_users(world, tmp_path):

@@ -8,9 +8,9 @@ from conftest import BLOCK_TORCH
 
 import edgedml
 from edgedml.bundle import GraphIO, Manifest, read_manifest
-from edgedml.preprocessing import PreprocessSpec
 from edgedml.cli import main
 from edgedml.errors import BundleError, ChecksumError
+from edgedml.preprocessing import PreprocessSpec
 
 
 def test_version():

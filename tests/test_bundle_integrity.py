@@ -15,7 +15,8 @@ import pytest
 from edgedml.bundle import GraphIO, Manifest, read_manifest
 from edgedml.errors import BundleError
 from edgedml.preprocessing import PreprocessSpec
-from edgedml.runtime import backends, matcher as matcher_module
+from edgedml.runtime import backends
+from edgedml.runtime import matcher as matcher_module
 from edgedml.runtime.chunking import CHUNKED, Limit, run_in_chunks
 from edgedml.runtime.matcher import Features, Matcher, check_scores
 
@@ -213,7 +214,8 @@ def test_tensorrt_provider_profile_and_backend_limits_come_from_one_limit(tmp_pa
 def test_an_exported_limit_is_the_tensorrt_providers_profile(tmp_path):
     for name in ("embedder.onnx", "matcher.onnx"):
         (tmp_path / name).write_bytes(b"graph")
-    manifest = _write(tmp_path, limits={"embedder": {"size": 4, "fixed": True}, "matcher": {"size": 50, "fixed": False}})
+    manifest = _write(tmp_path, limits={"embedder": {"size": 4, "fixed": True},
+                                        "matcher": {"size": 50, "fixed": False}})
     limits = backends.tensorrt_ep_limits(manifest)
     assert limits == {"embedder": Limit(4, True), "matcher": Limit(50)}
     options = backends.tensorrt_ep_options(manifest, "embedder", "embedder.onnx", limit=limits["embedder"])

@@ -10,8 +10,19 @@ import torch
 
 from edgedml.errors import ConfigError, InvalidImageError
 from edgedml.training.datasets import (
-    IMAGE_EXTENSIONS, DatasetSplit, ImageDataset, Sample, check_readable, class_folder_split,
-    cars196_split, cub200_split, load_split, load_splits, read_rgb, sop_split)
+    IMAGE_EXTENSIONS,
+    DatasetSplit,
+    ImageDataset,
+    Sample,
+    cars196_split,
+    check_readable,
+    class_folder_split,
+    cub200_split,
+    load_split,
+    load_splits,
+    read_rgb,
+    sop_split,
+)
 
 
 def write_image(path: Path, seed: int = 0, image: np.ndarray | None = None) -> np.ndarray:

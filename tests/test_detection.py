@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import SHIPPED, data_path
+
 from edgedml.bundle import read_manifest
 from edgedml.composites import composite, contains, fill_frame, paste
 from edgedml.errors import ChecksumError, ConfigError

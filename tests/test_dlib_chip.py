@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import data_path, run_blocked
+
 from edgedml.runtime.detection import Face
 from edgedml.runtime.dlib_chip import DLIB_CHIP_SIZE, YUNET_POINTS_IN_DLIB_CHIP, YUNET_POINTS_SPREAD
 from edgedml.runtime.roi import dlib_chip_transform, dlib_chip_view
@@ -111,7 +111,10 @@ def test_large_face_is_shrunk_before_the_warp():
     rgb, face = photo_face()
     k = 5
     big = cv2.resize(rgb, (rgb.shape[1] * k, rgb.shape[0] * k), interpolation=cv2.INTER_CUBIC)
-    scale = lambda p: (np.asarray(p, np.float64) + 0.5) * k - 0.5  # pixel centres
+
+    def scale(p):
+        return (np.asarray(p, np.float64) + 0.5) * k - 0.5  # pixel centres
+
     big_face = Face(tuple(np.array(face.box) * k), tuple(map(tuple, scale(face.landmarks))), face.score)
     small, large = dlib_chip_view(rgb, face), dlib_chip_view(big, big_face)
     np.testing.assert_allclose(large.to_frame[:, :2], small.to_frame[:, :2] * k, atol=1e-5)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import SHIPPED, data_path_or_none
 
 from edgedml.bundle import read_manifest
 from edgedml.cli import EXIT_NO_ENGINE, main
@@ -14,8 +15,6 @@ from edgedml.export import checks, graphs, validate
 from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import HEADS, ModelConfig, build_model, save_checkpoint
 from edgedml.models.matcher import MATCHER_OUTPUTS, StructuralMatcher
-
-from conftest import SHIPPED, data_path_or_none
 
 TINY = dict(image_size=64, grid=2, upsample=4)
 MATCHER_AXES = {"candidate_local": {0}, "candidate_embedding": {0}, **{n: {0} for n in MATCHER_OUTPUTS}}
@@ -88,7 +87,8 @@ def test_matcher_graph_forms_agree_with_pytorch_and_each_other(tmp_path, form):
     with torch.no_grad():
         assert (matcher(*inputs).multiscale - other(*inputs).multiscale).abs().max() < 1e-5
     sess = validate.session(tmp_path / "m.onnx")
-    feeds = {n: t.numpy() for n, t in zip(("query_local", "query_embedding", "candidate_local", "candidate_embedding"), inputs)}
+    names = ("query_local", "query_embedding", "candidate_local", "candidate_embedding")
+    feeds = {n: t.numpy() for n, t in zip(names, inputs)}
     one = sess.run(["multiscale"], {**feeds, "candidate_local": feeds["candidate_local"][3:4],
                                     "candidate_embedding": feeds["candidate_embedding"][3:4]})[0]
     assert np.allclose(one, sess.run(["multiscale"], feeds)[0][3:4], atol=1e-6)  # batched = one at a time

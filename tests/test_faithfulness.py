@@ -6,13 +6,13 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import SHIPPED
+
 from edgedml.cli import main
 from edgedml.runtime.faithfulness import area, cell_masks, genuine_pairs, pair_curves
+from edgedml.runtime.image import load_image
 from edgedml.runtime.matcher import Matcher
 from edgedml.runtime.preprocess import to_network_input
-from edgedml.runtime.image import load_image
 
 
 @pytest.fixture(scope="module")

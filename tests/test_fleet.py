@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import kill_mid_enrollment, start_postgres
+
 from edgedml.cli import EXIT_REJECTED, main
 from edgedml.runtime import Matcher
 from edgedml.runtime.gallery import Gallery, GalleryError, GalleryUnavailable
@@ -201,7 +201,8 @@ def test_doors_running_through_an_outage_fail_in_one_line_and_resume(bundle, tmp
         down = [i for i, line in enumerate(lines) if line.startswith("failed") and "cannot be reached" in line]
         assert down, "the door never noticed the outage"
         before, after = lines[:down[0]], lines[down[-1] + 1:-1]
-        assert any(line.startswith("enrolled") for line in before) and any(line.startswith("enrolled") for line in after)
+        assert any(line.startswith("enrolled") for line in before)
+        assert any(line.startswith("enrolled") for line in after)
         assert any(line.startswith("logged") and line != "logged None" for line in after)  # it resumed
         enrolled = {line.split()[1] for line in lines if line.startswith("enrolled")}
         revoked = {line.split()[1] for line in lines if line.startswith("revoked")}
@@ -238,7 +239,8 @@ def test_bad_input_gets_one_line(bundle, fleet_url, tmp_path):
     from edgedml.runtime.postgres_store import PostgresStore
 
     narrow = Layout(64, layout.local_shape, layout.embedder, layout.cropping)
-    with pytest.raises(GalleryError, match=f"stores embeddings of size {layout.embedding_size} and this matcher's have 64"):
+    sizes = f"stores embeddings of size {layout.embedding_size} and this matcher's have 64"
+    with pytest.raises(GalleryError, match=sizes):
         PostgresStore(fleet_url, narrow)
     other = Layout(layout.embedding_size, layout.local_shape, "0" * 64, layout.cropping)
     with pytest.raises(GalleryError, match="another model"):
@@ -255,7 +257,8 @@ def test_the_cli_takes_a_url_wherever_it_takes_a_file(bundle, fleet_url):
     for name, image in (("daisy", DAISY_1), ("pansy", PANSY)):
         result = runner.invoke(main, ["enroll", fleet_url, name, str(image), *model])
         assert result.exit_code == 0 and "enrolled" in result.output, result.output
-    ok = runner.invoke(main, ["verify", fleet_url, "daisy", str(DAISY_2), *model, "--threshold", "1.0", "--door", "gate"])
+    ok = runner.invoke(main, ["verify", fleet_url, "daisy", str(DAISY_2), *model,
+                              "--threshold", "1.0", "--door", "gate"])
     assert ok.exit_code == 0 and "ACCEPTED" in ok.output
     who = runner.invoke(main, ["identify", fleet_url, str(DAISY_2), *model, "--threshold", "1.99"])
     assert who.exit_code == EXIT_REJECTED

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import kill_mid_enrollment
+
 from edgedml.cli import EXIT_REJECTED, main
 from edgedml.errors import EdgeDMLError
 from edgedml.export.exporter import ExportOptions, export_bundle
@@ -55,7 +55,8 @@ def test_gallery_refuses_a_bundle_with_another_embedder(bundle, tmp_path):
     Gallery(tmp_path / "g.db", Matcher(bundle)).close()
     torch.manual_seed(1)
     other = tmp_path / "other"
-    export_bundle(build_model(ModelConfig(image_size=96)), other, ExportOptions(validation_images=2), log=lambda m: None)
+    export_bundle(build_model(ModelConfig(image_size=96)), other, ExportOptions(validation_images=2),
+                  log=lambda m: None)
     with pytest.raises(GalleryError, match="another model"):
         Gallery(tmp_path / "g.db", Matcher(other))
 

@@ -40,7 +40,8 @@ def test_sinkhorn_matches_pot_in_float64(form):
 
 
 def test_plan_marginals_at_default_iterations():
-    x, y = correlated_features(16, spread=0.8, dtype=torch.float32), correlated_features(16, spread=0.8, seed=2, dtype=torch.float32)
+    x = correlated_features(16, spread=0.8, dtype=torch.float32)
+    y = correlated_features(16, spread=0.8, seed=2, dtype=torch.float32)
     s = M.region_similarity(x, y)
     u, v = M.cross_correlation_marginals(x, y)
     plan = M.sinkhorn_log(s, u, v)  # defaults: ε = 0.05, SINKHORN_ITERS (30) iterations
@@ -99,7 +100,8 @@ def test_structural_match_with_centres_equals_the_official_evaluation():
     normalised mean of the raw regions); the problem is the official one transposed, so at
     convergence the score is the same."""
     g = torch.Generator().manual_seed(9)
-    raw_x, raw_y = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, 6, generator=g, dtype=torch.float64)
+    raw_x = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    raw_y = torch.randn(5, 6, generator=g, dtype=torch.float64)
     raw_y[:2] += raw_x[:2]  # some structure in common
     x, y = F.normalize(raw_x, dim=-1), F.normalize(raw_y, dim=-1)
     x_bar, y_bar = F.normalize(raw_x.mean(0), dim=0), F.normalize(raw_y.mean(0), dim=0)

@@ -4,9 +4,17 @@ import pytest
 import torch
 
 from edgedml.training.metrics import (
-    _lloyd, kmeans, map_at_r, mean_over_queries, nmi, normalized_mutual_info, r_precision,
-    rank_references, recall_at_k, retrieval_metrics)
-
+    _lloyd,
+    kmeans,
+    map_at_r,
+    mean_over_queries,
+    nmi,
+    normalized_mutual_info,
+    r_precision,
+    rank_references,
+    recall_at_k,
+    retrieval_metrics,
+)
 
 # ---------------------------------------------------------------- plain-Python references
 
@@ -35,7 +43,10 @@ def loop_metrics(sim, q_labels, r_labels, ks, exclude_self=False):
                 ap += hits / (i + 1)
         aps.append(ap / r)
         rps.append(sum(rel[:r]) / r)
-    mean = lambda xs: sum(xs) / len(xs)
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
     return {k: mean(v) for k, v in recalls.items()}, mean(aps), mean(rps)
 
 

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from edgedml.errors import CheckpointError, ConfigError, WeightsNotFoundError
-from edgedml.models import (
-    HEADS, ModelConfig, build_model, create_backbone, load_checkpoint, save_checkpoint)
+from edgedml.models import HEADS, ModelConfig, build_model, create_backbone, load_checkpoint, save_checkpoint
 from edgedml.models.abe import ABEHead
 from edgedml.models.diml import DIMLHead
 from edgedml.models.grouping import AttentiveGroupingHead

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import SHIPPED
+
 from edgedml.bundle import read_manifest
 from edgedml.cli import main
 from edgedml.errors import ConfigError

@@ -7,13 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import data_path
 
 from edgedml.errors import CheckpointError
 from edgedml.models import load_checkpoint, read_checkpoint_metadata
 from edgedml.models.presets import preset_file
-
-from conftest import data_path
-
 
 
 def test_objects_ships_only_what_training_changed():

@@ -4,11 +4,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import SHIPPED, data_path_or_none
 
 from edgedml.models import ModelConfig, build_model, efficientnet_lite_imagenet
 from edgedml.models import matching as M
-
-from conftest import SHIPPED, data_path_or_none
 
 DAISY = 985  # ImageNet class "daisy"
 

@@ -113,7 +113,7 @@ def test_threads_share_one_matcher(exported):
         expected = {p: matcher.compare(A, p).score for p in (B, C)}
         errors, results = [], []
 
-        def worker(p):
+        def worker(p, matcher=matcher, results=results, errors=errors):
             try:
                 for _ in range(3):
                     results.append((p, matcher.compare(A, p).score))

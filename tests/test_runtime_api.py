@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SHIPPED, data_path
+
 from edgedml.errors import ConfigError
 from edgedml.runtime.backends import DEFAULT_PROVIDERS, ort_providers
 from edgedml.runtime.lifecycle import ClosedError
-from test_tensorrt import fake_bundle  # noqa: F401 - the fixture: a bundle the fake TensorRT builds engines for
 
 YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 DAISY_1, DAISY_2, PANSY = SHIPPED / "daisy_1.jpg", SHIPPED / "daisy_2.jpg", SHIPPED / "pansy.jpg"
@@ -152,14 +151,14 @@ def test_a_gallery_closes_its_store_not_the_matcher(bundle, tmp_path):
             assert again.identities() == {"daisy": 1}
 
 
-def test_the_tensorrt_backend_frees_its_buffers_when_the_matcher_closes(fake_bundle, monkeypatch, tmp_path):
+def test_the_tensorrt_backend_frees_its_buffers_when_the_matcher_closes(monkeypatch, tmp_path):
     """The fake TensorRT of test_tensorrt: every cudaMalloc is freed by Matcher.close."""
     import test_tensorrt as fake
 
     from edgedml.runtime import Matcher
     from edgedml.runtime import tensorrt as t
 
-    bundle = fake_bundle
+    bundle = fake.make_fake_bundle(tmp_path / "bundle")
     _, memory = fake.install(monkeypatch, tmp_path)
     t.build_engines(bundle, "fp16", max_batch=4, max_candidates=5, log=lambda m: None)
     assert not memory

@@ -157,6 +157,7 @@ def test_access_control_enrolls_new_photos_of_people_already_enrolled(setup, tmp
 def door_video(tmp_path_factory):
     """A door camera's view: ORL faces pasted into 640×480 photos, and one frame with nobody."""
     from conftest import data_path
+
     from edgedml.composites import composite, fill_frame
     from edgedml.runtime.image import load_image
 

@@ -10,11 +10,10 @@ import fnmatch
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from conftest import BLOCK_TORCH, SHIPPED, data_path, run_blocked
 
 ROOT = Path(__file__).resolve().parents[1]

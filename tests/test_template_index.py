@@ -117,7 +117,12 @@ def test_the_gallery_index_follows_enroll_revoke_other_processes_and_restarts(sm
     # a restart loads the saved index instead of retraining it
     built = []
     original = TemplateIndex.build.__func__
-    monkeypatch.setattr(TemplateIndex, "build", classmethod(lambda cls, *a, **k: built.append(1) or original(cls, *a, **k)))
+
+    def counted(cls, *a, **k):
+        built.append(1)
+        return original(cls, *a, **k)
+
+    monkeypatch.setattr(TemplateIndex, "build", classmethod(counted))
     with Gallery(db, matcher, threshold=0.0, index=SMALL) as g:
         assert g.store.nearest(people["p020"], 1).names == ["p020"] and built == []
         _fill(g.store, rng, ["late"], e, shape)  # changes after the save ...

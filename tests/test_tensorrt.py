@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import BLOCK_TORCH
+
 from edgedml.bundle import GraphIO, Manifest, read_manifest
-from edgedml.preprocessing import PreprocessSpec
 from edgedml.errors import BundleError, EdgeDMLError
+from edgedml.preprocessing import PreprocessSpec
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgedml"
 
@@ -41,7 +41,8 @@ def test_no_api_removed_in_tensorrt_11_appears_in_the_package():
     hits = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            hits += [f"{path.relative_to(PACKAGE.parent)}:{number}: {name}" for name in REMOVED_IN_TRT11 if name in line]
+            where = f"{path.relative_to(PACKAGE.parent)}:{number}"
+            hits += [f"{where}: {name}" for name in REMOVED_IN_TRT11 if name in line]
     assert not hits, "TensorRT 11 removed these APIs:\n" + "\n".join(hits)
 
 
@@ -296,9 +297,8 @@ def _named(shape, axis):
     return [axis if d < 0 else d for d in shape]
 
 
-@pytest.fixture
-def fake_bundle(tmp_path):
-    root = tmp_path / "bundle"
+def make_fake_bundle(root: Path) -> Path:
+    """A bundle the fake TensorRT builds engines for, written to root (test_runtime_api uses it too)."""
     (root / "validation").mkdir(parents=True)
     for graph in ("embedder", "matcher"):
         for suffix in ("", ".fp16"):
@@ -329,6 +329,11 @@ def fake_bundle(tmp_path):
         preprocessing=PreprocessSpec(),  # not read by the engine build, which uses the graph inputs
         validation_inputs={"inputs": "validation/inputs.npz", "outputs": outputs}).write(root)
     return root
+
+
+@pytest.fixture
+def fake_bundle(tmp_path):
+    return make_fake_bundle(tmp_path / "bundle")
 
 
 def install(monkeypatch, tmp_path, version="11.0.0", drift=0.0):

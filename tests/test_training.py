@@ -177,7 +177,8 @@ def test_two_process_ddp_matches_one_process(tiny_folders, tmp_path):
     result = tmp_path / "ddp_result.pt"
     mp.spawn(_ddp_entry, args=(2, str(tmp_path / "init"), cfg, str(result)), nprocs=2, join=True)
     got = torch.load(result, weights_only=True)
-    assert np.allclose(got["losses"], single["step_losses"], rtol=1e-4, atol=1e-5), (got["losses"], single["step_losses"])
+    assert np.allclose(got["losses"], single["step_losses"], rtol=1e-4, atol=1e-5), \
+        (got["losses"], single["step_losses"])
     assert torch.equal(got["params"][0], got["params"][1]), "ranks ended with different weights"
     gradient = record["gradient"]
     assert got["gradient"].shape == gradient.shape

@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import SHIPPED, data_path_or_none
 
 from edgedml.preprocessing import PreprocessSpec
 from edgedml.runtime.preprocess import to_network_input
 from edgedml.training.datasets import read_rgb
 from edgedml.training.transforms import EvalTransform, TrainTransform, resample
-
-from conftest import SHIPPED, data_path_or_none
 
 SPECS = [PreprocessSpec(), PreprocessSpec(size=160), PreprocessSpec(size=240, resize="stretch"),
          PreprocessSpec(size=512, crop_fraction=1.0)]  # 512 upsamples the 243-pixel faces

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import SHIPPED
+
 from edgedml.errors import ConfigError, WeightsNotFoundError
 from edgedml.models import ModelConfig, build_model
 from edgedml.models.rollout import fuse_heads, truncated_rollout
@@ -26,7 +26,7 @@ def _loop_rollout(attention: np.ndarray, blocks: int, discard: float) -> np.ndar
             for i in range(n):
                 candidates = sorted((fused[i, j], j) for j in range(n) if j != 0 and j != i)
                 drop = min(int(discard * n), len(candidates))  # never the CLS column or the diagonal
-                for value, j in candidates[:drop]:
+                for _value, j in candidates[:drop]:
                     cut[i, j] = 0.0
                 # entries equal to the threshold go too (ties at the cut)
                 if drop:
@@ -161,16 +161,17 @@ def test_rollout_marginals_flow_from_the_embedder_through_the_matcher_graph_to_t
 
 @pytest.mark.slow  # a ViT export by the CLI
 def test_vit_weights_load_from_a_local_file_and_the_bundle_runs_without_torch(tmp_path):
+    from conftest import run_blocked
     from safetensors.torch import save_file
 
-    from conftest import run_blocked
     from edgedml.cli import main
 
     torch.manual_seed(1)
     source = build_model(ModelConfig(**DEIT))
     state = {k: v.contiguous() for k, v in source.backbone.body.model.state_dict().items()}
     save_file(state, str(tmp_path / "deit.safetensors"))
-    loaded = build_model(ModelConfig(backbone="deit_tiny_patch16_224", backbone_weights=str(tmp_path / "deit.safetensors")))
+    weights = str(tmp_path / "deit.safetensors")
+    loaded = build_model(ModelConfig(backbone="deit_tiny_patch16_224", backbone_weights=weights))
     assert all(torch.equal(v, loaded.backbone.body.model.state_dict()[k]) for k, v in state.items())
     save_file({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, str(tmp_path / "wrong.safetensors"))
     with pytest.raises(WeightsNotFoundError, match="does not match timm's deit_tiny_patch16_224"):
