@@ -21,6 +21,8 @@ BLOCK_TORCH = (
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "samples" / "images"  # real photos in the repo
+# the YuNet face detector beside the data (OpenCV model zoo, MIT licence)
+YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 
 
 @pytest.fixture(autouse=True)
@@ -74,24 +76,38 @@ def yalefaces_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def yunet() -> str:
+    """The detector spec "yunet:PATH" of :data:`YUNET`, or a skip naming where it was looked for."""
+    if not YUNET.is_file():
+        pytest.skip(f"the YuNet model is not at {YUNET} (see ../shared/models/README.md)")
+    return f"yunet:{YUNET}"
+
+
+def exported_once(tmp_path_factory, name: str, model):
+    """Export ``model`` (seeded, in eval mode) once into a fresh folder and yield (model, bundle);
+    at teardown prove that no test changed it: every checksum holds and no file came or went."""
+    from edgedml.bundle import read_manifest
+    from edgedml.export.exporter import ExportOptions, export_bundle
+
+    out = tmp_path_factory.mktemp(name) / "bundle"
+    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    yield model, out
+    read_manifest(out)  # every checksum still holds
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before, f"a test wrote into {name}_bundle"
+
+
+@pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory):
     """(model, bundle): the default model (ImageNet Lite0, DIML head seeded with 0) at 96 px,
     exported once for the whole session; every export costs seconds. Read it, never change it:
     a test that calibrates or corrupts a bundle copies it first. The teardown proves no test did."""
     import torch
 
-    from edgedml.bundle import read_manifest
-    from edgedml.export.exporter import ExportOptions, export_bundle
     from edgedml.models import ModelConfig, build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(image_size=96)).eval()
-    out = tmp_path_factory.mktemp("small") / "bundle"
-    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
-    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
-    yield model, out
-    read_manifest(out)  # every checksum still holds
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before, "a test wrote into small_bundle"
+    yield from exported_once(tmp_path_factory, "small", build_model(ModelConfig(image_size=96)).eval())
 
 
 @pytest.fixture(scope="session")
@@ -102,18 +118,11 @@ def tiny_bundle(tmp_path_factory):
     export costs 10-20 s on 2 cores, the most of the fast tier's time). Never change it."""
     import torch
 
-    from edgedml.bundle import read_manifest
-    from edgedml.export.exporter import ExportOptions, export_bundle
     from edgedml.models import ModelConfig, build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(image_size=64, grid=2, upsample=4), pretrained=False).eval()
-    out = tmp_path_factory.mktemp("tiny") / "bundle"
-    export_bundle(model, out, ExportOptions(validation_images=2), log=lambda m: None)
-    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
-    yield model, out
-    read_manifest(out)  # every checksum still holds
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before, "a test wrote into tiny_bundle"
+    yield from exported_once(tmp_path_factory, "tiny", model)
 
 
 def start_postgres(folder: Path):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import data_path
+from conftest import YUNET, data_path
 
 
 @lru_cache(maxsize=1)
@@ -42,9 +42,6 @@ def dlib_pipeline_chips(dat_file: str | Path) -> tuple[np.ndarray, np.ndarray]:
     ORL (two photos of each of 40 people) and yalefaces (two of each of 15), grey → RGB; photos
     where HOG finds no single face are left out. Computed once per test process."""
     return _pipeline(str(dat_file))
-
-
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 
 
 def faces_preset_or_skip():

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import YUNET
 
 from edgedml.bundle import read_manifest, sha256_file
 from edgedml.cli import main
@@ -20,7 +21,6 @@ from edgedml.runtime.gallery_store import GalleryError
 from edgedml.runtime.matcher import Matcher
 from edgedml.runtime.thresholds import CalibrationMismatch
 
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"the YuNet model is not at {YUNET}")
 
 

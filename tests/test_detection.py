@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SHIPPED, data_path
+from conftest import SHIPPED, YUNET, data_path
 
 from edgedml.bundle import read_manifest
 from edgedml.composites import composite, contains, fill_frame, paste
@@ -20,19 +20,12 @@ from edgedml.runtime.explain import region_centre, seen_outline, to_image
 from edgedml.runtime.image import load_image
 from edgedml.runtime.roi import View, face_transform, face_view, whole_view
 
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 DAISY = SHIPPED / "daisy_1.jpg"  # a photo without a face
 
 
 def _face(eyes=((40.0, 50.0), (80.0, 70.0)), box=(30.0, 30.0, 60.0, 80.0)) -> Face:
     return Face(box, (*eyes, (60.0, 80.0), (45.0, 95.0), (75.0, 100.0)), 0.9)
 
-
-@pytest.fixture(scope="module")
-def yunet():
-    if not YUNET.is_file():
-        pytest.skip(f"the YuNet model is not at {YUNET} (see ../shared/models/README.md)")
-    return f"yunet:{YUNET}"
 
 
 @pytest.fixture(scope="module")

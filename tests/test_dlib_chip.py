@@ -4,13 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import data_path, run_blocked
+from conftest import YUNET, data_path, run_blocked
 
 from edgedml.runtime.detection import Face
 from edgedml.runtime.dlib_chip import DLIB_CHIP_SIZE, YUNET_POINTS_IN_DLIB_CHIP, YUNET_POINTS_SPREAD
 from edgedml.runtime.roi import dlib_chip_transform, dlib_chip_view
 
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 ROOT = Path(__file__).resolve().parents[1]
 
 

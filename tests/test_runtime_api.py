@@ -15,7 +15,6 @@ from edgedml.errors import ConfigError
 from edgedml.runtime.backends import DEFAULT_PROVIDERS, ort_providers
 from edgedml.runtime.lifecycle import ClosedError
 
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 DAISY_1, DAISY_2, PANSY = SHIPPED / "daisy_1.jpg", SHIPPED / "daisy_2.jpg", SHIPPED / "pansy.jpg"
 
 
@@ -29,12 +28,6 @@ def one_line(exc_info) -> str:
 def bundle(small_bundle):
     return small_bundle[1]
 
-
-@pytest.fixture(scope="module")
-def yunet():
-    if not YUNET.is_file():
-        pytest.skip(f"the YuNet model is not at {YUNET}")
-    return f"yunet:{YUNET}"
 
 
 @pytest.fixture(scope="module")
