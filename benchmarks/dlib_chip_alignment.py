@@ -2,7 +2,7 @@
 
 dlib's descriptor was trained on ``dlib.get_face_chip`` (HOG detector, 5-point landmarks, padding
 0.25). edgedml finds faces with YuNet and warps them onto the template of
-``edgedml/runtime/dlib_chip.py`` (:func:`edgedml.runtime.roi.dlib_chip_view`, no dlib). On the
+``edgedml/runtime/faces/dlib_chip.py`` (:func:`edgedml.runtime.faces.roi.dlib_chip_view`, no dlib). On the
 photos of people the template was not derived from (ORL s21–s40, yalefaces 09–15) where both
 detectors find one face, this measures dlib's descriptor (dlib-bin, the oracle) of both chips of
 each photo: their cosine, and the EER of each pipeline on all pairs of those photos (Euclidean
@@ -36,7 +36,7 @@ FACE_RECOGNITION_THRESHOLD = 0.6  # face_recognition's default tolerance (Euclid
 
 def verification(descriptors: np.ndarray, labels: np.ndarray) -> dict:
     """EER, TAR at FAR and the 0.6-threshold error rates of all pairs, scored by −Euclidean distance."""
-    from edgedml.runtime.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
 
     distance = np.linalg.norm(descriptors[:, None] - descriptors[None], axis=2)
     upper = np.triu_indices(len(labels), k=1)
@@ -59,8 +59,8 @@ def main() -> int:
     from derive_dlib_chip_points import CHIP_PADDING, CHIP_SIZE, PEOPLE, YUNET, analyse, dlib_tools, photos
 
     from edgedml.models.dlib_files import dlib_model_file
-    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
-    from edgedml.runtime.roi import dlib_chip_view, face_view
+    from edgedml.runtime.faces.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.faces.roi import dlib_chip_view, face_view
 
     cv2.setNumThreads(1)
     detector = YuNetDetector(YUNET)

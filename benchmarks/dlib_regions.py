@@ -52,9 +52,9 @@ def chip_folder(name: str) -> Path:
     photos without a face are left out."""
     import cv2
 
-    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
-    from edgedml.runtime.image import load_image
-    from edgedml.runtime.roi import dlib_chip_view
+    from edgedml.runtime.faces.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.faces.roi import dlib_chip_view
+    from edgedml.runtime.inference.image import load_image
 
     out = ROOT / "runs" / "dlib_chips" / name
     if (out / ".done").is_file():
@@ -94,7 +94,7 @@ def scores(model, samples) -> dict:
 
 
 def metrics(genuine, impostor) -> dict:
-    from edgedml.runtime.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
 
     return {"eer": equal_error_rate(genuine, impostor)[0],
             "tar@far=0.001": far_tar(genuine, impostor, threshold_at_far(impostor, 1e-3))[1]}

@@ -4,7 +4,7 @@ model file (or what is asked of the export) changes.
 
 INT8 is calibrated, and the precisions validated, on chips of the people no face benchmark tests
 (ORL s01–s20, yalefaces 01–08; ``PEOPLE["train"]`` of ``scripts/derive_dlib_chip_points.py``),
-cut by the face stage the bundle records (:func:`edgedml.runtime.roi.cut_view`): even-numbered
+cut by the face stage the bundle records (:func:`edgedml.runtime.faces.roi.cut_view`): even-numbered
 photos calibrate, odd-numbered ones validate. Never the test people.
 """
 
@@ -45,9 +45,9 @@ def training_chips(out: Path, chip: str, yunet: Path) -> tuple[Path, Path]:
     import cv2
     from derive_dlib_chip_points import DATA, PEOPLE, photos
 
-    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
-    from edgedml.runtime.image import load_image
-    from edgedml.runtime.roi import cut_view
+    from edgedml.runtime.faces.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.faces.roi import cut_view
+    from edgedml.runtime.inference.image import load_image
 
     calib, validate = out / "calib", out / "validate"
     if calib.is_dir() and validate.is_dir():

@@ -58,7 +58,7 @@ FACE_FREE = 200
 
 
 def people(split: str) -> list[tuple[str, list[Path]]]:
-    from edgedml.runtime.image import image_extensions
+    from edgedml.runtime.inference.image import image_extensions
 
     suffixes = image_extensions()
     out = []
@@ -80,8 +80,9 @@ def scene_files() -> list[Path]:
 
 def build_composites(split: str, seed: int, max_tilt: float = 0.0):
     """(enrolled [(identity, path)], queries [dict(identity, frame, box, crop)], face-free frames)."""
-    from edgedml.composites import composite, fill_frame
-    from edgedml.runtime.image import load_image
+    from composites import composite, fill_frame
+
+    from edgedml.runtime.inference.image import load_image
 
     rng = np.random.default_rng(seed)
     scenes = scene_files()
@@ -116,7 +117,7 @@ def best_per_identity(scores: np.ndarray, owners: np.ndarray, n_identities: int)
 def metrics(rows: list[np.ndarray | None], labels: np.ndarray, datasets: np.ndarray) -> dict:
     """Recall@1 (overall and per data set), EER and TAR at FAR 1e-2 of per-identity score rows
     (None: the detector found no face; it scores −∞ against every identity)."""
-    from edgedml.runtime.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
 
     n = max(len(r) for r in rows if r is not None)
     scores = np.stack([np.full(n, -np.inf) if r is None else r for r in rows])
@@ -148,7 +149,7 @@ class EdgedmlSystem:
 
     @staticmethod
     def gallery(templates):
-        from edgedml.runtime.matcher import Features
+        from edgedml.runtime.matching.features import Features
 
         return Features(np.concatenate([t.embedding for t in templates]), np.concatenate([t.local for t in templates]))
 
@@ -197,7 +198,7 @@ class DlibSystem:
 
 def enroll(system, enrolled) -> tuple[object, np.ndarray, int]:
     """(gallery, owners (templates,), photos without a face) of the enrolled photos."""
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.inference.image import load_image
 
     templates, owners = [], []
     for identity, path in enrolled:
@@ -233,7 +234,7 @@ def evaluate(system, enrollment, queries, key: str) -> dict[str, dict]:
 def detector_counts(detect, queries) -> dict:
     """``detect(rgb)`` → the largest face's centre (x, y) or None: misses on the composites and
     the median ms per 640×480 frame."""
-    from edgedml.composites import contains
+    from composites import contains
 
     missed, wrong, seconds = 0, 0, []
     for q in queries:
@@ -291,8 +292,7 @@ def ensure_bundle(path: Path | None) -> Path:
 def example_picture(matcher, queries, enrolled, out: Path) -> None:
     """The explanation a guard sees: a composite frame against an enrolled photo of the same person."""
     import cv2
-
-    from edgedml.composites import contains
+    from composites import contains
 
     # the first composite, from a third of the way in, whose largest detected face is the pasted one
     # (the misses are counted in the table, not drawn)
@@ -363,7 +363,7 @@ ORACLE = "dlib, HOG → 5-point chip (frames)"
 
 
 def main(argv=None) -> int:
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="a faces bundle with a YuNet face stage [default: export the "

@@ -70,8 +70,8 @@ def face_crops(names, chip: str = "square") -> list[Path]:
     benchmarks/occlusion.py and faithfulness.py read."""
     from derive_dlib_chip_points import DATA
 
-    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
-    from edgedml.runtime.face_crops import cropped_copy
+    from edgedml.runtime.faces.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.faces.face_crops import cropped_copy
 
     detector = YuNetDetector(YUNET, DetectorSettings(chip=chip))
     folder = ROOT / "runs" / ("face_crops" if chip == "square" else f"face_crops_{chip}")
@@ -114,7 +114,7 @@ def one_thread_matcher(bundle: Path, precision: str):
     """The runtime Matcher of one graph set, its ONNX Runtime sessions on one CPU thread, the
     bundle's own face stage."""
     from edgedml.runtime import Matcher
-    from edgedml.runtime.backends import OnnxRuntimeBackend
+    from edgedml.runtime.inference.backends import OnnxRuntimeBackend
 
     matcher = Matcher(bundle, backend="onnxruntime", precision=precision)
     matcher.backend = OnnxRuntimeBackend(matcher.bundle, matcher.manifest, precision,
@@ -125,8 +125,8 @@ def one_thread_matcher(bundle: Path, precision: str):
 def embed_photos(matcher, bgr: list[np.ndarray]):
     """Each photo through the matcher's face stage and embedder → (Features of the photos with
     a face, found (N,) bool)."""
-    from edgedml.runtime.detection import NoFaceFound
-    from edgedml.runtime.matcher import Features
+    from edgedml.runtime.faces.detection import NoFaceFound
+    from edgedml.runtime.matching.features import Features
 
     parts, found = [], []
     for image in bgr:
@@ -186,7 +186,7 @@ def metrics(scores: np.ndarray, labels: np.ndarray, found: np.ndarray, keep: np.
     """Verification of the photos ``keep`` (N,) bool: every pair i < j scored scores[i, j]
     (−inf for a photo its pipeline missed, ``found`` False), and Recall@1 of each kept photo
     against the other kept photos (a missed photo is a failure)."""
-    from edgedml.runtime.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
 
     index = np.flatnonzero(keep)
     s, lab, hit = scores[np.ix_(index, index)], labels[index], found[index]
@@ -230,7 +230,7 @@ def timed(calls: dict, items: dict, warmup: int = WARMUP, runs: int = RUNS) -> d
 
 def timings(dlib_pipe: DlibPipeline, matchers: dict, rgb: list, sets: np.ndarray, both: np.ndarray) -> dict:
     """Embedder alone per chip, and the whole pipeline per photo, of dlib and each precision."""
-    from edgedml.runtime.preprocess import to_network_input
+    from edgedml.runtime.inference.preprocess import to_network_input
 
     any_matcher = next(iter(matchers.values()))
     spec = any_matcher.spec
@@ -266,7 +266,7 @@ def load_test_photos():
     """(rgb list, person labels (N,), data set of each (N,), relative paths) of the test people."""
     from derive_dlib_chip_points import DATA, PEOPLE, photos
 
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.inference.image import load_image
 
     listed = photos(PEOPLE["test"])
     return ([load_image(p) for _, p in listed], np.array([person for person, _ in listed]),

@@ -3,7 +3,7 @@
     python benchmarks/faithfulness.py               # → benchmarks/results/faithfulness.{json,md}, faithfulness_*.png
     python benchmarks/faithfulness.py --sets faces  # only the faces rows; the other rows are kept from the last run
 
-For each set's test classes and each model, `edgedml.runtime.faithfulness.evaluate` on 20
+For each set's test classes and each model, `edgedml.runtime.assurance.faithfulness.evaluate` on 20
 seeded genuine pairs (the runtime, ONNX Runtime on the CPU): evidence, attention (grouping and
 abe), occlusion sensitivity (g² extra embeddings) and a random order. Sets and models:
 - flowers17 test (classes 09–17) and cub_birds test (39–76): the `objects` preset (DIML), and
@@ -83,7 +83,7 @@ def cell_profile(matcher, folder: Path, count: int, seed: int = 0) -> dict:
     mean share of A's evidence, the mean drop of the multi-scale and of the structural score
     when that cell alone is set to the preprocessing mean (divided by the clean score), and per
     pair the Spearman correlation of the evidence with each drop."""
-    from edgedml.runtime.faithfulness import _classes_with_pairs, cell_masks, draw_pairs
+    from edgedml.runtime.assurance.faithfulness import _classes_with_pairs, cell_masks, draw_pairs
 
     def ranks(x: np.ndarray) -> np.ndarray:
         return np.argsort(np.argsort(x, kind="stable"), kind="stable")
@@ -151,8 +151,8 @@ def main(argv=None) -> int:
     import cv2
     from face_composites import ensure_bundle
 
-    from edgedml.runtime.faithfulness import draw, evaluate
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.assurance.faithfulness import draw, evaluate
+    from edgedml.runtime.matching.matcher import Matcher
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default=",".join(SETS),

@@ -47,8 +47,8 @@ EF_SEARCH = (200, 400, 800)  # pgvector's hnsw.ef_search (the fleet gallery's de
 def real_embeddings(bundle: Path):
     """(embedding (N, E), local (N, R, D), person (N,)) of every ORL and Yale photo with a face."""
     from edgedml.runtime import Matcher
-    from edgedml.runtime.detection import NoFaceFound
-    from edgedml.runtime.image import image_extensions
+    from edgedml.runtime.faces.detection import NoFaceFound
+    from edgedml.runtime.inference.image import image_extensions
 
     matcher = Matcher(bundle, backend="onnxruntime")
     emb, local, person = [], [], []
@@ -113,7 +113,7 @@ def recalls(found: list, exact: list, k: int) -> dict:
 
 def index_rows(n: int, population: Population, k: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """Search-only: numpy, FAISS flat, FAISS IVF at several nprobe, on n templates."""
-    from edgedml.runtime.template_index import IndexSettings, TemplateIndex
+    from edgedml.runtime.gallery.template_index import IndexSettings, TemplateIndex
 
     identities = n // PER_IDENTITY
     centres = population.centres(identities)
@@ -155,7 +155,7 @@ def fill_sqlite(path: Path, layout, emb: np.ndarray, population: Population) -> 
     one identity at a time would leave, faster)."""
     import sqlite3
 
-    from edgedml.runtime.sqlite_store import SQLiteStore
+    from edgedml.runtime.gallery.sqlite_store import SQLiteStore
 
     SQLiteStore(path, layout).close()  # the schema
     db = sqlite3.connect(str(path), isolation_level=None)
@@ -175,9 +175,9 @@ def fill_sqlite(path: Path, layout, emb: np.ndarray, population: Population) -> 
 
 def gallery_rows(matcher, emb: np.ndarray, genuine: np.ndarray, population: Population, folder: Path) -> dict:
     """End-to-end identify on an SQLite gallery of len(emb) templates, against 1,000 templates."""
-    from edgedml.runtime.gallery import Gallery, matcher_layout
-    from edgedml.runtime.matcher import Features
-    from edgedml.runtime.template_index import IndexSettings
+    from edgedml.runtime.gallery.gallery import Gallery, matcher_layout
+    from edgedml.runtime.gallery.template_index import IndexSettings
+    from edgedml.runtime.matching.features import Features
 
     layout = matcher_layout(matcher)
     local = population.locals(100)
@@ -216,9 +216,9 @@ def pgvector_rows(matcher, emb: np.ndarray, genuine: np.ndarray, population: Pop
     """pgvector at len(emb) templates: enroll throughput, HNSW search time and recall, identify."""
     import pgserver
 
-    from edgedml.runtime.gallery import Gallery
-    from edgedml.runtime.matcher import Features
-    from edgedml.runtime.template_index import TemplateIndex
+    from edgedml.runtime.gallery.gallery import Gallery
+    from edgedml.runtime.gallery.template_index import TemplateIndex
+    from edgedml.runtime.matching.features import Features
 
     server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
     try:

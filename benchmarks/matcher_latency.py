@@ -70,7 +70,7 @@ def main() -> None:
     from edgedml.models.config import SINKHORN_ITERS
     from edgedml.models.matcher import MATCHER_INPUTS, StructuralMatcher
     from edgedml.runtime import Matcher
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.inference.image import load_image
 
     torch.manual_seed(0)
     model = build_model(ModelConfig()).eval()

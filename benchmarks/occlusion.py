@@ -56,7 +56,7 @@ def embed(model, images: list[np.ndarray]):
     """RGB arrays through the deployment preprocessing and the model → (embedding, local)."""
     import torch
 
-    from edgedml.runtime.preprocess import to_network_input
+    from edgedml.runtime.inference.preprocess import to_network_input
 
     spec = model.config.preprocessing()
     embeddings, locals_ = [], []
@@ -90,7 +90,7 @@ def pair_scores(cfg, a, b, mass) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verification(scores: np.ndarray, labels: np.ndarray) -> dict:
-    from edgedml.runtime.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
 
     upper = np.triu_indices(len(labels), k=1)
     same = labels[upper[0]] == labels[upper[1]]
@@ -129,8 +129,8 @@ def main() -> int:
     if not YUNET.is_file():
         sys.exit(f"{YUNET} not found: this benchmark cuts the faces with YuNet")
     from edgedml.models import load_checkpoint
-    from edgedml.runtime.detection import CHIP_OF_BACKBONE
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.faces.detection import CHIP_OF_BACKBONE
+    from edgedml.runtime.inference.image import load_image
     from edgedml.training.datasets import load_splits
 
     started = time.perf_counter()

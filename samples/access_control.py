@@ -30,10 +30,11 @@ import cv2
 from camera_app import draw_face, frames, open_source
 
 from edgedml.errors import EdgeDMLError
-from edgedml.runtime import Matcher, explain
-from edgedml.runtime.gallery import Gallery
-from edgedml.runtime.image import image_extensions
-from edgedml.runtime.names import identity_name
+from edgedml.runtime import Matcher
+from edgedml.runtime.gallery.gallery import Gallery
+from edgedml.runtime.gallery.names import identity_name
+from edgedml.runtime.inference.image import image_extensions
+from edgedml.runtime.matching import explain
 
 
 def enroll_folder(gallery: Gallery, folder: Path) -> None:

@@ -25,7 +25,7 @@ import cv2
 
 from edgedml.errors import EdgeDMLError
 from edgedml.runtime import Matcher
-from edgedml.runtime.gallery import Gallery
+from edgedml.runtime.gallery.gallery import Gallery
 
 
 def open_source(source: str) -> cv2.VideoCapture:

@@ -5,7 +5,7 @@ a similarity transform of its 5-point landmarks (eye corners, nose base) onto a 
 finds other points (eye centres, nose tip, mouth corners). For every photo where dlib's HOG
 detector + 5-point predictor and YuNet each find exactly one face, this maps YuNet's points into
 dlib's chip with dlib's own chip transform and takes the median of each point; the result is
-written to ``edgedml/runtime/dlib_chip.py`` (the template :func:`edgedml.runtime.roi.dlib_chip_view`
+written to ``edgedml/runtime/faces/dlib_chip.py`` (the template :func:`edgedml.runtime.faces.roi.dlib_chip_view`
 warps onto, with no dlib at run time).
 
     python scripts/derive_dlib_chip_points.py                 # people no evaluation uses (default)
@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet_2026may.onnx"
-OUT = ROOT / "edgedml" / "runtime" / "dlib_chip.py"
+OUT = ROOT / "edgedml" / "runtime" / "faces" / "dlib_chip.py"
 CHIP_SIZE, CHIP_PADDING = 150, 0.25
 PEOPLE = {
     "train": {"orl_faces": [f"s{i:02d}" for i in range(1, 21)], "yalefaces": [f"subject{i:02d}" for i in range(1, 9)]},
@@ -81,7 +81,7 @@ def analyse(path: Path, detector, hog, predictor) -> dict | None:
     with the reason in ``miss``."""
     import dlib
 
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.inference.image import load_image
 
     rgb = load_image(path)
     boxes = hog(rgb, 1)  # one upsampling, as face_recognition does
@@ -97,7 +97,7 @@ def analyse(path: Path, detector, hog, predictor) -> dict | None:
 
 def derive(people: str) -> dict:
     """The template: per point the median position in dlib's chip, and the spread around it."""
-    from edgedml.runtime.detection import YuNetDetector
+    from edgedml.runtime.faces.detection import YuNetDetector
 
     detector = YuNetDetector(YUNET)
     hog, predictor = dlib_tools()
@@ -125,7 +125,7 @@ def module_text(result: dict, people: str) -> str:
     spread = ", ".join(f"{d:.2f}" for d in result["median_distance"])
     p90 = ", ".join(f"{d:.2f}" for d in result["p90_distance"])
     return f'''"""YuNet's five landmarks in dlib's 150×150 face chip (padding 0.25): the template
-:func:`edgedml.runtime.roi.dlib_chip_view` warps a face onto, so that dlib's face descriptor sees
+:func:`edgedml.runtime.faces.roi.dlib_chip_view` warps a face onto, so that dlib's face descriptor sees
 the crop it was trained on with no dlib at run time.
 
 GENERATED; do not edit. Produced by

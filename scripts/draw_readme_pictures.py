@@ -41,8 +41,8 @@ def save(picture: np.ndarray, path: Path) -> None:
 
 def main(argv=None) -> int:
     from edgedml.runtime import Matcher, explain
-    from edgedml.runtime.calibration import calibrate
-    from edgedml.runtime.gallery import Gallery
+    from edgedml.runtime.assurance.calibration import calibrate
+    from edgedml.runtime.gallery.gallery import Gallery
     from edgedml.runtime.shipped import resolve_bundle
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -92,9 +92,9 @@ def face_chips(chip: str) -> tuple[Path, Path]:
     ones to validate. Cut by the face stage the bundle records (``roi.cut_view``)."""
     import cv2
 
-    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
-    from edgedml.runtime.image import load_image
-    from edgedml.runtime.roi import cut_view
+    from edgedml.runtime.faces.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.faces.roi import cut_view
+    from edgedml.runtime.inference.image import load_image
 
     target = WORK / "faces" / "chips"
     staging = _fresh(target)
@@ -172,7 +172,7 @@ def calibrate_faces(bundle: Path, log=print):
     The calibration's wall-clock ``seconds`` is printed, not kept: the shipped bytes must not
     depend on how fast the machine was."""
     from edgedml.bundle import read_manifest
-    from edgedml.runtime.calibration import calibrate
+    from edgedml.runtime.assurance.calibration import calibrate
 
     report = calibrate(bundle, face_photos(), backend="onnxruntime", precision="fp32")
     log(f"calibrated on {report['images']} photos of {report['classes']} people: {report['genuine_pairs']} genuine "

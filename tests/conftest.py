@@ -25,6 +25,21 @@ SHIPPED = Path(__file__).resolve().parents[1] / "samples" / "images"  # real pho
 YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
 
 
+def benchmark_helper(name: str):
+    """A helper module of ``benchmarks/`` (not part of the package: the benchmarks import it as a
+    sibling script), e.g. ``benchmark_helper("composites")`` for the face-in-a-scene frames."""
+    import importlib.util
+    import sys
+
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
 @pytest.fixture(autouse=True)
 def _no_child_process_outlives_its_test():
     """Kill the multiprocessing children a test left running. Only a failed test leaves any: one
@@ -171,7 +186,7 @@ def kill_mid_enrollment(location: str, bundle: Path, write: tuple[str, str, str]
     child = (
         "import importlib, time\n"
         "from edgedml.runtime import Matcher\n"
-        "from edgedml.runtime.gallery import Gallery\n"
+        "from edgedml.runtime.gallery.gallery import Gallery\n"
         f"owner = getattr(importlib.import_module({module!r}), {owner!r})\n"
         f"original = getattr(owner, {method!r})\n"
         "def slow(self, *args, **kwargs):\n"

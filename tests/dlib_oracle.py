@@ -65,9 +65,9 @@ def yunet_chips(photos: list[Path], folder: Path, name=lambda photo: f"{photo.pa
     without a face are left out."""
     import cv2
 
-    from edgedml.runtime.detection import YuNetDetector
-    from edgedml.runtime.image import load_image
-    from edgedml.runtime.roi import dlib_chip_view
+    from edgedml.runtime.faces.detection import YuNetDetector
+    from edgedml.runtime.faces.roi import dlib_chip_view
+    from edgedml.runtime.inference.image import load_image
 
     detector = YuNetDetector(YUNET)
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import time
 
 from edgedml.errors import EdgeDMLError
 from edgedml.runtime import Matcher
-from edgedml.runtime.gallery import Gallery
+from edgedml.runtime.gallery.gallery import Gallery
 
 
 def main(url, bundle, door, seconds, journal_path, *images):

@@ -20,8 +20,8 @@ from edgedml.cli import main
 from edgedml.errors import BundleError, ConfigError, EdgeDMLError
 from edgedml.filemodes import umask
 from edgedml.models import ModelConfig, build_model, save_checkpoint
-from edgedml.runtime.gallery import Gallery
-from edgedml.runtime.matcher import Matcher
+from edgedml.runtime.gallery.gallery import Gallery
+from edgedml.runtime.matching.matcher import Matcher
 from edgedml.runtime.shipped import bundles_folder
 
 TINY = dict(image_size=64, grid=2, upsample=4)
@@ -412,7 +412,7 @@ def _calibrated(world, tmp, door=False, data=None, broken=0, **record):
     than that field wrote it), the YuNet model (yunet.onnx), with ``door`` an empty gallery cut by
     YuNet (door.db), with ``data`` = (classes, images) a labelled set (data/, ``broken`` of them
     not pictures)."""
-    from edgedml.runtime.detection import DetectorSettings, load_detector
+    from edgedml.runtime.faces.detection import DetectorSettings, load_detector
 
     root = tmp / "c"
     shutil.copytree(world / "bundle", root / "bundle")
@@ -755,8 +755,8 @@ def _crop_source(world, tmp, photos=("1.pgm",), out=None):
 
 
 def _earlier_crops_and_notes(world, tmp):
-    from edgedml.runtime.detection import load_detector
-    from edgedml.runtime.face_crops import crop_dataset
+    from edgedml.runtime.faces.detection import load_detector
+    from edgedml.runtime.faces.face_crops import crop_dataset
 
     root = _crop_source(world, tmp)
     crop_dataset(root / "src", root / "out", load_detector(f"yunet:{root / 'yunet.onnx'}"))
@@ -983,7 +983,7 @@ def _dlib_chip_bundle(world, tmp, calibrated_on_squares=False, door=None):
     also beside it, yunet.onnx); with ``calibrated_on_squares`` its threshold was measured on
     square crops of that detector; ``door`` ("square" or "dlib"): a gallery (door.db) with one
     ORL face enrolled from that crop."""
-    from edgedml.runtime.detection import DetectorSettings, load_detector
+    from edgedml.runtime.faces.detection import DetectorSettings, load_detector
 
     root, model = tmp / "c", _yunet(world, tmp)
     shutil.copytree(world / "bundle", root / "bundle")
@@ -1149,7 +1149,7 @@ def _labelled(root):
 
 
 def test_calibrating_twice_and_deleting_the_pictures_keep_the_bundle(world, tmp_path):
-    from edgedml.runtime.calibration import calibrate
+    from edgedml.runtime.assurance.calibration import calibrate
 
     bundle = tmp_path / "b"
     shutil.copytree(world / "bundle", bundle)
@@ -1170,7 +1170,7 @@ def test_calibrating_twice_and_deleting_the_pictures_keep_the_bundle(world, tmp_
 
 
 def test_calibrating_a_broken_bundle_writes_nothing(world, tmp_path):
-    from edgedml.runtime.calibration import calibrate
+    from edgedml.runtime.assurance.calibration import calibrate
 
     bundle = tmp_path / "b"
     shutil.copytree(world / "bundle", bundle)
@@ -1258,7 +1258,7 @@ def test_an_image_past_the_pixel_limit_is_refused_in_one_line(world, tmp_path):
 
 
 def test_a_large_jpeg_is_decoded_at_reduced_size():
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.inference.image import load_image
 
     photo = cv2.resize(np.random.default_rng(0).integers(0, 255, (60, 45, 3), dtype=np.uint8), (4500, 6000))
     ok, data = cv2.imencode(".jpg", photo)
@@ -1294,7 +1294,7 @@ def test_uniform_marginals_export_passes_the_tensorrt_readiness_check(tmp_path):
 
 
 def test_the_equal_error_rate_matches_the_plain_loop():
-    from edgedml.runtime.calibration import equal_error_rate
+    from edgedml.runtime.assurance.calibration import equal_error_rate
 
     rng = np.random.default_rng(1)
     genuine, impostor = np.round(rng.normal(1, .3, 80), 2), np.round(rng.normal(.5, .3, 900), 2)
@@ -1307,7 +1307,7 @@ def test_the_equal_error_rate_matches_the_plain_loop():
 
 
 def test_calibrate_skips_unreadable_images_lists_them_and_counts_only_real_ones(world, tmp_path):
-    from edgedml.runtime.calibration import calibrate
+    from edgedml.runtime.assurance.calibration import calibrate
 
     bundle = tmp_path / "b"
     shutil.copytree(world / "bundle", bundle)
@@ -1429,7 +1429,7 @@ def test_old_calibrate_form_calibrates_the_same_bundle_after_one_notice(world, t
 
 
 def test_old_build_engine_form_reaches_the_same_build(world):
-    from edgedml.runtime.tensorrt import availability
+    from edgedml.runtime.inference.tensorrt import availability
 
     if availability() is None:
         pytest.skip("TensorRT and a GPU are present here: engines would be built into the world's bundle")

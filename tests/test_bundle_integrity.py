@@ -15,10 +15,11 @@ import pytest
 from edgedml.bundle import GraphIO, Manifest, read_manifest
 from edgedml.errors import BundleError
 from edgedml.preprocessing import PreprocessSpec
-from edgedml.runtime import backends
-from edgedml.runtime import matcher as matcher_module
-from edgedml.runtime.chunking import CHUNKED, Limit, run_in_chunks
-from edgedml.runtime.matcher import Features, Matcher, check_scores
+from edgedml.runtime.inference import backends, opencv_backend
+from edgedml.runtime.inference.chunking import CHUNKED, Limit, run_in_chunks
+from edgedml.runtime.matching import matcher as matcher_module
+from edgedml.runtime.matching.features import Features
+from edgedml.runtime.matching.matcher import Matcher, check_scores
 
 R, D, E, S = 4, 3, 5, 8
 MATCHER_INPUTS = {"query_local": [1, R, D], "query_embedding": [1, E], "candidate_local": ["K", R, D],
@@ -69,7 +70,7 @@ def _matcher(backend, precision="fp32") -> Matcher:
 
 def test_the_matcher_the_precision_report_and_the_engine_check_chunk_the_same_inputs(monkeypatch, tmp_path):
     from edgedml.export import precision_report
-    from edgedml.runtime.tensorrt import check
+    from edgedml.runtime.inference.tensorrt import check
 
     seen = []
 
@@ -137,7 +138,7 @@ def _write(root, **fields) -> Manifest:
 
 
 def test_the_engine_check_of_a_rollout_bundle_passes_with_fewer_candidates_than_k(tmp_path):
-    from edgedml.runtime.tensorrt.check import check_engines
+    from edgedml.runtime.inference.tensorrt.check import check_engines
 
     root = _rollout_bundle(tmp_path)
     engines = FakeBackend({"embedder": Limit(2), "matcher": Limit(3)}, _graphs)  # --max-candidates 3 < K = 7
@@ -152,7 +153,7 @@ def test_the_engine_check_of_a_rollout_bundle_passes_with_fewer_candidates_than_
 @pytest.mark.parametrize("precision, target", [("fp32", "cuda"), ("int8", "cuda"), ("int8-cpu", "cuda"),
                                                ("fp16", "cuda_fp16")])
 def test_opencv_cuda_target_is_fp16_only_for_fp16_graphs(precision, target):
-    assert backends.opencv_cuda_target(precision) == target
+    assert opencv_backend.opencv_cuda_target(precision) == target
 
 
 def test_the_opencv_backend_runs_fp32_graphs_on_the_fp32_cuda_target(tmp_path, monkeypatch):
@@ -174,7 +175,7 @@ def test_the_opencv_backend_runs_fp32_graphs_on_the_fp32_cuda_target(tmp_path, m
             targets.append(target)
 
     monkeypatch.setattr(cv2.dnn, "readNetFromONNX", lambda path: Net())
-    backends.OpenCVBackend(tmp_path, manifest, "fp32", cuda=True)
+    opencv_backend.OpenCVBackend(tmp_path, manifest, "fp32", cuda=True)
     assert targets == [cv2.dnn.DNN_TARGET_CUDA, cv2.dnn.DNN_TARGET_CUDA]
 
 

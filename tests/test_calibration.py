@@ -14,12 +14,12 @@ from conftest import YUNET
 
 from edgedml.bundle import read_manifest, sha256_file
 from edgedml.cli import main
-from edgedml.runtime.calibration import CalibrationError, calibrate
-from edgedml.runtime.detection import DetectorSettings, install, load_detector
-from edgedml.runtime.gallery import Gallery
-from edgedml.runtime.gallery_store import GalleryError
-from edgedml.runtime.matcher import Matcher
-from edgedml.runtime.thresholds import CalibrationMismatch
+from edgedml.runtime.assurance.calibration import CalibrationError, calibrate
+from edgedml.runtime.assurance.thresholds import CalibrationMismatch
+from edgedml.runtime.faces.detection import DetectorSettings, install, load_detector
+from edgedml.runtime.gallery.gallery import Gallery
+from edgedml.runtime.gallery.store import GalleryError
+from edgedml.runtime.matching.matcher import Matcher
 
 needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"the YuNet model is not at {YUNET}")
 

@@ -14,8 +14,8 @@ import pytest
 from crafted_images import HUGE, bigtiff, bmp, bmp_os2, gif, jpeg, pam, png, pnm, tiff, webp_vp8, webp_vp8l, webp_vp8x
 
 from edgedml.errors import InvalidImageError
-from edgedml.runtime.image import load_image
-from edgedml.runtime.image_header import HeaderError, read_header
+from edgedml.runtime.inference.image import load_image
+from edgedml.runtime.inference.image_header import HeaderError, read_header
 
 SMALL = {  # format → a header claiming 40×30 pixels
     "png": lambda: png(40, 30), "jpeg": lambda: jpeg(40, 30), "jpeg after comments": lambda: jpeg(40, 30, 140_000),

@@ -9,18 +9,20 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SHIPPED, YUNET, data_path
+from conftest import SHIPPED, YUNET, benchmark_helper, data_path
 
 from edgedml.bundle import read_manifest
-from edgedml.composites import composite, contains, fill_frame, paste
 from edgedml.errors import ChecksumError, ConfigError
-from edgedml.runtime import detection
-from edgedml.runtime.detection import DetectorError, DetectorSettings, Face, NoFaceFound
-from edgedml.runtime.explain import region_centre, seen_outline, to_image
-from edgedml.runtime.image import load_image
-from edgedml.runtime.roi import View, face_transform, face_view, whole_view
+from edgedml.runtime.faces import detection
+from edgedml.runtime.faces.detection import DetectorError, DetectorSettings, Face, NoFaceFound
+from edgedml.runtime.faces.roi import View, face_transform, face_view, whole_view
+from edgedml.runtime.inference.image import load_image
+from edgedml.runtime.matching.explain import region_centre, seen_outline, to_image
 
 DAISY = SHIPPED / "daisy_1.jpg"  # a photo without a face
+
+composite, contains, fill_frame, paste = (getattr(benchmark_helper("composites"), name)
+                                          for name in ("composite", "contains", "fill_frame", "paste"))
 
 
 def _face(eyes=((40.0, 50.0), (80.0, 70.0)), box=(30.0, 30.0, 60.0, 80.0)) -> Face:
@@ -83,7 +85,7 @@ def test_square_crops_keep_their_fingerprint_and_the_dlib_chip_has_its_own(yunet
 def test_cut_view_is_the_settings_crop():
     """One function decides the crop: the square of margin/align, or dlib's chip (margin and
     align ignored)."""
-    from edgedml.runtime.roi import cut_view, dlib_chip_view
+    from edgedml.runtime.faces.roi import cut_view, dlib_chip_view
 
     frame = np.random.default_rng(0).integers(0, 255, (200, 220, 3), np.uint8)
     face = _face()
@@ -192,7 +194,7 @@ def test_a_face_is_found_on_a_composite_and_nothing_on_a_flower(yunet, faces, sc
 
 
 def test_compare_explains_on_the_frame_and_no_face_is_a_decision(yunet, faces, scene, small_bundle):
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
 
     _, bundle = small_bundle
     matcher = Matcher(bundle, detector=yunet, threshold=0.5)
@@ -222,8 +224,8 @@ def test_compare_explains_on_the_frame_and_no_face_is_a_decision(yunet, faces, s
 
 
 def test_the_gallery_decides_no_face_and_identifies_every_face(yunet, faces, scene, small_bundle, tmp_path):
-    from edgedml.runtime.gallery import Gallery, GalleryError
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.gallery.gallery import Gallery, GalleryError
+    from edgedml.runtime.matching.matcher import Matcher
 
     _, bundle = small_bundle
     (p1, photos1), (p2, photos2) = faces
@@ -253,8 +255,8 @@ def test_the_gallery_decides_no_face_and_identifies_every_face(yunet, faces, sce
 
 
 def test_a_gallery_from_before_detectors_holds_whole_image_templates(small_bundle, tmp_path, yunet):
-    from edgedml.runtime.gallery import Gallery, GalleryError
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.gallery.gallery import Gallery, GalleryError
+    from edgedml.runtime.matching.matcher import Matcher
 
     _, bundle = small_bundle
     with Gallery(tmp_path / "old.db", Matcher(bundle, detector="none")) as gallery:
@@ -267,7 +269,7 @@ def test_a_gallery_from_before_detectors_holds_whole_image_templates(small_bundl
 
 
 def test_the_bundles_detector_is_checksummed_and_used_by_default(yunet, small_bundle, tmp_path):
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
 
     _, bundle = small_bundle
     copy = tmp_path / "b"

@@ -1,4 +1,4 @@
-"""dlib's 150×150 face chip cut from YuNet's landmarks (edgedml.runtime.roi.dlib_chip_view)."""
+"""dlib's 150×150 face chip cut from YuNet's landmarks (edgedml.runtime.faces.roi.dlib_chip_view)."""
 
 from pathlib import Path
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from conftest import YUNET, data_path, run_blocked
 
-from edgedml.runtime.detection import Face
-from edgedml.runtime.dlib_chip import DLIB_CHIP_SIZE, YUNET_POINTS_IN_DLIB_CHIP, YUNET_POINTS_SPREAD
-from edgedml.runtime.roi import dlib_chip_transform, dlib_chip_view
+from edgedml.runtime.faces.detection import Face
+from edgedml.runtime.faces.dlib_chip import DLIB_CHIP_SIZE, YUNET_POINTS_IN_DLIB_CHIP, YUNET_POINTS_SPREAD
+from edgedml.runtime.faces.roi import dlib_chip_transform, dlib_chip_view
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,8 @@ def least_squares_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def photo_face() -> tuple[np.ndarray, Face]:
-    from edgedml.runtime.detection import YuNetDetector
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.faces.detection import YuNetDetector
+    from edgedml.runtime.inference.image import load_image
 
     if not YUNET.is_file():
         pytest.skip(f"the YuNet model is not at {YUNET} (see ../shared/models/README.md)")
@@ -145,9 +145,9 @@ def test_degenerate_landmarks_are_refused():
 def test_dlib_chip_runs_without_torch():
     out = run_blocked(
         "import numpy as np\n"
-        "from edgedml.runtime.detection import Face\n"
-        "from edgedml.runtime.dlib_chip import YUNET_POINTS_IN_DLIB_CHIP as T\n"
-        "from edgedml.runtime.roi import dlib_chip_view\n"
+        "from edgedml.runtime.faces.detection import Face\n"
+        "from edgedml.runtime.faces.dlib_chip import YUNET_POINTS_IN_DLIB_CHIP as T\n"
+        "from edgedml.runtime.faces.roi import dlib_chip_view\n"
         "pts = T * 1.2 + 40\n"
         "face = Face((40, 40, 180, 180), tuple(map(tuple, pts)), 0.9)\n"
         "view = dlib_chip_view(np.full((300, 300, 3), 90, np.uint8), face)\n"
@@ -171,7 +171,7 @@ def test_template_against_dlib_itself():
     from derive_dlib_chip_points import analyse, dlib_tools
 
     from edgedml.models.dlib_files import dlib_model_file
-    from edgedml.runtime.detection import YuNetDetector
+    from edgedml.runtime.faces.detection import YuNetDetector
 
     if not YUNET.is_file():
         pytest.skip(f"the YuNet model is not at {YUNET}")
@@ -200,7 +200,7 @@ def test_evidence_on_the_chip_lands_on_the_frame():
     """A region map over the chip (network input = the chip, stretched at 150 px) is drawn where
     the chip's region is in the frame: the explanation path of any View."""
     from edgedml.preprocessing import PreprocessSpec
-    from edgedml.runtime.explain import region_centre, to_image
+    from edgedml.runtime.matching.explain import region_centre, to_image
 
     to_frame = similarity(-0.4, 1.7, (200.0, 90.0))
     frame = np.zeros((520, 600, 3), np.uint8)
@@ -253,7 +253,7 @@ def test_the_matcher_embeds_dlib_chips_that_map_back_onto_the_face(chip_bundle):
     """A bundle exported with the dlib chip: the Matcher's views are 150×150 chips whose map back
     to the frame sends the chip's landmark template onto YuNet's landmarks of the face (within the
     fit's residual, a few pixels), and its explanations are drawn on the frame."""
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
 
     bundle, _ = chip_bundle
     matcher = Matcher(bundle)
@@ -293,10 +293,10 @@ def test_a_gallery_and_a_calibration_of_square_crops_refuse_dlib_chips(chip_bund
     import shutil
 
     from edgedml.bundle import read_manifest
-    from edgedml.runtime.detection import DetectorSettings
-    from edgedml.runtime.gallery import Gallery, GalleryError
-    from edgedml.runtime.matcher import Matcher
-    from edgedml.runtime.thresholds import CalibrationMismatch
+    from edgedml.runtime.assurance.thresholds import CalibrationMismatch
+    from edgedml.runtime.faces.detection import DetectorSettings
+    from edgedml.runtime.gallery.gallery import Gallery, GalleryError
+    from edgedml.runtime.matching.matcher import Matcher
 
     bundle, _ = chip_bundle
     orl = data_path("orl_faces")
@@ -360,8 +360,8 @@ def test_crop_faces_cuts_dlib_chips_and_records_them(tmp_path):
     from click.testing import CliRunner
 
     from edgedml.cli import main
-    from edgedml.runtime.detection import DetectorSettings, YuNetDetector
-    from edgedml.runtime.image import load_image
+    from edgedml.runtime.faces.detection import DetectorSettings, YuNetDetector
+    from edgedml.runtime.inference.image import load_image
 
     if not YUNET.is_file():
         pytest.skip(f"the YuNet model is not at {YUNET} (see ../shared/models/README.md)")
@@ -397,7 +397,7 @@ def test_a_dlib_resnet_bundle_embeds_its_chips_as_dlib_does(tmp_path):
     from edgedml.export.exporter import ExportOptions, export_bundle
     from edgedml.models import ModelConfig, build_model
     from edgedml.models.dlib_files import dlib_model_file
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
 
     if not YUNET.is_file():
         pytest.skip(f"the YuNet model is not at {YUNET}")
@@ -416,7 +416,7 @@ def test_a_dlib_resnet_bundle_embeds_its_chips_as_dlib_does(tmp_path):
         np.testing.assert_allclose(features.embedding[0], own / np.linalg.norm(own), atol=1e-4, err_msg=str(photo))
     # another detector file is cut as the bundle records; square crops are never fed to dlib's network
     from edgedml.errors import ConfigError
-    from edgedml.runtime.detection import DetectorSettings
+    from edgedml.runtime.faces.detection import DetectorSettings
 
     assert Matcher(tmp_path / "bundle", detector=f"yunet:{YUNET}").detector.settings.chip == "dlib"
     with pytest.raises(ConfigError, match="works only on the dlib face chip"):

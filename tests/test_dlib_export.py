@@ -47,7 +47,7 @@ def oracle():
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_every_precision_of_the_faces_bundle_gives_dlibs_descriptor(faces_bundle, oracle, precision):
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
 
     chips, expected = oracle
     assert len(chips) >= 50
@@ -80,9 +80,9 @@ def test_a_door_on_the_faces_bundle_calibrates_enrolls_and_decides(faces_bundle,
     person's other photos and stays shut for ten other people claiming that name."""
     import shutil
 
-    from edgedml.runtime.calibration import calibrate
-    from edgedml.runtime.gallery import Gallery
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.assurance.calibration import calibrate
+    from edgedml.runtime.gallery.gallery import Gallery
+    from edgedml.runtime.matching.matcher import Matcher
 
     bundle = tmp_path / "door"
     shutil.copytree(faces_bundle, bundle)

@@ -21,7 +21,7 @@ TINY = dict(image_size=64, grid=2, upsample=4)
 
 
 def _no_tensorrt_here():
-    from edgedml.runtime.tensorrt import availability
+    from edgedml.runtime.inference.tensorrt import availability
 
     if availability() is None:
         pytest.skip("TensorRT and a GPU are present here: engines would be built")
@@ -88,7 +88,7 @@ def test_export_options_need_calib_for_int8_only():
 def test_the_shipped_validation_photos_decode_and_each_has_its_licence():
     """Every image in edgedml/validation_images decodes through the deployment decoder and is
     listed in its README with a public-domain or CC0 licence (an undocumented file fails)."""
-    from edgedml.runtime.image import image_extensions, load_image
+    from edgedml.runtime.inference.image import image_extensions, load_image
 
     folder = shipped_validation_folder()
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in image_extensions())

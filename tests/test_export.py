@@ -143,7 +143,7 @@ def test_export_refuses_to_overwrite_without_being_asked(tiny_bundles):
 @pytest.mark.slow  # a full export
 def test_cli_export_without_tensorrt_writes_the_bundle_then_exits_non_zero(tmp_path):
     pytest.importorskip("onnxruntime")
-    from edgedml.runtime.tensorrt import availability
+    from edgedml.runtime.inference.tensorrt import availability
 
     if availability() is None:
         pytest.skip("TensorRT and a GPU are present here: engines would be built")
@@ -174,7 +174,7 @@ def test_real_default_model_exports_and_matches_pytorch(tmp_path):
 @pytest.mark.slow  # tiny_bundles: three full exports
 def test_tensorrt_builds_engines_where_available(tiny_bundles):
     pytest.importorskip("tensorrt")
-    from edgedml.runtime.tensorrt import availability, build_engines
+    from edgedml.runtime.inference.tensorrt import availability, build_engines
 
     if availability():
         pytest.skip(availability())

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from conftest import SHIPPED
 
 from edgedml.cli import main
-from edgedml.runtime.faithfulness import area, cell_masks, genuine_pairs, pair_curves
-from edgedml.runtime.image import load_image
-from edgedml.runtime.matcher import Matcher
-from edgedml.runtime.preprocess import to_network_input
+from edgedml.runtime.assurance.faithfulness import area, cell_masks, genuine_pairs, pair_curves
+from edgedml.runtime.inference.image import load_image
+from edgedml.runtime.inference.preprocess import to_network_input
+from edgedml.runtime.matching.matcher import Matcher
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from conftest import kill_mid_enrollment, start_postgres
 
 from edgedml.cli import EXIT_REJECTED, main
 from edgedml.runtime import Matcher
-from edgedml.runtime.gallery import Gallery, GalleryError, GalleryUnavailable
-from edgedml.runtime.gallery_store import Layout
+from edgedml.runtime.gallery.gallery import Gallery, GalleryError, GalleryUnavailable
+from edgedml.runtime.gallery.store import Layout
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
 DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
@@ -137,7 +137,7 @@ def test_four_doors_for_30_seconds_leave_exactly_what_committed(bundle, fleet_ur
 
 
 def test_doors_starting_together_on_a_new_database_create_one_schema(bundle, fleet_url):
-    code = f"from edgedml.runtime import Matcher\nfrom edgedml.runtime.gallery import Gallery\n" \
+    code = f"from edgedml.runtime import Matcher\nfrom edgedml.runtime.gallery.gallery import Gallery\n" \
            f"Gallery({fleet_url!r}, Matcher({str(bundle)!r})).close()\n"
     procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
     assert all(p.wait(timeout=120) == 0 for p in procs), [p.stderr.read()[-500:] for p in procs]
@@ -236,7 +236,7 @@ def test_bad_input_gets_one_line(bundle, fleet_url, tmp_path):
         with pytest.raises(GalleryError, match="query features have shapes"):
             g.identify(short)
         layout = g.store.layout
-    from edgedml.runtime.postgres_store import PostgresStore
+    from edgedml.runtime.gallery.postgres_store import PostgresStore
 
     narrow = Layout(64, layout.local_shape, layout.embedder, layout.cropping)
     sizes = f"stores embeddings of size {layout.embedding_size} and this matcher's have 64"

@@ -15,8 +15,8 @@ from edgedml.errors import EdgeDMLError
 from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import ModelConfig, build_model
 from edgedml.runtime import Matcher
-from edgedml.runtime.calibration import calibrate, equal_error_rate, far_tar, threshold_at_far
-from edgedml.runtime.gallery import Gallery, GalleryError, top_by_cosine
+from edgedml.runtime.assurance.calibration import calibrate, equal_error_rate, far_tar, threshold_at_far
+from edgedml.runtime.gallery.gallery import Gallery, GalleryError, top_by_cosine
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
 DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
@@ -66,7 +66,7 @@ def test_a_killed_enrollment_leaves_the_gallery_as_it_was(bundle, tmp_path):
     with Gallery(db, Matcher(bundle)) as g:
         g.enroll("daisy", [DAISY_1])
     # one of the two templates written, the transaction open
-    kill_mid_enrollment(str(db), bundle, ("edgedml.runtime.sqlite_store", "SQLiteStore", "_insert_template"),
+    kill_mid_enrollment(str(db), bundle, ("edgedml.runtime.gallery.sqlite_store", "SQLiteStore", "_insert_template"),
                         [PANSY, DAISY_2])
     with Gallery(db, Matcher(bundle)) as g:
         assert g.identities() == {"daisy": 1}

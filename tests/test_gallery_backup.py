@@ -12,16 +12,16 @@ import pytest
 from click.testing import CliRunner
 
 from edgedml.cli import main
-from edgedml.runtime.gallery_backup import backup_gallery
-from edgedml.runtime.gallery_store import GalleryError, Layout
-from edgedml.runtime.sqlite_store import SQLiteStore
+from edgedml.runtime.gallery.backup import backup_gallery
+from edgedml.runtime.gallery.sqlite_store import SQLiteStore
+from edgedml.runtime.gallery.store import GalleryError, Layout
 
 LAYOUT = Layout(4, (2, 3), "0" * 64, "none")
 # a process that opens the gallery, does one thing and keeps it open (nothing checkpointed while it lives)
 HOLD = """
 import sys, time
-from edgedml.runtime.gallery_store import Layout
-from edgedml.runtime.sqlite_store import SQLiteStore
+from edgedml.runtime.gallery.store import Layout
+from edgedml.runtime.gallery.sqlite_store import SQLiteStore
 store = SQLiteStore(sys.argv[1], Layout(4, (2, 3), "0" * 64, "none"))
 if sys.argv[2] == "revoke":
     assert store.remove("bob")

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from edgedml.cli import main
 from edgedml.runtime import Matcher
-from edgedml.runtime.gallery import Gallery, GalleryError
-from edgedml.runtime.gallery_url import parse_gallery_url
-from edgedml.runtime.names import MAX_NAME_LENGTH, escaped, identity_name
+from edgedml.runtime.gallery.gallery import Gallery, GalleryError
+from edgedml.runtime.gallery.names import MAX_NAME_LENGTH, escaped, identity_name
+from edgedml.runtime.gallery.url import parse_gallery_url
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
 DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
@@ -158,13 +158,13 @@ def test_cli_enroll_takes_add_for_an_enrolled_name(bundle, tmp_path):
 RACER = """
 import sys, time
 import numpy as np
-from edgedml.runtime.gallery_store import GalleryError, Layout
+from edgedml.runtime.gallery.store import GalleryError, Layout
 location, start, layout = sys.argv[1], float(sys.argv[2]), eval(sys.argv[3])
 if location.startswith("postgresql"):
-    from edgedml.runtime.postgres_store import PostgresStore as Store
+    from edgedml.runtime.gallery.postgres_store import PostgresStore as Store
     store = Store(location, layout)
 else:
-    from edgedml.runtime.sqlite_store import SQLiteStore as Store
+    from edgedml.runtime.gallery.sqlite_store import SQLiteStore as Store
     store = Store(location, layout)
 e, (r, d) = layout.embedding_size, layout.local_shape
 embedding = np.full((1, e), 1 / np.sqrt(e), np.float32)
@@ -179,7 +179,7 @@ store.close()
 
 
 def _race(location, layout, racers=4) -> list[str]:
-    from edgedml.runtime.gallery_store import Layout
+    from edgedml.runtime.gallery.store import Layout
 
     text = f"Layout({layout.embedding_size}, {tuple(layout.local_shape)}, {layout.embedder!r}, {layout.cropping!r})"
     assert eval(text, {"Layout": Layout}) == layout

@@ -141,7 +141,7 @@ def test_the_partial_matcher_graph_against_pytorch_and_pot(tmp_path, form):
 
 @pytest.mark.slow  # a full export
 def test_a_partial_bundle_explains_what_was_left_unmatched(tmp_path):
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(partial_mass=0.6, **TINY), pretrained=False).eval()

@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedml.runtime import calibration, explain
-from edgedml.runtime.detection import Face
-from edgedml.runtime.picture_text import Text, overlaps
-from edgedml.runtime.thresholds import SCORE_BOUNDS
+from edgedml.runtime.assurance import calibration
+from edgedml.runtime.assurance.thresholds import SCORE_BOUNDS
+from edgedml.runtime.faces.detection import Face
+from edgedml.runtime.matching import explain
+from edgedml.runtime.matching.picture_text import Text, overlaps
 
 
 def frame(h=240, w=200, seed=0) -> np.ndarray:

@@ -21,9 +21,9 @@ from edgedml.export import checks, precision_report, validate
 from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.export.precision import parse_precisions
 from edgedml.models import ModelConfig, build_model
-from edgedml.runtime import backends
-from edgedml.runtime.chunking import Limit, run_in_chunks
-from edgedml.runtime.matcher import Matcher
+from edgedml.runtime.inference import backends
+from edgedml.runtime.inference.chunking import Limit, run_in_chunks
+from edgedml.runtime.matching.matcher import Matcher
 
 TINY = dict(image_size=64, grid=2, upsample=4)
 ALL = "fp32,fp16,int8,int8-cpu"
@@ -267,7 +267,7 @@ def test_auto_falls_back_to_onnx_runtime_in_one_line_when_engines_cannot_load(al
     with caplog.at_level(logging.WARNING, logger="edgedml"):
         backend = backends.create_backend(all_precisions, manifest, "auto", "fp16")
     assert isinstance(backend, backends.OnnxRuntimeBackend) and backend.precision == "fp16"
-    [record] = [r for r in caplog.records if r.name == "edgedml.runtime.backends"]
+    [record] = [r for r in caplog.records if r.name == "edgedml.runtime.inference.backends"]
     assert "falling back to ONNX Runtime" in record.getMessage() and "\n" not in record.getMessage()
     with pytest.raises(BundleError, match="another GPU"):
         backends.create_backend(all_precisions, manifest, "tensorrt", "fp16")
@@ -292,7 +292,7 @@ def test_tensorrt_execution_provider_gets_profiles_and_a_cache_outside_the_bundl
 def test_device_side_runs_int8_cpu_and_fp16_without_torch(all_precisions, calib_dir):
     images = sorted(calib_dir.iterdir())[:2]
     code = BLOCK_TORCH + (
-        "from edgedml.runtime.matcher import Matcher\n"
+        "from edgedml.runtime.matching.matcher import Matcher\n"
         f"for p in ('int8-cpu', 'fp16'):\n"
         f"    r = Matcher({str(all_precisions)!r}, backend='onnxruntime', precision=p).compare({str(images[0])!r}, "
         f"{str(images[1])!r})\n"
@@ -354,7 +354,7 @@ def test_real_lite0_exports_all_four_precisions_calibrated_on_daffodils(tmp_path
 
 @pytest.mark.slow  # all_precisions: a full export at four precisions
 def test_a_gallery_keeps_to_the_precision_it_was_enrolled_with(all_precisions, calib_dir, tmp_path):
-    from edgedml.runtime.gallery import Gallery, GalleryError
+    from edgedml.runtime.gallery.gallery import Gallery, GalleryError
 
     images = sorted(calib_dir.iterdir())
     with Gallery(tmp_path / "door.db", Matcher(all_precisions, precision="int8-cpu"), threshold=0.5) as gallery:

@@ -24,15 +24,15 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedml.runtime.gallery import Gallery
-from edgedml.runtime.matcher import Matcher
+from edgedml.runtime.gallery.gallery import Gallery
+from edgedml.runtime.matching.matcher import Matcher
 
 THRESHOLD = "1.5"  # a picture against its own template scores about 2; bob's own photo is accepted while enrolled
 ALICE, BOB = "0.png", "2.png"
 HOLD = """
 import sys, time
-from edgedml.runtime.gallery import Gallery
-from edgedml.runtime.matcher import Matcher
+from edgedml.runtime.gallery.gallery import Gallery
+from edgedml.runtime.matching.matcher import Matcher
 gallery = Gallery(sys.argv[1], Matcher(sys.argv[2]))
 if sys.argv[3] == "revoke":
     assert gallery.revoke("bob")
@@ -104,7 +104,8 @@ class Door:
 # the command touches the gallery.
 AS_NOBODY = """
 import os, pwd, sys
-import edgedml.cli, edgedml.runtime.gallery, edgedml.runtime.matcher, edgedml.runtime.sqlite_store, onnxruntime
+import edgedml.cli, edgedml.runtime.gallery.gallery, edgedml.runtime.matching.matcher
+import edgedml.runtime.gallery.sqlite_store, onnxruntime
 nobody = pwd.getpwnam("nobody")
 os.setgroups([])
 os.setgid(nobody.pw_gid)
@@ -341,7 +342,7 @@ def test_a_door_reading_a_cleanly_closed_gallery_sees_a_later_revocation(kit, tm
     """Closed cleanly (no -wal), seen through a read-only mount, where SQLite cannot make a -shm:
     the door reads the file as it is, and a revocation made meanwhile through a writable view
     (closed, so written into the file; or still open, so in a new log) is seen at its next call."""
-    from edgedml.runtime.gallery import GalleryError
+    from edgedml.runtime.gallery.gallery import GalleryError
 
     where, mounts = tmpfs
     door = Door(kit, where)
@@ -389,8 +390,8 @@ def test_an_immutable_gallery_file_chattr_i(kit):
 def test_a_backup_from_a_read_only_mount(kit, tmpfs, left):
     """`gallery backup` of a gallery on a read-only mount: the file as it is when it was closed
     cleanly, the log's commits when the -shm is there, and a refusal when the log cannot be read."""
-    from edgedml.runtime.gallery_backup import backup_gallery
-    from edgedml.runtime.gallery_store import GalleryError
+    from edgedml.runtime.gallery.backup import backup_gallery
+    from edgedml.runtime.gallery.store import GalleryError
 
     where, _ = tmpfs
     door = Door(kit, where)

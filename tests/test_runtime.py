@@ -19,8 +19,8 @@ from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import ModelConfig, build_model
 from edgedml.models.matcher import StructuralMatcher
 from edgedml.runtime import Matcher
-from edgedml.runtime.image import load_image
-from edgedml.runtime.preprocess import to_network_input
+from edgedml.runtime.inference.image import load_image
+from edgedml.runtime.inference.preprocess import to_network_input
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
 A, B, C = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
@@ -173,7 +173,7 @@ def test_runtime_runs_with_torch_unimportable(exported):
 
 
 def test_the_explanation_dims_what_the_model_does_not_see():
-    from edgedml.runtime.explain import _dim_outside
+    from edgedml.runtime.matching.explain import _dim_outside
 
     panel = np.full((100, 160, 3), 200, np.uint8)
     outline = np.array([[30, 0], [130, 0], [130, 100], [30, 100]], np.float64)  # a centred square crop of a wide image

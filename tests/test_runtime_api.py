@@ -12,7 +12,7 @@ import pytest
 from conftest import SHIPPED, data_path
 
 from edgedml.errors import ConfigError
-from edgedml.runtime.backends import DEFAULT_PROVIDERS, ort_providers
+from edgedml.runtime.inference.backends import DEFAULT_PROVIDERS, ort_providers
 from edgedml.runtime.lifecycle import ClosedError
 
 DAISY_1, DAISY_2, PANSY = SHIPPED / "daisy_1.jpg", SHIPPED / "daisy_2.jpg", SHIPPED / "pansy.jpg"
@@ -149,7 +149,7 @@ def test_the_tensorrt_backend_frees_its_buffers_when_the_matcher_closes(monkeypa
     import test_tensorrt as fake
 
     from edgedml.runtime import Matcher
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     bundle = fake.make_fake_bundle(tmp_path / "bundle")
     _, memory = fake.install(monkeypatch, tmp_path)
@@ -168,7 +168,7 @@ def test_the_tensorrt_backend_frees_its_buffers_when_the_matcher_closes(monkeypa
 
 def test_faces_returns_face_objects_that_compare_and_the_gallery_take(bundle, yunet, people, tmp_path):
     from edgedml.runtime import FaceResult, Gallery, GalleryError, Matcher
-    from edgedml.runtime.detection import Face
+    from edgedml.runtime.faces.detection import Face
 
     (p1, photos1), (p2, photos2) = people
     with Matcher(bundle, detector=yunet) as m:
@@ -224,7 +224,7 @@ def test_faces_returns_face_objects_that_compare_and_the_gallery_take(bundle, yu
 
 
 def _settings(**changes):
-    from edgedml.runtime.detection import DetectorSettings
+    from edgedml.runtime.faces.detection import DetectorSettings
 
     return DetectorSettings(**changes)
 

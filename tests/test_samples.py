@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgedml.runtime import Matcher
-from edgedml.runtime.gallery import Gallery
+from edgedml.runtime.gallery.gallery import Gallery
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -156,10 +156,10 @@ def test_access_control_enrolls_new_photos_of_people_already_enrolled(setup, tmp
 @pytest.fixture(scope="module")
 def door_video(tmp_path_factory):
     """A door camera's view: ORL faces pasted into 640×480 photos, and one frame with nobody."""
-    from conftest import data_path
+    from conftest import benchmark_helper, data_path
 
-    from edgedml.composites import composite, fill_frame
-    from edgedml.runtime.image import load_image
+    composite, fill_frame = benchmark_helper("composites").composite, benchmark_helper("composites").fill_frame
+    from edgedml.runtime.inference.image import load_image
 
     yunet = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
     if not yunet.is_file():

@@ -119,7 +119,7 @@ def test_shipped_module_imports_nothing_heavy():
 
 
 def test_faces_matcher_is_calibrated_and_cuts_dlib_chips():
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
     from edgedml.runtime.shipped import resolve_bundle
 
     with Matcher(resolve_bundle("faces"), backend="onnxruntime") as matcher:

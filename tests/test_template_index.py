@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgedml.runtime import Matcher
-from edgedml.runtime.gallery import Gallery
-from edgedml.runtime.matcher import Features
-from edgedml.runtime.template_index import IndexSettings, TemplateIndex, top_by_cosine
+from edgedml.runtime.gallery.gallery import Gallery
+from edgedml.runtime.gallery.template_index import IndexSettings, TemplateIndex, top_by_cosine
+from edgedml.runtime.matching.features import Features
 
 faiss = pytest.importorskip("faiss", reason="faiss-cpu is in the dev extra: pip install -e '.[dev]'")
 
@@ -100,8 +100,8 @@ def test_the_gallery_index_follows_enroll_revoke_other_processes_and_restarts(sm
         assert g.revoke("p055")
         assert "p055" not in g.store.nearest(people["p055"], 10).names
         # another process enrolls and revokes: reconciled before the next search, by template ids
-        code = ("import numpy as np\nfrom edgedml.runtime import Matcher\nfrom edgedml.runtime.gallery import Gallery\n"
-                "from edgedml.runtime.template_index import IndexSettings\n"
+        code = ("import numpy as np\nfrom edgedml.runtime import Gallery, Matcher\n"
+                "from edgedml.runtime.gallery.template_index import IndexSettings\n"
                 f"g = Gallery({str(db)!r}, Matcher({str(bundle)!r}), index=IndexSettings(20, 60, 4, 4))\n"
                 f"v = np.full((1, {e}), {1 / np.sqrt(e)}, np.float32)\n"
                 f"g.store.enroll('newcomer', v, np.ones((1, {shape[0]}, {shape[1]}), np.float32), None, [None])\n"

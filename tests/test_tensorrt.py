@@ -1,4 +1,4 @@
-"""edgedml.runtime.tensorrt: no removed TensorRT API anywhere, no torch on import, the build →
+"""edgedml.runtime.inference.tensorrt: no removed TensorRT API anywhere, no torch on import, the build →
 check → manifest flow against a fake TensorRT 10/11 surface, and the real thing where it exists."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_no_api_removed_in_tensorrt_11_appears_in_the_package():
 
 def test_import_pulls_neither_torch_nor_onnx():
     code = BLOCK_TORCH + (
-        "import edgedml.runtime.tensorrt as t\n"
+        "import edgedml.runtime.inference.tensorrt as t\n"
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, sorted(sys.modules)\n"
         "print(t.TensorRTBackend.name)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent)
@@ -58,7 +58,7 @@ def test_import_pulls_neither_torch_nor_onnx():
 
 # ---------------------------------------------------------------------------------------------
 # A fake TensorRT + cuda-python. It checks the call surface and the build/check/manifest flow of
-# edgedml.runtime.tensorrt, NOT TensorRT: it models only the TensorRT 10.3/11.x API names that
+# edgedml.runtime.inference.tensorrt, NOT TensorRT: it models only the TensorRT 10.3/11.x API names that
 # module uses (classes use __slots__, so setting a removed attribute such as a calibrator fails
 # too), and its "engines" compute the same numpy functions that wrote the stored ONNX Runtime
 # outputs of the fake bundle below.
@@ -352,7 +352,7 @@ def install(monkeypatch, tmp_path, version="11.0.0", drift=0.0):
 @pytest.mark.parametrize("version, flags", [("10.3.0", 1 << 1), ("11.0.0", 0)])
 def test_fake_build_checks_engines_and_records_them(fake_bundle, monkeypatch, tmp_path, version, flags):
     """Fake TensorRT: checks the call surface and the flow, not TensorRT itself."""
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     calls, memory = install(monkeypatch, tmp_path, version)
     entry = t.build_engines(fake_bundle, "fp16", max_batch=4, max_candidates=5, log=lambda m: None)
@@ -384,7 +384,7 @@ def test_fake_build_checks_engines_and_records_them(fake_bundle, monkeypatch, tm
 
 def test_fake_failed_check_deletes_the_engines_and_keeps_the_manifest(fake_bundle, monkeypatch, tmp_path):
     """Fake TensorRT whose engines drift from ONNX Runtime: the check must refuse them."""
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     install(monkeypatch, tmp_path, drift=0.5)
     before = (fake_bundle / "manifest.json").read_bytes()
@@ -395,7 +395,7 @@ def test_fake_failed_check_deletes_the_engines_and_keeps_the_manifest(fake_bundl
 
 
 def test_precision_errors_and_missing_engines(fake_bundle, monkeypatch, tmp_path):
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     install(monkeypatch, tmp_path)
     with pytest.raises(EdgeDMLError, match="CPUs"):
@@ -408,7 +408,7 @@ def test_precision_errors_and_missing_engines(fake_bundle, monkeypatch, tmp_path
 
 def test_fake_engines_load_only_with_a_checksum(fake_bundle, monkeypatch, tmp_path):
     """An engine the manifest records but does not checksum is refused (issue 22, item 5)."""
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     install(monkeypatch, tmp_path)
     t.build_engines(fake_bundle, "fp16", max_batch=4, max_candidates=5, log=lambda m: None)
@@ -423,7 +423,7 @@ def test_fake_engines_load_only_with_a_checksum(fake_bundle, monkeypatch, tmp_pa
 def test_fake_engine_check_reads_validation_data_only_inside_the_bundle(fake_bundle, monkeypatch, tmp_path):
     """Validation data symlinked out of the bundle (checksums rewritten to agree) is refused, and
     the manifest stays as it was (issue 22, item 5)."""
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     install(monkeypatch, tmp_path)
     outside = tmp_path / "inputs.npz"
@@ -439,7 +439,7 @@ def test_fake_engine_check_reads_validation_data_only_inside_the_bundle(fake_bun
 def test_fake_build_never_writes_through_a_symlink_out_of_the_bundle(fake_bundle, monkeypatch, tmp_path):
     """engines/ (or a staged engine) planted as a symlink to a user's folder or file: nothing of
     theirs is written (issue 22, item 5)."""
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     install(monkeypatch, tmp_path)
     mine = tmp_path / "mine"
@@ -457,7 +457,7 @@ def test_fake_build_never_writes_through_a_symlink_out_of_the_bundle(fake_bundle
 
 
 def test_without_tensorrt_the_error_says_the_onnx_bundle_is_complete(fake_bundle, monkeypatch):
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt → ImportError
     assert "TensorRT is not installed" in t.availability()
@@ -470,7 +470,7 @@ def test_without_tensorrt_the_error_says_the_onnx_bundle_is_complete(fake_bundle
 
 def test_real_tensorrt_builds_and_checks_engines(tmp_path, monkeypatch):
     pytest.importorskip("tensorrt")
-    from edgedml.runtime import tensorrt as t
+    from edgedml.runtime.inference import tensorrt as t
 
     if t.availability():
         pytest.skip(t.availability())

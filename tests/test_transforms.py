@@ -4,7 +4,7 @@ import torch
 from conftest import SHIPPED, data_path_or_none
 
 from edgedml.preprocessing import PreprocessSpec
-from edgedml.runtime.preprocess import to_network_input
+from edgedml.runtime.inference.preprocess import to_network_input
 from edgedml.training.datasets import read_rgb
 from edgedml.training.transforms import EvalTransform, TrainTransform, resample
 

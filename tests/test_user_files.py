@@ -180,7 +180,7 @@ def test_the_first_calibration_images_are_taken_as_before(tmp_path):
 def _detector():
     if not YUNET.is_file() or not ORL.is_dir():
         pytest.skip("the YuNet model or the ORL faces are not in ../shared")
-    from edgedml.runtime.detection import load_detector
+    from edgedml.runtime.faces.detection import load_detector
 
     return load_detector(f"yunet:{YUNET}")
 
@@ -194,7 +194,7 @@ def _people(root):
 
 
 def test_crop_faces_overwrite_replaces_only_its_own_unchanged_crops(tmp_path):
-    from edgedml.runtime.face_crops import RECORD, crop_dataset
+    from edgedml.runtime.faces.face_crops import RECORD, crop_dataset
 
     detector = _detector()
     source = _people(tmp_path / "people")
@@ -213,7 +213,7 @@ def test_crop_faces_overwrite_replaces_only_its_own_unchanged_crops(tmp_path):
 
 
 def test_a_crop_run_that_fails_leaves_nothing(tmp_path):
-    from edgedml.runtime.face_crops import crop_dataset
+    from edgedml.runtime.faces.face_crops import crop_dataset
 
     detector = _detector()
     source = _people(tmp_path / "people")

@@ -88,7 +88,7 @@ DIML_SMALL = dict(DEIT)
 @pytest.mark.slow  # a ViT trained a step and exported
 def test_a_deit_tiny_diml_model_trains_a_step_exports_and_compares(tmp_path):
     from edgedml.cli import main
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.matching.matcher import Matcher
     from edgedml.training.objective import Objective
 
     torch.manual_seed(0)
@@ -117,8 +117,8 @@ def test_rollout_marginals_flow_from_the_embedder_through_the_matcher_graph_to_t
     from edgedml.export.exporter import ExportOptions, export_bundle
     from edgedml.models.matcher import StructuralMatcher
     from edgedml.models.matching import structural_match
-    from edgedml.runtime.gallery import Gallery
-    from edgedml.runtime.matcher import Matcher
+    from edgedml.runtime.gallery.gallery import Gallery
+    from edgedml.runtime.matching.matcher import Matcher
     from edgedml.training.evaluate import Embedded, evaluate_embeddings
     from edgedml.training.objective import Objective
 

@@ -102,7 +102,7 @@ def _tensorrt_found() -> dict:
     try:
         import tensorrt
     except Exception as exc:  # not installed, or a broken install: say so rather than crash `info`
-        from ..runtime.tensorrt.gpu import install_hint
+        from ..runtime.inference.tensorrt.gpu import install_hint
 
         return {"version": None, "problem": f"{type(exc).__name__}: {exc}", "fix": install_hint()}
     file = getattr(tensorrt, "__file__", None)
@@ -115,7 +115,7 @@ def _tensorrt_found() -> dict:
 def _cuda_gpu() -> dict:
     """GPU 0 as cuda-python sees it (no torch needed), or why none is seen."""
     try:
-        from ..runtime.tensorrt.gpu import gpu_info
+        from ..runtime.inference.tensorrt.gpu import gpu_info
 
         return gpu_info()
     except Exception as exc:  # EngineUnavailable (no cuda-python, no GPU) or a broken driver

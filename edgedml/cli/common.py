@@ -43,7 +43,7 @@ def _fail(exc: Exception) -> None:
 
 
 def _build_engines_or_explain(bundle, engine, max_batch, max_candidates) -> None:
-    from ..runtime.tensorrt import EngineUnavailable, build_engines
+    from ..runtime.inference.tensorrt import EngineUnavailable, build_engines
 
     try:
         build_engines(bundle, engine, max_batch, max_candidates, log=lambda m: click.echo(m, err=True))

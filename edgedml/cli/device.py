@@ -54,7 +54,7 @@ def compare(image_a, image_b, bundle, backend, threshold, precision, explain_pat
     """Compare two images: score, decision, and (with --explain) a picture of why. Exit 0 MATCH,
     4 NO MATCH (a face missing too), 5 no decision (no calibrated threshold and no --threshold)."""
     try:
-        from ..runtime.matcher import Matcher
+        from ..runtime.matching.matcher import Matcher
 
         matcher = Matcher(bundle, backend=backend, threshold=threshold, precision=precision, detector=detector)
         why = matcher.explain(image_a, image_b) if explain_path or check else None  # the pictures, when needed
@@ -121,7 +121,7 @@ class GalleryLocation(click.ParamType):
         self.exists = exists
 
     def convert(self, value, param, ctx):
-        from ..runtime.gallery_store import is_url
+        from ..runtime.gallery.store import is_url
 
         if is_url(value):
             return value
@@ -132,8 +132,8 @@ _door_option = click.option("--door", help="This door's name in the decision log
 
 
 def _open_gallery(gallery, bundle, threshold, precision="fp32", detector=None, door=None):
-    from ..runtime.gallery import Gallery
-    from ..runtime.matcher import Matcher
+    from ..runtime.gallery.gallery import Gallery
+    from ..runtime.matching.matcher import Matcher
 
     return Gallery(gallery, Matcher(bundle, precision=precision, detector=detector), threshold=threshold, door=door)
 
@@ -154,8 +154,8 @@ def calibrate(bundle, data, per_class, backend, precision, detector, force):
     """Score all genuine and impostor pairs of --data; write EER, TAR at FAR 1e-2/1e-3/1e-4 and
     their thresholds into the bundle, with a ROC curve and score histograms (PNG). A set too small
     to resolve FAR 1e-3 (fewer than 1000 impostor pairs) is refused unless --force."""
-    from ..runtime.calibration import calibrate as run
-    from ..runtime.calibration import pairs_needed
+    from ..runtime.assurance.calibration import calibrate as run
+    from ..runtime.assurance.calibration import pairs_needed
 
     try:
         report = run(bundle, data, per_class, backend, progress=True, precision=precision, detector=detector,
@@ -195,7 +195,7 @@ def enroll(gallery, name, images, bundle, precision, detector, add):
     """Enroll NAME into GALLERY (a file, or a postgresql:// URL) from one or more images, all or nothing (with a
     detector, each image's largest face; an image without one stops the enrollment). NAME must be new; --add
     adds images to an enrolled NAME."""
-    from ..runtime.names import identity_name
+    from ..runtime.gallery.names import identity_name
 
     try:
         name = identity_name(name)  # before the gallery is opened (or created)
@@ -219,7 +219,7 @@ _ignored = {"hidden": True, "default": None}  # an old revoke line's options: ac
 def revoke(gallery, name, bundle, precision, detector):
     """Remove NAME and all its templates from GALLERY (at every door, for a postgresql:// one);
     needs no bundle. Exit 0 when removed, 1 when NAME was not enrolled."""
-    from ..runtime.gallery import Gallery
+    from ..runtime.gallery.gallery import Gallery
 
     revoke_options(bundle, precision, detector)
     try:
@@ -233,7 +233,7 @@ def revoke(gallery, name, bundle, precision, detector):
 
 
 def _line(decision) -> str:
-    from ..runtime.names import escaped  # a name stored before names were checked prints as one line
+    from ..runtime.gallery.names import escaped  # a name stored before names were checked prints as one line
 
     verdict = "ACCEPTED" if decision.accepted else "REJECTED"
     if decision.score is None:
@@ -247,7 +247,7 @@ def _line(decision) -> str:
 
 def _report(decisions, as_json, kind, every_face=False):
     """Print one decision (or one per face); exit 4 unless one was accepted."""
-    from ..runtime.names import escaped
+    from ..runtime.gallery.names import escaped
 
     if as_json:
         body = ({"kind": kind, "faces": [d.to_dict() for d in decisions]} if every_face
@@ -336,8 +336,8 @@ def identify(gallery, image, bundle, threshold, top_k, as_json, log, precision, 
 def faithfulness(bundle, data, pairs, seed, methods, json_path, plot_path, backend, precision, detector):
     """How faithful are the explanations? Deletion and insertion curves of each method's region
     order on seeded genuine pairs, their AUCs and each method's cost."""
-    from ..runtime.faithfulness import METHODS, draw, evaluate
-    from ..runtime.matcher import Matcher
+    from ..runtime.assurance.faithfulness import METHODS, draw, evaluate
+    from ..runtime.matching.matcher import Matcher
 
     chosen = None if methods is None else tuple(m.strip() for m in methods.split(",") if m.strip())
     unknown = sorted(set(chosen or ()) - set(METHODS))
@@ -384,8 +384,8 @@ def crop_faces(source, out, spec, chip, margin, align, overwrite):
     be read are listed and left out."""
     import dataclasses
 
-    from ..runtime.detection import DetectorSettings, load_detector
-    from ..runtime.face_crops import crop_dataset
+    from ..runtime.faces.detection import DetectorSettings, load_detector
+    from ..runtime.faces.face_crops import crop_dataset
 
     given = [name for name, value in (("--margin", margin), ("--align" if align else "--no-align", align))
              if value is not None]
@@ -442,7 +442,7 @@ def backup(source, target, overwrite):
     """Copy the gallery file SRC into DST as one consistent file, with every commit its write-ahead
     log (SRC-wal) holds, while doors keep it open (SQLite's online backup; checked with
     integrity_check, renamed into place only when complete). DST must not exist unless --overwrite."""
-    from ..runtime.gallery_backup import backup_gallery
+    from ..runtime.gallery.backup import backup_gallery
 
     try:
         done = backup_gallery(source, target, overwrite=overwrite)

@@ -40,7 +40,7 @@ class Threshold(click.ParamType):
 
     def convert(self, value, param, ctx):
         from ..errors import ConfigError
-        from ..runtime.thresholds import check_threshold
+        from ..runtime.assurance.thresholds import check_threshold
 
         number = click.FLOAT.convert(value, param, ctx)
         try:
@@ -55,7 +55,7 @@ class DetectorSpec(click.ParamType):
     name = "yunet:PATH|none"
 
     def convert(self, value, param, ctx):
-        from ..runtime.detection import DetectorError, parse_spec
+        from ..runtime.faces.detection import DetectorError, parse_spec
 
         try:
             kind, path = parse_spec(value)

@@ -7,5 +7,5 @@
 - :mod:`.validate`: ONNX Runtime against PyTorch, the report stored in the manifest;
 - :mod:`.exporter`: the export itself, which writes the bundle.
 
-TensorRT engines are not built here but on the device that runs them (:mod:`edgedml.runtime.tensorrt`).
+TensorRT engines are not built here but on the device that runs them (:mod:`edgedml.runtime.inference.tensorrt`).
 """

@@ -25,7 +25,7 @@ from ..errors import BundleError, ConfigError
 from ..models.embedder import EmbeddingModel
 from ..models.matcher import StructuralMatcher
 from ..output_folders import move_into_place, refuse_link, staging_folder
-from ..runtime.chunking import Limit
+from ..runtime.inference.chunking import Limit
 from . import checks, graphs, image_sets, precision, precision_report, validate
 from .precision import QUANTIZED
 
@@ -76,7 +76,7 @@ class ExportOptions:
         if self.max_batch < 1 or self.max_candidates < 1 or (self.iters is not None and self.iters < 1) \
                 or self.calib_images < 1 or (self.fixed_batch is not None and self.fixed_batch < 1):
             raise ConfigError("max_batch, max_candidates, iters, calib_images and fixed_batch must be positive")
-        from ..runtime.detection import DetectorSettings, parse_spec
+        from ..runtime.faces.detection import DetectorSettings, parse_spec
 
         kind, _ = parse_spec(self.detector)
         if self.detector_settings is not None:
@@ -96,7 +96,7 @@ def face_settings(cfg, options: ExportOptions):
     detector_settings, with the chip asked for (``options.chip``, else detector_settings'), or
     the one the backbone works on (dlib's 150×150 chip for ``dlib_resnet``), else the square crop.
     A chip other than the one the backbone works on is refused: its scores would mean nothing."""
-    from ..runtime.detection import CHIP_OF_BACKBONE, DetectorSettings
+    from ..runtime.faces.detection import CHIP_OF_BACKBONE, DetectorSettings
 
     given = dict(options.detector_settings or {})
     asked = options.chip or given.get("chip")
@@ -124,7 +124,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
     Writes one embedder and one matcher graph per precision asked for, runs every one of them
     with ONNX Runtime on real inputs, and raises :class:`validate.ValidationError` (writing
     nothing) if a bound breaks. Engines are not built here (see
-    :func:`edgedml.runtime.tensorrt.build_engines`); the caller builds them afterwards.
+    :func:`edgedml.runtime.inference.tensorrt.build_engines`); the caller builds them afterwards.
 
     Deterministic: the same model, options, inputs and tools give the same bytes. PyTorch runs
     on one thread meanwhile (restored after): its reductions are split by thread count, so the
@@ -145,7 +145,7 @@ def export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions
 
 def _export_bundle(model: EmbeddingModel, out: str | Path, options: ExportOptions | None, source: str,
                    log, progress: bool = False) -> Manifest:
-    from ..runtime import detection
+    from ..runtime.faces import detection
 
     options = options or ExportOptions()
     out = Path(out)
@@ -452,8 +452,8 @@ def _labelled_map_at_r(labelled: image_sets.LabelledSet, embedders: dict, cfg, i
     """MAP@R (global, multi-scale) of every precision's embedder on a class-per-folder set."""
     import numpy as np
 
-    from ..runtime.image import load_image
-    from ..runtime.preprocess import to_network_input
+    from ..runtime.inference.image import load_image
+    from ..runtime.inference.preprocess import to_network_input
 
     paths, labels = labelled.paths, labelled.labels
     log(f"MAP@R on {len(paths)} labelled images of {len(labelled.names)} classes from {labelled.folder}")

@@ -68,7 +68,7 @@ def candidates(folder: str | Path, limit: int, exclude: tuple[Path, ...] | list[
     """Every image file under ``folder`` (any depth, sorted) in the order an export takes them:
     ``limit`` spread over the whole set (so over the classes), then the others, the files in
     ``exclude`` last (taken only when too few others decode)."""
-    from ..runtime.image import image_extensions
+    from ..runtime.inference.image import image_extensions
 
     suffixes = image_extensions()
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
@@ -82,8 +82,8 @@ def candidates(folder: str | Path, limit: int, exclude: tuple[Path, ...] | list[
 
 def _decode(path: Path, spec: PreprocessSpec) -> np.ndarray | str:
     """The network input of one image, or the decoder's message saying why it cannot be read."""
-    from ..runtime.image import load_image
-    from ..runtime.preprocess import to_network_input
+    from ..runtime.inference.image import load_image
+    from ..runtime.inference.preprocess import to_network_input
 
     try:
         return to_network_input(load_image(path), spec)
@@ -96,7 +96,7 @@ def read_images(folder: str | Path, limit: int, spec: PreprocessSpec, option: st
     """Up to ``limit`` readable images of ``folder`` (in :func:`candidates` order), decoded;
     the unreadable ones met on the way are skipped and listed. Refuses a folder without image
     files, or without one that decodes."""
-    from ..runtime.image import image_extensions
+    from ..runtime.inference.image import image_extensions
 
     files = candidates(folder, limit, exclude)
     if not files:
@@ -137,8 +137,8 @@ def read_labelled(folder: str | Path, option: str, workers: int = 4) -> Labelled
     OpenCV releases the GIL); the unreadable ones are left out and listed. Refuses a set with
     fewer than two classes of readable images."""
     from ..errors import EdgeDMLError
-    from ..runtime.calibration import labelled_images
-    from ..runtime.image import read_rgb
+    from ..runtime.assurance.labelled_set import labelled_images
+    from ..runtime.inference.image import read_rgb
 
     def problem(path: Path) -> str | None:
         try:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.agreement import EMBEDDING_COSINE, MAP_AT_R_DROP, SCORE_TOL, row_cosines
-from ..runtime.chunking import CHUNKED, Limit, run_in_chunks
+from ..runtime.inference.agreement import EMBEDDING_COSINE, MAP_AT_R_DROP, SCORE_TOL, row_cosines
+from ..runtime.inference.chunking import CHUNKED, Limit, run_in_chunks
 from .validate import session
 
 MATCHER_SCORE_TOL = SCORE_TOL

@@ -12,7 +12,7 @@ score.
 :func:`structural_match` is the one place the structural similarity is assembled
 (s, u, v → Sinkhorn → Σ T ⊙ s): the exported matcher, the training loss, evaluation and export
 validation all call it. The runtime's numpy mirror of what its explanation needs is
-:mod:`edgedml.runtime.structural`; tests hold the two together.
+:mod:`edgedml.runtime.matching.structural`; tests hold the two together.
 """
 
 from __future__ import annotations

@@ -91,9 +91,9 @@ def create_vit(name: str, pretrained: bool, weights: str | Path | None) -> ViTFe
                 f"no {name} weights ship with any package edgedml installs, and edgedml never downloads: "
                 f"pass --backbone-weights /path/to/{name}.safetensors (a timm state dict), or "
                 f"--backbone-weights random for an untrained backbone")
-        from .backbones import _read_weights_file
+        from .weights_file import read_weights_file
 
-        state = {k: v for k, v in _read_weights_file(weights, name).items() if not k.startswith("head.")}
+        state = {k: v for k, v in read_weights_file(weights, name).items() if not k.startswith("head.")}
         try:
             result = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # shape mismatches raise even with strict=False

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, InvalidImageError, require
-from ..runtime.image import image_extensions, read_rgb
+from ..runtime.inference.image import image_extensions, read_rgb
 
 IMAGE_EXTENSIONS: tuple[str, ...] = image_extensions()
 FORMATS = ("auto", "folders", "cub200", "cars196", "sop")

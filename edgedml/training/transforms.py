@@ -3,7 +3,7 @@ the training augmentation (random resized crop and flip) using the same resampli
 
 Resizing is separable and written as two matrix products, out = A_h · image · A_wᵀ, where each
 axis matrix is the area filter (shrinking) or half-pixel bilinear (growing): the same operators as
-OpenCV's INTER_AREA and INTER_LINEAR in ``edgedml.runtime.preprocess``. Training crops therefore
+OpenCV's INTER_AREA and INTER_LINEAR in ``edgedml.runtime.inference.preprocess``. Training crops therefore
 see exactly the resampling that the device applies.
 """
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..preprocessing import PreprocessSpec
-from ..runtime.preprocess import crop_box
+from ..runtime.inference.preprocess import crop_box
 
 
 @lru_cache(maxsize=512)

@@ -1,0 +1,121 @@
+"""The house rules of the package, read from its source (no import is executed): no import circle
+anywhere, the runtime's rooms used in one direction, and no source file a reader cannot hold."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "edgedml"
+MAX_LINES = 350
+ROOMS = ("inference", "faces", "matching", "gallery", "assurance")  # each uses only those before it
+# ...but for the thresholds every decision uses (they use nothing in the runtime), and
+# Matcher.faithfulness, which imports the faithfulness curves when it is called.
+UPWARD = {("matching", "assurance.thresholds"), ("gallery", "assurance.thresholds"),
+          ("matching", "assurance.faithfulness")}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for file in PACKAGE.rglob("*.py"):
+        parts = list(file.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = file
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the package's modules it imports, at the top or inside a function, typing-only
+    imports included: ``from . import x`` counts as importing the module ``x``."""
+    modules = _modules()
+    graph = {}
+    for name, file in modules.items():
+        package = name if file.name == "__init__.py" else name.rsplit(".", 1)[0]
+        targets = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module
+                targets.add(module)
+                targets |= {f"{module}.{alias.name}" for alias in node.names}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle_anywhere_in_the_package():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "runtime" and parts[2] in ROOMS else None
+
+
+def test_the_runtime_rooms_are_used_in_one_direction():
+    wrong = []
+    for module, targets in import_graph().items():
+        here = _room(module)
+        for target in targets:
+            there = _room(target)
+            if here and there and ROOMS.index(there) > ROOMS.index(here) \
+                    and (here, target.split(".", 2)[2]) not in UPWARD:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
+
+
+def test_the_runtime_never_imports_torch_or_onnx():
+    heavy = ("torch", "torchvision", "timm", "onnx", "onnxscript", "pytorch_metric_learning")
+    found = []
+    for file in (PACKAGE / "runtime").rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{file.name}: {n}" for n in names if n.split(".")[0] in heavy]
+    assert found == []
+
+
+@pytest.mark.parametrize("file", sorted(PACKAGE.rglob("*.py")), ids=lambda f: str(f.relative_to(PACKAGE)))
+def test_no_source_file_is_longer_than_a_reader_can_hold(file):
+    lines = len(file.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{file.relative_to(PACKAGE)} has {lines} lines: split it by concern"
