@@ -38,8 +38,9 @@ def main() -> int:
 
     from edgedml.models import ModelConfig, build_model
     from edgedml.models.rollout import region_marginals, truncated_rollout
-    from edgedml.training.datasets import ImageDataset, load_split
+    from edgedml.training.datasets import load_split
     from edgedml.training.evaluate import Embedded, evaluate_embeddings
+    from edgedml.training.image_dataset import ImageDataset
     from edgedml.training.transforms import EvalTransform
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

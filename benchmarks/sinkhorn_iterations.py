@@ -97,7 +97,7 @@ def main() -> None:
     import torch
 
     from edgedml.models import ModelConfig, build_model, load_checkpoint
-    from edgedml.training.datasets import class_folder_split
+    from edgedml.training.class_folders import class_folder_split
     from edgedml.training.evaluate import embed_samples
 
     torch.manual_seed(0)

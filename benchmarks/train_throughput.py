@@ -30,8 +30,8 @@ def measure(head: str, device: str, steps: int, warmup: int, batch_size: int, im
 
     from edgedml.models import ModelConfig, build_model
     from edgedml.training.augmentation import SeededAugmentation
+    from edgedml.training.class_folders import class_folder_split
     from edgedml.training.config import TrainConfig
-    from edgedml.training.datasets import class_folder_split
     from edgedml.training.objective import Objective
     from edgedml.training.optimization import build_optimizer, freeze, training_step
     from edgedml.training.sampler import MPerClassBatchSampler

@@ -9,20 +9,12 @@ import pytest
 import torch
 
 from edgedml.errors import ConfigError, InvalidImageError
-from edgedml.training.datasets import (
-    IMAGE_EXTENSIONS,
-    DatasetSplit,
-    ImageDataset,
-    Sample,
-    cars196_split,
-    check_readable,
-    class_folder_split,
-    cub200_split,
-    load_split,
-    load_splits,
-    read_rgb,
-    sop_split,
-)
+from edgedml.runtime.inference.image import read_rgb
+from edgedml.training.benchmark_splits import cars196_split, cub200_split, sop_split
+from edgedml.training.class_folders import IMAGE_EXTENSIONS, class_folder_split
+from edgedml.training.datasets import load_split, load_splits
+from edgedml.training.image_dataset import ImageDataset, check_readable
+from edgedml.training.splits import DatasetSplit, Sample
 
 
 def write_image(path: Path, seed: int = 0, image: np.ndarray | None = None) -> np.ndarray:

@@ -4,8 +4,8 @@ import torch
 from conftest import SHIPPED, data_path_or_none
 
 from edgedml.preprocessing import PreprocessSpec
+from edgedml.runtime.inference.image import read_rgb
 from edgedml.runtime.inference.preprocess import to_network_input
-from edgedml.training.datasets import read_rgb
 from edgedml.training.transforms import EvalTransform, TrainTransform, resample
 
 SPECS = [PreprocessSpec(), PreprocessSpec(size=160), PreprocessSpec(size=240, resize="stretch"),

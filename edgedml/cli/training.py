@@ -167,8 +167,9 @@ def evaluate(data, data_format, train_classes, test_classes, checkpoint, which, 
     """Recall@{1,2,4,8}, MAP@R, R-precision (and NMI) for global, structural and multi-scale ranking."""
     try:
         from ..models import load_checkpoint
-        from ..training.datasets import check_readable, load_splits
+        from ..training.datasets import load_splits
         from ..training.evaluate import evaluate_model
+        from ..training.image_dataset import check_readable
         from ..training.trainer import resolve_device
     except ImportError as exc:
         _fail(MissingDependencyError(exc.name or "torch", "edgedml eval", "train"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from .datasets import ImageDataset, Sample
+from .image_dataset import ImageDataset
+from .splits import Sample
 from .transforms import TrainTransform
 
 

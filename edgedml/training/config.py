@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError, build_dataclass
 from ..models import ModelConfig
-from .datasets import DatasetSplit, load_splits
+from .datasets import load_splits
 from .losses import DIVERGENCE_REDUCTIONS
 from .objective import BASE_LOSSES
+from .splits import DatasetSplit
 
 
 @dataclass

@@ -24,7 +24,8 @@ from ..models.embedder import EmbeddingModel
 from ..models.matching import multiscale_rerank, structural_match
 from ..preprocessing import PreprocessSpec
 from . import metrics
-from .datasets import ImageDataset, Sample
+from .image_dataset import ImageDataset
+from .splits import Sample
 from .transforms import EvalTransform
 
 STRUCTURAL_AUTO_LIMIT = 10_000

@@ -23,13 +23,14 @@ from ..errors import ConfigError
 from ..models import build_model
 from .augmentation import SeededAugmentation
 from .config import TrainConfig, load_cfg_split
-from .datasets import DatasetSplit, Sample, check_readable
 from .distributed import rank_and_world
+from .image_dataset import check_readable
 from .objective import Objective
 from .optimization import build_optimizer, freeze, lr_factor, training_step
 from .progress import Progress
 from .run_folder import RunFolder
 from .sampler import MPerClassBatchSampler
+from .splits import DatasetSplit, Sample
 from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
