@@ -22,7 +22,7 @@ def test_config_defaults_follow_the_network():
     # dlib feeds (pixel − mean) / 256 for pixels 0…255: the spec's mean and std say the same on [0, 1]
     assert spec.std[0] * 255 == pytest.approx(256) and spec.mean[0] * 255 == pytest.approx(122.782)
     # a round trip through JSON (a checkpoint header, a manifest) keeps every resolved field
-    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    assert ModelConfig.from_json(cfg.to_json(), saved=True) == cfg
     # other backbones are unchanged: the official raw mean
     assert ModelConfig().global_feature == "raw_mean" and ModelConfig().region_dim is None
 

@@ -67,11 +67,24 @@ def test_grid_regions_follow_the_official_recipe():
 
 def test_saved_configs_keep_the_behaviour_they_were_trained_with():
     old = {"backbone": "efficientnet_lite0", "head": "diml", "embed_dim": 128}  # saved before the fields existed
-    assert ModelConfig.from_json(json.dumps(old)).align_corners is False
-    assert ModelConfig.from_json(json.dumps(old)).global_feature == "normalised_mean"
-    new = ModelConfig.from_dict(old)  # a new model from a partial config takes today's defaults
-    assert new.align_corners is True and new.global_feature == "raw_mean"
-    assert ModelConfig.from_json(ModelConfig().to_json()) == ModelConfig()
+    for saved in (ModelConfig.from_json(json.dumps(old), saved=True), ModelConfig.from_dict(old, saved=True)):
+        assert saved.align_corners is False and saved.global_feature == "normalised_mean"
+    # a new model from a partial config takes today's defaults, from a dict or from JSON alike
+    for new in (ModelConfig.from_dict(old, saved=False), ModelConfig.from_json(json.dumps(old), saved=False)):
+        assert new.align_corners is True and new.global_feature == "raw_mean"
+    # a complete config reads the same either way
+    for saved in (True, False):
+        assert ModelConfig.from_json(ModelConfig().to_json(), saved=saved) == ModelConfig()
+
+
+def test_reading_a_config_says_whose_it_is():
+    """No default for ``saved``: the two readings differ, so a caller cannot pick one by omission."""
+    with pytest.raises(TypeError, match="saved"):
+        ModelConfig.from_dict({})
+    with pytest.raises(TypeError, match="saved"):
+        ModelConfig.from_json("{}")
+    with pytest.raises(TypeError):
+        ModelConfig.from_dict({}, True)  # keyword only: a bare True says nothing to a reader
 
 
 def test_diml_global_feature_is_the_normalised_mean_of_the_raw_regions():
@@ -177,7 +190,7 @@ def test_abe_matches_plain_loop():
 def test_config_round_trip_rebuilds_the_model():
     cfg = ModelConfig(head="grouping", embed_dim=12, groups=4, grid=2, upsample=4, image_size=64,
                       sinkhorn_eps=0.1, sinkhorn_iters=20, marginals="uniform")
-    again = ModelConfig.from_json(cfg.to_json())
+    again = ModelConfig.from_json(cfg.to_json(), saved=True)
     assert again == cfg
     assert build_model(again, pretrained=False).head.values.out_channels == 3
     assert json.loads(cfg.to_json())["embed_dim"] == 12
@@ -197,7 +210,7 @@ def test_bad_config_says_how_to_fix(bad, fix):
 
 def test_unknown_config_key_is_named():
     with pytest.raises(ConfigError, match="embedding_dim"):
-        ModelConfig.from_dict({"embedding_dim": 3})
+        ModelConfig.from_dict({"embedding_dim": 3}, saved=False)
 
 
 @pytest.mark.parametrize("head", HEADS)

@@ -64,7 +64,7 @@ def test_training_writes_checkpoints_metrics_and_config(tiny_folders, tmp_path, 
     for name in ("best.safetensors", "last.safetensors", "last.state.safetensors", "train_config.json"):
         assert (out / name).is_file()
     assert load_checkpoint(out / "last.safetensors").config == cfg.model
-    again = TrainConfig.from_dict(json.loads((out / "train_config.json").read_text()))
+    again = TrainConfig.from_dict(json.loads((out / "train_config.json").read_text()), saved=True)
     assert again.model == cfg.model and again.loss == cfg.loss
     if head == "grouping":
         assert "train_diversity" in lines[0]
@@ -108,6 +108,20 @@ def test_the_trainer_logs_and_does_not_print(tiny_folders, tmp_path, capfd, capl
     assert [json.loads(r.getMessage())["epoch"] for r in caplog.records if r.name == "edgedml.training.trainer"] == [1]
 
 
+def test_a_training_config_says_whose_it_is(tmp_path):
+    """A run folder's config keeps the model it was trained with; a new run's partial config takes
+    today's defaults; a model given as a bare dict is refused rather than read one way silently."""
+    data = {"data": str(tmp_path), "model": {"head": "diml", "embed_dim": 128}}  # predates align_corners
+    assert TrainConfig.from_dict(data, saved=True).model.align_corners is False
+    assert TrainConfig.from_dict(data, saved=False).model.align_corners is True
+    given = ModelConfig(head="abe")
+    assert TrainConfig.from_dict({**data, "model": given}, saved=True).model is given
+    with pytest.raises(TypeError, match="saved"):
+        TrainConfig.from_dict(data)
+    with pytest.raises(ConfigError, match="saved="):
+        TrainConfig(data=str(tmp_path), model={"head": "diml"})
+
+
 def test_lr_schedule_warms_up_then_decays():
     factors = [lr_factor(s, total=10, warmup=2) for s in range(10)]
     assert factors[0] == 0.5 and factors[1] == 1.0
@@ -138,7 +152,7 @@ def _ddp_worker(rank, world, init_file, cfg_dict, result_file, record):
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        summary = train(TrainConfig.from_dict(cfg_dict))
+        summary = train(TrainConfig.from_dict(cfg_dict, saved=True))
         model = load_checkpoint(summary["last"]) if rank == 0 else None
         flat = torch.cat([p.detach().flatten() for p in record["model"].parameters()])
         gathered = [torch.empty_like(flat) for _ in range(world)]

@@ -80,7 +80,6 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
     """
     import os
 
-    from ..models import ModelConfig
 
     try:
         from ..training.trainer import TrainConfig
@@ -106,7 +105,7 @@ def train(data, data_format, train_classes, test_classes, out, config_file, resu
         base["test_classes"] = _class_list(test_classes)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     try:
-        cfg = TrainConfig.from_dict({**base, "model": ModelConfig.from_dict(base["model"], saved=resume)})
+        cfg = TrainConfig.from_dict(base, saved=resume)
         if world > 1:
             import torch
             import torch.distributed as dist

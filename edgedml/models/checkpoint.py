@@ -104,7 +104,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> EmbeddingModel:
     path = preset or Path(path)
     metadata = read_checkpoint_metadata(path)
     try:
-        config = ModelConfig.from_json(metadata["config"])
+        config = ModelConfig.from_json(metadata["config"], saved=True)
     except (KeyError, ConfigError) as exc:
         raise CheckpointError(f"{path} has no valid model config: {exc}") from exc
     partial = "base" in metadata

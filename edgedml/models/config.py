@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import ConfigError, build_dataclass
 from ..preprocessing import PreprocessSpec
@@ -270,16 +269,23 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict, saved: bool = False) -> ModelConfig:
-        """A config from a dict. ``saved``: the dict describes an existing model (a checkpoint,
-        a run folder, a bundle), so fields it predates take their ``LEGACY_DEFAULTS`` value, the
-        way that model was trained; otherwise missing fields take today's defaults."""
+    def from_dict(cls, data: dict, *, saved: bool) -> ModelConfig:
+        """A config from a dict; ``saved`` says whose dict it is, and must be given because the
+        two readings differ wherever a field is missing:
+
+        - ``saved=True``: the config of an existing model (a checkpoint, a run folder's
+          ``train_config.json``). Fields it predates take their ``LEGACY_DEFAULTS`` value, the way
+          that model was trained (e.g. ``align_corners=False``).
+        - ``saved=False``: a new model (your own config file or flags). Missing fields take
+          today's defaults (e.g. ``align_corners=True``).
+        """
         if saved and isinstance(data, dict):
             data = {**LEGACY_DEFAULTS, **data}
         return build_dataclass(cls, data, "model config")
 
     @classmethod
-    def from_json(cls, text: str, saved: bool = True) -> ModelConfig:
+    def from_json(cls, text: str, *, saved: bool) -> ModelConfig:
+        """A config from JSON text; ``saved`` as in :meth:`from_dict` (a checkpoint's config: True)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -287,10 +293,3 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError("model config JSON must be an object")
         return cls.from_dict(data, saved=saved)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> ModelConfig:
-        return cls.from_json(Path(path).read_text())

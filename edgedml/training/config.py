@@ -53,8 +53,9 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if isinstance(self.model, dict):
-            self.model = ModelConfig.from_dict(self.model, saved=True)  # a run folder's own config
+        if not isinstance(self.model, ModelConfig):
+            raise ConfigError(f"model must be a ModelConfig, not {type(self.model).__name__}; read a dict with "
+                              f"TrainConfig.from_dict(data, saved=...) or ModelConfig.from_dict(model, saved=...)")
         if self.loss not in BASE_LOSSES:
             raise ConfigError(f"unknown loss {self.loss!r}; choose one of {list(BASE_LOSSES)}")
         if self.divergence_reduction not in DIVERGENCE_REDUCTIONS:
@@ -75,7 +76,13 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
+    def from_dict(cls, data: dict, *, saved: bool) -> TrainConfig:
+        """A config from a dict (e.g. a ``train_config.json``). ``saved`` (required): True for a run
+        folder's own config, whose model fields it predates take the values that run was trained
+        with; False for a new run, whose missing model fields take today's defaults (see
+        :meth:`ModelConfig.from_dict`). ``data["model"]`` may also be a :class:`ModelConfig`."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            data = {**data, "model": ModelConfig.from_dict(data["model"], saved=saved)}
         return build_dataclass(cls, data, "training config")
 
 

@@ -97,7 +97,7 @@ class RunFolder:
         The saved model must have been trained with ``config``."""
         from safetensors.torch import load_file
 
-        saved = ModelConfig.from_json(read_checkpoint_metadata(self.last)["config"])
+        saved = ModelConfig.from_json(read_checkpoint_metadata(self.last)["config"], saved=True)
         if saved != config:
             raise ConfigError(f"{self.path}/last.safetensors was trained with a different model config; "
                               f"resume with the run's own train_config.json")
