@@ -15,7 +15,8 @@ def test_config_defaults_follow_the_network():
     assert (cfg.global_feature, cfg.embed_dim, cfg.feature_level, cfg.local_dim) == ("descriptor", 128, 3, 128)
     assert not cfg.centers_from_embedding  # regions (R, 128) are not weighed against a 128-d descriptor space
     raw = ModelConfig(backbone="dlib_resnet", projection=False, feature_level=2)
-    assert (raw.local_dim, raw.backbone_channels, raw.embed_dim) == (128, 128, 128)
+    assert (raw.local_dim, raw.embed_dim) == (128, 128)
+    assert build_model(raw, pretrained=False).backbone.channels == 128  # level 2's channels
     assert ModelConfig(backbone="dlib_resnet", projection=False).local_dim == 256
     spec = cfg.preprocessing()
     assert (spec.size, spec.resize) == (150, "stretch")

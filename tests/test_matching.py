@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from edgedml.models import matching as M
+from edgedml.training.metrics import rank_references
 
 
 def correlated_features(n, r=16, d=64, spread=1.0, dtype=torch.float64, seed=0):
@@ -186,7 +187,7 @@ def test_multiscale_rerank_follows_the_official_evaluation(keep):
     g = torch.Generator().manual_seed(7)
     global_sim = torch.rand(3, 12, generator=g, dtype=torch.float64)
     structural = torch.rand(3, 6, generator=g, dtype=torch.float64)  # scores of the global top 6
-    order = M.global_order(global_sim)
+    order = rank_references(global_sim)
     new = M.multiscale_rerank(global_sim, structural, order, keep)
     for q in range(3):
         kept = keep or 6
@@ -201,7 +202,7 @@ def test_multiscale_rerank_follows_the_official_evaluation(keep):
 
 def test_multiscale_rerank_reorders_only_the_top_k():
     global_sim = torch.tensor([[0.9, 0.1, 0.8, 0.7, 0.2]])
-    order = M.global_order(global_sim)
+    order = rank_references(global_sim)
     assert order.tolist() == [[0, 2, 3, 4, 1]]
     structural_top = torch.tensor([[0.0, 0.5, 0.0]])  # for candidates 0, 2, 3
     new = M.multiscale_rerank(global_sim, structural_top, order)

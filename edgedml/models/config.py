@@ -244,12 +244,6 @@ class ModelConfig:
         return self.head == "diml" and self.global_feature == "raw_mean"
 
     @property
-    def backbone_channels(self) -> int:
-        """Channels of the backbone map the head takes (the chosen level's, for a multi-level backbone)."""
-        info = self.backbone_info
-        return info.level_channels[self.feature_level] if self.feature_level is not None else info.channels
-
-    @property
     def local_dim(self) -> int:
         """Size of one local feature: ``region_dim`` where the regions have their own size, the
         value size for grouping, embed_dim otherwise."""

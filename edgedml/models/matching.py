@@ -278,8 +278,3 @@ def multiscale_rerank(global_sim: Tensor, structural_top: Tensor, order: Tensor,
     placed = torch.zeros(order.shape, dtype=torch.bool, device=order.device).scatter_(-1, promoted, True)
     rest = order[~placed.gather(-1, order)].view(*order.shape[:-1], order.shape[-1] - keep)
     return torch.cat([promoted, rest], dim=-1)
-
-
-def global_order(global_sim: Tensor) -> Tensor:
-    """Indices sorted by global similarity, best first (stable): (Q, N) → (Q, N)."""
-    return torch.argsort(global_sim, dim=-1, descending=True, stable=True)

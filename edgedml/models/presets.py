@@ -22,7 +22,6 @@ PRESETS = {
     "faces": "dlib's face ResNet (CC0, Davis King): its descriptor + DIML regions of its 4×4 level (150 px chip)",
     "imagenet": "the untrained ImageNet EfficientNet-Lite0 features, no projection",
 }
-DEFAULT_PRESET = "objects"
 
 
 def preset_file(name: str) -> Path:
@@ -30,11 +29,11 @@ def preset_file(name: str) -> Path:
     return Path(__file__).resolve().parents[1] / "presets" / f"{name}.safetensors"
 
 
-def imagenet_config(image_size: int | None = None):
+def imagenet_config():
     """The ``imagenet`` preset's config: DIML regions of the raw backbone features."""
     from .config import ModelConfig
 
-    return ModelConfig(head="diml", projection=False, image_size=image_size)
+    return ModelConfig(head="diml", projection=False)
 
 
 def resolve(spec: str):

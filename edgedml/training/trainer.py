@@ -30,7 +30,7 @@ from .optimization import build_optimizer, freeze, lr_factor, training_step
 from .progress import Progress
 from .run_folder import RunFolder
 from .sampler import MPerClassBatchSampler
-from .splits import DatasetSplit, Sample
+from .splits import Sample
 from .transforms import TrainTransform
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def split_validation(samples: list[Sample], classes: list[str], fraction: float,
     return relabel(train), relabel(val)
 
 
-def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = None) -> dict:
+def train(cfg: TrainConfig, resume: bool = False) -> dict:
     """Train a model as ``cfg`` says; returns a summary (best validation MAP@R, paths, timings).
 
     Under torchrun (``torch.distributed`` initialised by the caller or by ``edgedml train``),
@@ -90,7 +90,7 @@ def train(cfg: TrainConfig, resume: bool = False, split: DatasetSplit | None = N
         run.create(resume)
     seed_everything(cfg.seed)
 
-    split = split or load_cfg_split(cfg)
+    split = load_cfg_split(cfg)
     train_samples, skipped = check_readable(split.train)
     if skipped and rank == 0:
         log.warning("skipped %d unreadable training images: %s%s", len(skipped),
