@@ -18,10 +18,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sqlite_store import SQLITE_MAGIC, explain, file_state, open_read_only
+from .sqlite_file import SQLITE_MAGIC, explain, file_state, open_read_only
+from .sqlite_schema import GALLERY_TABLES
 from .store import GalleryError, is_url
-
-GALLERY_TABLES = {"meta", "identities", "templates"}
 
 
 @dataclass(frozen=True)
