@@ -15,7 +15,7 @@ be reached, frames are skipped with the reason and the door resumes when it is b
 With a detector (--detector, or a bundle exported with --detector) each frame's largest face is
 verified, and a frame without a face is denied ("no face found"), never matched.
 Each decision is written to the gallery's audit log with its score, threshold, time, face box and
-the path of the evidence picture (explain.door_picture: the decision in words, OPEN's MATCH or
+the path of the evidence picture (door_picture: the decision in words, OPEN's MATCH or
 DENIED's NO MATCH for the claimed name, the score against the threshold, and the frame with the
 detected face against the enrolled photo that matched best; a frame without a face alone).
 --annotated writes the stream with the box and the verdict.
@@ -34,7 +34,7 @@ from edgedml.runtime import Matcher
 from edgedml.runtime.gallery.gallery import Gallery
 from edgedml.runtime.gallery.names import identity_name
 from edgedml.runtime.inference.image import image_extensions
-from edgedml.runtime.matching import explain
+from edgedml.runtime.matching.picture import door_picture
 
 
 def enroll_folder(gallery: Gallery, folder: Path) -> None:
@@ -71,10 +71,10 @@ def verify_stream(gallery: Gallery, claim: str, source: str, evidence_dir: Path,
             picture = str(evidence_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{number:05d}.jpg")
             if best:  # the door's decision, explained by the frame against the enrolled photo that matched best
                 why = gallery.matcher.explain(frame, best, threshold=decision.threshold)
-                drawn = explain.door_picture(claim, decision.accepted, decision.threshold, why)
+                drawn = door_picture(claim, decision.accepted, decision.threshold, why)
             else:  # nothing was compared: the frame alone, saying why
-                drawn = explain.door_picture(claim, decision.accepted, decision.threshold,
-                                             frame=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), reason=decision.reason)
+                drawn = door_picture(claim, decision.accepted, decision.threshold,
+                                     frame=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), reason=decision.reason)
             cv2.imwrite(picture, drawn)
         gallery.log_decision("verify", decision, claimed=claim, evidence=picture, details={"frame": number})
         verdict = "OPEN" if decision.accepted else "DENIED"

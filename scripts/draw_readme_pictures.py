@@ -4,7 +4,7 @@
   (s21's photos 1 and 2; s21 against s22; s21 against a daisy) with the faces bundle;
 - why_objects.png: the objects bundle on the two daisies of samples/images (uncalibrated: no
   decision, exit 5, unless it ships a threshold);
-- door_evidence.png: a door (the access-control sample's picture, ``explain.door_picture``) with
+- door_evidence.png: a door (the access-control sample's picture, ``door_picture``) with
   s21 enrolled from photos 2–6, verifying photo 1 of s21 who claims to be s21;
 - calibration_roc.png, calibration_scores.png: a copy of the faces bundle calibrated on the face
   set (default: the one the bundle records it was calibrated on).
@@ -40,9 +40,10 @@ def save(picture: np.ndarray, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    from edgedml.runtime import Matcher, explain
+    from edgedml.runtime import Matcher
     from edgedml.runtime.assurance.calibration import calibrate
     from edgedml.runtime.gallery.gallery import Gallery
+    from edgedml.runtime.matching.picture import door_picture
     from edgedml.runtime.shipped import resolve_bundle
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
             frame = cv2.imread(str(s21 / "1.pgm"))
             decision = door.verify(frame, "s21")
             why = matcher.explain(frame, decision.candidates[0].source, threshold=decision.threshold)
-            save(explain.door_picture("s21", decision.accepted, decision.threshold, why, height=args.height),
+            save(door_picture("s21", decision.accepted, decision.threshold, why, height=args.height),
                  args.out / "door_evidence.png")
         recorded = (matcher.manifest.calibration or {}).get("data")
     if args.objects:

@@ -16,7 +16,8 @@ import pytest
 from edgedml.runtime.assurance import calibration
 from edgedml.runtime.assurance.thresholds import SCORE_BOUNDS
 from edgedml.runtime.faces.detection import Face
-from edgedml.runtime.matching import explain
+from edgedml.runtime.matching.picture import door_picture, paint, sides_of
+from edgedml.runtime.matching.picture_layout import GREEN, GREY, RED, Scores, Side, Verdict, layout, value_x, verdict
 from edgedml.runtime.matching.picture_text import Text, overlaps
 
 
@@ -36,7 +37,7 @@ OUTLINE = np.array([[30.0, 40.0], [170.0, 40.0], [170.0, 200.0], [30.0, 200.0]])
 
 
 def explanation(score=1.9, threshold=1.85, reason=None, matches=None, face_a=FACE, face_b=FACE, h=240, w=200):
-    """An Explanation-like record: the fields :func:`explain.side_by_side` reads."""
+    """An Explanation-like record: the fields :func:`~edgedml.runtime.matching.picture.side_by_side` reads."""
     scored = score is not None
     heat = np.zeros((h, w), np.float32)
     heat[60:180, 50:150] = np.linspace(0, 1, 100, dtype=np.float32)
@@ -53,9 +54,9 @@ def explanation(score=1.9, threshold=1.85, reason=None, matches=None, face_a=FAC
 
 
 def plan_of(result, claimed=None, accepted=None, height=300):
-    sides = explain.sides_of(result, result.image_a, result.image_b)
-    scores = explain.Scores(result.score, result.structural, result.global_similarity, result.threshold)
-    return explain.layout(sides, result.matches, explain.verdict(result, claimed, accepted), scores, height), sides
+    sides = sides_of(result, result.image_a, result.image_b)
+    scores = Scores(result.score, result.structural, result.global_similarity, result.threshold)
+    return layout(sides, result.matches, verdict(result, claimed, accepted), scores, height), sides
 
 
 def assert_apart(texts: list[Text]) -> None:
@@ -64,12 +65,12 @@ def assert_apart(texts: list[Text]) -> None:
 
 
 @pytest.mark.parametrize("result, claimed, accepted, words, colour", [
-    (explanation(1.9, 1.85), None, None, "MATCH", explain.GREEN),
-    (explanation(1.7, 1.85), None, None, "NO MATCH", explain.RED),
-    (explanation(1.9, None), None, None, "NO DECISION (no threshold)", explain.GREY),
-    (explanation(None, 1.85, "no face found in image b", face_b=None), None, None, "NO MATCH", explain.RED),
-    (explanation(1.9, 1.85), "alice", True, "MATCH: alice", explain.GREEN),
-    (explanation(1.7, 1.85), "alice", False, "NO MATCH (claimed alice)", explain.RED),
+    (explanation(1.9, 1.85), None, None, "MATCH", GREEN),
+    (explanation(1.7, 1.85), None, None, "NO MATCH", RED),
+    (explanation(1.9, None), None, None, "NO DECISION (no threshold)", GREY),
+    (explanation(None, 1.85, "no face found in image b", face_b=None), None, None, "NO MATCH", RED),
+    (explanation(1.9, 1.85), "alice", True, "MATCH: alice", GREEN),
+    (explanation(1.7, 1.85), "alice", False, "NO MATCH (claimed alice)", RED),
 ])
 def test_the_decision_in_words_comes_first_large_and_at_the_top(result, claimed, accepted, words, colour):
     plan, _ = plan_of(result, claimed, accepted)
@@ -83,9 +84,9 @@ def test_the_decision_in_words_comes_first_large_and_at_the_top(result, claimed,
 
 def test_the_threshold_mark_sits_at_its_value_on_the_scores_range():
     x0, x1 = 20, 420
-    assert explain.value_x(SCORE_BOUNDS[0], x0, x1) == x0 and explain.value_x(SCORE_BOUNDS[1], x0, x1) == x1
-    assert explain.value_x(0.0, x0, x1) == 220 and explain.value_x(1.0, x0, x1) == 320
-    assert explain.value_x(5.0, x0, x1) == x1 and explain.value_x(-9.0, x0, x1) == x0  # beyond the range: at an end
+    assert value_x(SCORE_BOUNDS[0], x0, x1) == x0 and value_x(SCORE_BOUNDS[1], x0, x1) == x1
+    assert value_x(0.0, x0, x1) == 220 and value_x(1.0, x0, x1) == 320
+    assert value_x(5.0, x0, x1) == x1 and value_x(-9.0, x0, x1) == x0  # beyond the range: at an end
     # far apart: the whole range −2 … 2 on one bar
     result = explanation(score=-0.5, threshold=1.0)
     plan, sides = plan_of(result)
@@ -93,7 +94,7 @@ def test_the_threshold_mark_sits_at_its_value_on_the_scores_range():
     assert plan.bar_range == SCORE_BOUNDS and plan.context is None
     assert plan.threshold_x == bx0 + round((1.0 + 2) / 4 * (bx1 - bx0))
     assert plan.score_x == bx0 + round((-0.5 + 2) / 4 * (bx1 - bx0))
-    picture = explain.paint(plan, sides)
+    picture = paint(plan, sides)
     assert (picture[(by0 + by1) // 2, plan.threshold_x] < 40).all()  # a black mark across the bar, there
     label = next(t for t in plan.texts if t.role == "threshold")
     assert label.text == "threshold 1.000" and label.box[0] < plan.threshold_x < label.box[2]
@@ -104,13 +105,13 @@ def test_a_score_close_to_its_threshold_is_shown_on_a_window_of_the_range():
     low, high = plan.bar_range
     assert SCORE_BOUNDS[0] <= low < 1.881 < 1.957 < high <= SCORE_BOUNDS[1] and high - low <= 1.0
     bx0, _, bx1, _ = plan.bar
-    assert plan.threshold_x == explain.value_x(1.881, bx0, bx1, plan.bar_range)
+    assert plan.threshold_x == value_x(1.881, bx0, bx1, plan.bar_range)
     assert plan.score_x - plan.threshold_x > (bx1 - bx0) / 10  # their distance shows
     cx0, _, cx1, _ = plan.context  # and the whole range above it, the window marked
-    assert plan.window == (explain.value_x(low, cx0, cx1), explain.value_x(high, cx0, cx1))
-    assert plan.context_marks[1] == explain.value_x(1.881, cx0, cx1)
+    assert plan.window == (value_x(low, cx0, cx1), value_x(high, cx0, cx1))
+    assert plan.context_marks[1] == value_x(1.881, cx0, cx1)
     assert_apart(plan.texts)
-    explain.paint(plan, sides)
+    paint(plan, sides)
 
 
 def test_flow_labels_never_overlap_on_crowded_flows():
@@ -130,7 +131,7 @@ def test_flow_labels_never_overlap_on_crowded_flows():
         for _, pa, pb, _ in plan.flows:
             for p in (pa, pb):
                 assert not overlaps(label.box, (p[0] - 6, p[1] - 6, p[0] + 7, p[1] + 7)), (label.text, p)
-    explain.paint(plan, sides)
+    paint(plan, sides)
 
 
 def test_an_image_that_was_not_scored_gets_no_heatmap_and_no_flows_and_says_why():
@@ -142,7 +143,7 @@ def test_an_image_that_was_not_scored_gets_no_heatmap_and_no_flows_and_says_why(
     assert notes == ["face found; not compared", "no face found"]
     kinds = [kind for kind, _ in plan.legend]
     assert "heat" not in kinds and "flow" not in kinds and "box" in kinds and "crop" not in kinds
-    picture = explain.paint(plan, sides)
+    picture = paint(plan, sides)
     px, py, k, w, h = plan.panels[1]  # side B as the camera took it, except where it says so
     plain = cv2.resize(cv2.cvtColor(result.image_b, cv2.COLOR_RGB2BGR), (w, h), interpolation=cv2.INTER_AREA)
     drawn = picture[py:py + h, px:px + w].copy()
@@ -163,14 +164,14 @@ def test_the_face_legend_appears_only_where_a_detector_found_a_face():
 
 
 def test_the_door_picture_of_a_frame_without_a_face_shows_the_frame_alone_and_the_decision():
-    picture = explain.door_picture("alice", False, 1.88, frame=frame(), reason="no face found in the frame")
+    picture = door_picture("alice", False, 1.88, frame=frame(), reason="no face found in the frame")
     assert picture.ndim == 3 and picture.dtype == np.uint8
-    sides = [explain.Side(frame(), "camera", note="no face found")]
-    plan = explain.layout(sides, [], explain.Verdict("NO MATCH (claimed alice)", explain.RED, "no face"),
-                          explain.Scores(None, threshold=1.88))
+    sides = [Side(frame(), "camera", note="no face found")]
+    plan = layout(sides, [], Verdict("NO MATCH (claimed alice)", RED, "no face"),
+                          Scores(None, threshold=1.88))
     assert plan.decision.text == "NO MATCH (claimed alice)" and len(plan.panels) == 1 and plan.flows == []
     assert plan.threshold_x is not None and plan.score_x is None
-    explained = explain.door_picture("alice", True, 1.85, explanation=explanation())
+    explained = door_picture("alice", True, 1.85, explanation=explanation())
     assert explained.shape[1] > picture.shape[1] // 2
 
 

@@ -173,7 +173,7 @@ def test_runtime_runs_with_torch_unimportable(exported):
 
 
 def test_the_explanation_dims_what_the_model_does_not_see():
-    from edgedml.runtime.matching.explain import _dim_outside
+    from edgedml.runtime.matching.picture import _dim_outside
 
     panel = np.full((100, 160, 3), 200, np.uint8)
     outline = np.array([[30, 0], [130, 0], [130, 100], [30, 100]], np.float64)  # a centred square crop of a wide image

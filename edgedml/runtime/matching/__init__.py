@@ -3,8 +3,9 @@
 Embedding and comparing images with a bundle (:mod:`.matcher`; the embedder's rows are
 :class:`~.features.Features`), the results (:mod:`.results`: :class:`~.results.MatchResult`;
 :mod:`.face_result`: one detected face, cut and embedded), the numpy mirror of the structural
-flow (:mod:`.structural`), and explanations: region maps in frame pixels (:mod:`.explain`), the
-side-by-side picture a guard reads (:mod:`.explanation`, laid out with :mod:`.picture_text`).
+flow (:mod:`.structural`), and explanations (:mod:`.explanation`): region maps in frame pixels
+(:mod:`.explain`) and the side-by-side picture a guard reads, laid out as boxes
+(:mod:`.picture_layout`, its labels kept apart by :mod:`.picture_text`) and drawn (:mod:`.picture`).
 Uses :mod:`..inference`, :mod:`..faces` and :mod:`..assurance.thresholds`
 (and :mod:`..assurance.faithfulness` when ``Matcher.faithfulness`` is called).
 """

@@ -3,8 +3,9 @@
 
 It holds the :class:`~.results.MatchResult` and what drawing needs that the result leaves out:
 both frames (RGB), the evidence (and attention, unmatched shares) carried onto each frame's
-pixels (:mod:`.explain`), and the network inputs the faithfulness check perturbs. No reference
-to the matcher: ``matcher.faithfulness(explanation)`` measures it.
+pixels (:mod:`.explain`), and the network inputs the faithfulness check perturbs; ``render()``
+draws it (:mod:`.picture`). No reference to the matcher: ``matcher.faithfulness(explanation)``
+measures it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import explain
+from . import picture
 from .results import MatchResult
 
 
@@ -40,7 +41,7 @@ class Explanation:
 
     def render(self, height: int = 360) -> np.ndarray:
         """Side-by-side picture (BGR uint8): heatmaps, match lines, faces, score and decision."""
-        return explain.side_by_side(self, height)
+        return picture.side_by_side(self, height)
 
     def to_dict(self) -> dict:
         return self.result.to_dict()
