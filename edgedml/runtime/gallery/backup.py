@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .sqlite_file import SQLITE_MAGIC, explain, file_state, open_read_only
-from .sqlite_schema import GALLERY_TABLES
+from .sqlite_schema import GALLERY_TABLES, tables_of
 from .store import GalleryError, is_url
 
 
@@ -92,13 +92,13 @@ def _is_gallery(path: Path) -> bool:
             return False
     try:
         with _read_only(path) as db:
-            return GALLERY_TABLES <= _tables(db)
+            return GALLERY_TABLES <= tables_of(db)
     except sqlite3.Error:
         return False
 
 
 def _read_only(path: Path) -> _Closing:
-    """A connection that never writes ``path`` and reads its write-ahead log (see sqlite_store)."""
+    """A connection that never writes ``path`` and reads its write-ahead log (:func:`.sqlite_file.open_read_only`)."""
     return _Closing(*open_read_only(path))
 
 
@@ -115,14 +115,10 @@ class _Closing:
         self.db.close()
 
 
-def _tables(db: sqlite3.Connection) -> set[str]:
-    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-
-
 def _copy(source: Path, partial: Path) -> None:
     reading = _read_only(source)
     with reading as db:
-        tables = _tables(db)
+        tables = tables_of(db)
         if not GALLERY_TABLES <= tables:
             raise GalleryError(f"{source} is an SQLite database but not an edgedml gallery (it has the tables "
                                f"{sorted(tables)[:5]}); nothing was copied")
@@ -147,7 +143,7 @@ def _check(partial: Path, target: Path) -> tuple[int, int, int]:
         if problems != ["ok"]:
             raise GalleryError(f"the backup failed its integrity check ({'; '.join(problems)[:200]}); {target} was "
                                f"not written: check the gallery (it may be damaged) and the backup disk")
-        tables = _tables(db)
+        tables = tables_of(db)
         return tuple(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] if table in tables else 0
                      for table in ("identities", "templates", "decisions"))
 

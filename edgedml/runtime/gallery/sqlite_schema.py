@@ -7,7 +7,8 @@ forever); ``decisions`` is the door's audit log. :func:`open_schema` checks the 
 being opened, creates them in a writable one (one writer at a time, so several processes opening a
 new gallery at once wait for each other instead of failing with "database is locked"), brings a
 file written by an earlier edgedml to this schema (:func:`upgrade`) and refuses a matcher whose
-embedder or face cropping differs from the one the templates were made with.
+embedder or face cropping differs from the one the templates were made with. A file whose tables
+(:func:`tables_of`) include :data:`GALLERY_TABLES` is a gallery (the backup checks so too).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def open_schema(db: sqlite3.Connection, path: Path, layout: Layout | None, writa
     ``path``, then the embedder and cropping its templates were made with. With ``record``, a new
     gallery's meta records what made its templates. Returns the layout (the one the meta records
     when ``layout`` is None) and the stamp of the gallery's saved search index."""
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = tables_of(db)
     if tables - {"sqlite_sequence"} and not GALLERY_TABLES <= tables:
         raise GalleryError(f"{path} is an SQLite database but not an edgedml gallery (it has the tables "
                            f"{sorted(tables)[:5]}); nothing was changed. Pass a gallery file or a new path")
@@ -58,6 +59,11 @@ def open_schema(db: sqlite3.Connection, path: Path, layout: Layout | None, writa
     if problem:
         raise GalleryError(problem)
     return layout, {"gallery_id": meta.get("gallery_id"), "embedder": layout.embedder}
+
+
+def tables_of(db: sqlite3.Connection) -> set[str]:
+    """The names of the database's tables (SQLite's own ``sqlite_sequence`` included)."""
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 def recorded_layout(db: sqlite3.Connection, path: Path, tables: set[str]) -> Layout:
