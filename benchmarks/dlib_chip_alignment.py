@@ -36,7 +36,7 @@ FACE_RECOGNITION_THRESHOLD = 0.6  # face_recognition's default tolerance (Euclid
 
 def verification(descriptors: np.ndarray, labels: np.ndarray) -> dict:
     """EER, TAR at FAR and the 0.6-threshold error rates of all pairs, scored by −Euclidean distance."""
-    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.error_rates import equal_error_rate, far_tar, threshold_at_far
 
     distance = np.linalg.norm(descriptors[:, None] - descriptors[None], axis=2)
     upper = np.triu_indices(len(labels), k=1)

@@ -94,7 +94,7 @@ def scores(model, samples) -> dict:
 
 
 def metrics(genuine, impostor) -> dict:
-    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.error_rates import equal_error_rate, far_tar, threshold_at_far
 
     return {"eer": equal_error_rate(genuine, impostor)[0],
             "tar@far=0.001": far_tar(genuine, impostor, threshold_at_far(impostor, 1e-3))[1]}

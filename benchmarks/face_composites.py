@@ -117,7 +117,7 @@ def best_per_identity(scores: np.ndarray, owners: np.ndarray, n_identities: int)
 def metrics(rows: list[np.ndarray | None], labels: np.ndarray, datasets: np.ndarray) -> dict:
     """Recall@1 (overall and per data set), EER and TAR at FAR 1e-2 of per-identity score rows
     (None: the detector found no face; it scores −∞ against every identity)."""
-    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.error_rates import equal_error_rate, far_tar, threshold_at_far
 
     n = max(len(r) for r in rows if r is not None)
     scores = np.stack([np.full(n, -np.inf) if r is None else r for r in rows])

@@ -186,7 +186,7 @@ def metrics(scores: np.ndarray, labels: np.ndarray, found: np.ndarray, keep: np.
     """Verification of the photos ``keep`` (N,) bool: every pair i < j scored scores[i, j]
     (−inf for a photo its pipeline missed, ``found`` False), and Recall@1 of each kept photo
     against the other kept photos (a missed photo is a failure)."""
-    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.error_rates import equal_error_rate, far_tar, threshold_at_far
 
     index = np.flatnonzero(keep)
     s, lab, hit = scores[np.ix_(index, index)], labels[index], found[index]

@@ -90,7 +90,7 @@ def pair_scores(cfg, a, b, mass) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verification(scores: np.ndarray, labels: np.ndarray) -> dict:
-    from edgedml.runtime.assurance.calibration import equal_error_rate, far_tar, threshold_at_far
+    from edgedml.runtime.assurance.error_rates import equal_error_rate, far_tar, threshold_at_far
 
     upper = np.triu_indices(len(labels), k=1)
     same = labels[upper[0]] == labels[upper[1]]

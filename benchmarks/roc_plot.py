@@ -1,6 +1,6 @@
 """An exact ROC picture for systems that err rarely: every threshold (no sampling), the false
 accept rate on a log axis down to one impostor pair, the true accept rate from ``tar_floor`` to 1.
-(``edgedml.runtime.assurance.calibration.draw_roc`` samples 400 thresholds on a 0–1 TAR axis, which draws
+(``edgedml.runtime.assurance.calibration_picture.draw_roc`` samples 400 thresholds on a 0–1 TAR axis, which draws
 a face model's few errors as one straight jump.)"""
 
 from __future__ import annotations

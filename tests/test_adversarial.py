@@ -1294,7 +1294,7 @@ def test_uniform_marginals_export_passes_the_tensorrt_readiness_check(tmp_path):
 
 
 def test_the_equal_error_rate_matches_the_plain_loop():
-    from edgedml.runtime.assurance.calibration import equal_error_rate
+    from edgedml.runtime.assurance.error_rates import equal_error_rate
 
     rng = np.random.default_rng(1)
     genuine, impostor = np.round(rng.normal(1, .3, 80), 2), np.round(rng.normal(.5, .3, 900), 2)

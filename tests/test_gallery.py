@@ -15,7 +15,8 @@ from edgedml.errors import EdgeDMLError
 from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import ModelConfig, build_model
 from edgedml.runtime import Matcher
-from edgedml.runtime.assurance.calibration import calibrate, equal_error_rate, far_tar, threshold_at_far
+from edgedml.runtime.assurance.calibration import calibrate
+from edgedml.runtime.assurance.error_rates import equal_error_rate, far_tar, threshold_at_far
 from edgedml.runtime.gallery.gallery import Gallery, GalleryError, top_by_cosine
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"

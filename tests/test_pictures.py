@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedml.runtime.assurance import calibration
+from edgedml.runtime.assurance import calibration_picture as chart
+from edgedml.runtime.assurance import error_rates
 from edgedml.runtime.assurance.thresholds import SCORE_BOUNDS
 from edgedml.runtime.faces.detection import Face
 from edgedml.runtime.matching.picture import door_picture, paint, sides_of
@@ -178,24 +179,24 @@ def test_the_door_picture_of_a_frame_without_a_face_shows_the_frame_alone_and_th
 def test_the_roc_marks_the_default_operating_point_and_keeps_its_labels_apart():
     rng = np.random.default_rng(0)
     genuine, impostor = rng.normal(1.9, 0.03, 800), rng.normal(1.7, 0.05, 12000)
-    t = calibration.threshold_at_far(impostor, 1e-3)
-    far, tar = calibration.far_tar(genuine, impostor, t)
+    t = error_rates.threshold_at_far(impostor, 1e-3)
+    far, tar = error_rates.far_tar(genuine, impostor, t)
     point = (f"default (FAR 1e-3): threshold {t:.3f}, TAR {tar:.3f}", far, tar)
     curves = {"fp32": (genuine, impostor), "int8-cpu": (genuine + 0.01, impostor)}
-    floor = calibration.tar_floor_of(curves, point)  # the TAR axis starts at the lowest TAR drawn, a tenth below
-    lowest = min(tars[fars >= 1e-4].min() for fars, tars in (calibration.roc_points(*c) for c in curves.values()))
+    floor = chart.tar_floor_of(curves, point)  # the TAR axis starts at the lowest TAR drawn, a tenth below
+    lowest = min(tars[fars >= 1e-4].min() for fars, tars in (error_rates.roc_points(*c) for c in curves.values()))
     assert floor == pytest.approx(np.floor(min(lowest, tar) * 10) / 10) and 0 < floor < tar
-    plan = calibration.roc_layout(list(curves), 480, point, floor)
-    assert plan.marks["default"] == calibration.roc_xy(far, tar, 480, floor)
-    assert calibration.roc_xy(1e-4, floor, 480, floor) == (calibration.ROC_MARGIN, 480 - calibration.ROC_MARGIN)
+    plan = chart.roc_layout(list(curves), 480, point, floor)
+    assert plan.marks["default"] == chart.roc_xy(far, tar, 480, floor)
+    assert chart.roc_xy(1e-4, floor, 480, floor) == (chart.ROC_MARGIN, 480 - chart.ROC_MARGIN)
     assert [t.text for t in plan.texts if t.role == "default"] == [point[0]]
     assert [t.text for t in plan.texts if t.role == "tick"][-3:] == [f"{floor:.2f}", f"{(floor + 1) / 2:.2f}", "1.00"]
     assert_apart(plan.texts)
-    picture = calibration.draw_roc(curves, point=point)
+    picture = chart.draw_roc(curves, point=point)
     x, y = plan.marks["default"]
-    assert tuple(picture[y, x]) == calibration.DEFAULT_COLOUR
+    assert tuple(picture[y, x]) == chart.DEFAULT_COLOUR
     for corner in ((1e-4, 1.0), (1e-4, 0.0), (1.0, 0.0)):  # a point in any corner still finds a place
-        crowded = calibration.roc_layout(["a"], 480, ("default: a long label for a point in the corner", *corner))
+        crowded = chart.roc_layout(["a"], 480, ("default: a long label for a point in the corner", *corner))
         assert_apart(crowded.texts)
         assert [t.role for t in crowded.texts].count("default") == 1  # placed, not left out
 
@@ -205,12 +206,12 @@ def test_the_histograms_mark_the_default_threshold_and_keep_their_labels_apart()
     genuine, impostor = rng.normal(1.9, 0.03, 800), rng.normal(1.7, 0.05, 12000)
     thresholds = {"eer": 1.8623, "far_0.01": 1.8593, "far_0.001": 1.8809, "far_0.0001": 1.8962}  # crowded
     low, high = min(genuine.min(), impostor.min()), max(genuine.max(), impostor.max())
-    plan = calibration.histogram_layout(thresholds, low, high, default="far_0.001")
+    plan = chart.histogram_layout(thresholds, low, high, default="far_0.001")
     assert_apart(plan.texts)
     named = [t for t in plan.texts if t.role == "default"]
     assert len(named) == 1 and named[0].text == "FAR 1e-3 (default) 1.881"
-    assert named[0].colour == calibration.DEFAULT_COLOUR
-    picture = calibration.draw_histograms(genuine, impostor, thresholds, default="far_0.001")
+    assert named[0].colour == chart.DEFAULT_COLOUR
+    picture = chart.draw_histograms(genuine, impostor, thresholds, default="far_0.001")
     x, _ = plan.marks["far_0.001"]
-    assert tuple(picture[360 - calibration.HIST_MARGIN - 5, x]) == calibration.DEFAULT_COLOUR
-    assert calibration.threshold_label("far_0.0001") == "FAR 1e-4" and calibration.threshold_label("eer") == "EER"
+    assert tuple(picture[360 - chart.HIST_MARGIN - 5, x]) == chart.DEFAULT_COLOUR
+    assert chart.threshold_label("far_0.0001") == "FAR 1e-4" and chart.threshold_label("eer") == "EER"

@@ -67,7 +67,7 @@ def test_the_faces_preset_separates_unseen_people_better_than_imagenet_features(
     ImageNet backbone's features of the whole photos; the equal error rate must be lower."""
     from dlib_oracle import faces_preset_or_skip, yunet_chips
 
-    from edgedml.runtime.assurance.calibration import equal_error_rate
+    from edgedml.runtime.assurance.error_rates import equal_error_rate
     from edgedml.training.datasets import load_split
     from edgedml.training.evaluate import embed_samples
 

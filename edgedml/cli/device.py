@@ -155,7 +155,7 @@ def calibrate(bundle, data, per_class, backend, precision, detector, force):
     their thresholds into the bundle, with a ROC curve and score histograms (PNG). A set too small
     to resolve FAR 1e-3 (fewer than 1000 impostor pairs) is refused unless --force."""
     from ..runtime.assurance.calibration import calibrate as run
-    from ..runtime.assurance.calibration import pairs_needed
+    from ..runtime.assurance.error_rates import pairs_needed
 
     try:
         report = run(bundle, data, per_class, backend, progress=True, precision=precision, detector=detector,
