@@ -1,5 +1,5 @@
 """The layout of the command line: `edgedml --help` groups the commands by where they run, and the
-device-side commands (edgedml/cli/device.py) work with torch and onnx unimportable."""
+device-side commands (edgedml/cli/device.py, gallery.py, assurance.py) work with torch and onnx unimportable."""
 
 import ast
 import subprocess
@@ -13,13 +13,13 @@ from conftest import BLOCK_TORCH, SHIPPED
 import edgedml.cli
 from edgedml.cli import main
 
-SECTIONS = {
-    "Training and export (torch):": (["train", "eval", "export"], "edgedml.cli.training"),
+SECTIONS = {  # {heading: (commands in --help order, the modules that define them)}
+    "Training and export (torch):": (["train", "eval", "export"], {"edgedml.cli.training"}),
     "On the device (numpy + OpenCV):": (["compare", "calibrate", "enroll", "verify", "identify", "revoke", "gallery",
                                          "faithfulness",
                                          "crop-faces", "build-engine", "bundles"],
-                                        "edgedml.cli.device"),
-    "General:": (["info"], "edgedml.cli"),
+                                        {"edgedml.cli.device", "edgedml.cli.gallery", "edgedml.cli.assurance"}),
+    "General:": (["info"], {"edgedml.cli"}),
 }
 
 
@@ -41,8 +41,8 @@ def test_help_lists_every_command_once_under_where_it_runs():
     assert sections.pop("Options:") == ["--version", "-h,"]
     assert sections == {heading: names for heading, (names, _) in SECTIONS.items()}
     assert sorted(sum(sections.values(), [])) == sorted(main.commands)  # none left out, none twice
-    for names, module in SECTIONS.values():
-        assert {main.commands[name].callback.__module__ for name in names} == {module}
+    for names, modules in SECTIONS.values():
+        assert {main.commands[name].callback.__module__ for name in names} == modules
 
 
 def test_python_dash_m_runs_the_same_command_line():
@@ -52,7 +52,7 @@ def test_python_dash_m_runs_the_same_command_line():
     assert help_sections(done.stdout).keys() == {"Options:", *SECTIONS}
 
 
-@pytest.mark.parametrize("module", ["device", "common", "forms", "params"])
+@pytest.mark.parametrize("module", ["device", "gallery", "assurance", "options", "common", "forms", "params"])
 def test_device_side_modules_import_nothing_that_needs_torch(module):
     """Also the imports inside the commands, which a run only reaches on some paths."""
     path = Path(edgedml.cli.__file__).with_name(f"{module}.py")

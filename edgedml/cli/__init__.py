@@ -1,8 +1,13 @@
 """The `edgedml` command line. Each command imports the heavy packages it needs, when it runs.
 
 - ``training``: train, eval, export (torch, onnx)
-- ``device``: compare, calibrate, enroll, verify, identify, build-engine (``edgedml.runtime`` only)
+- ``device``: the device section, in order (``edgedml.runtime`` only): compare, crop-faces,
+  build-engine, bundles, and the commands of
+  - ``gallery``: enroll, verify, identify, revoke, gallery backup;
+  - ``assurance``: calibrate, faithfulness;
+- ``options``: the options the device commands share (--model, --precision, --detector, …)
 - ``common``: exit codes, one-line errors and engine building, used by both
+- ``params``: option types, and ``forms``: the old argument forms, read for one release
 """
 
 from __future__ import annotations

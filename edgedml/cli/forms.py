@@ -6,7 +6,7 @@ deprecation notice on stderr:
 - ``verify GALLERY IMG NAME`` → ``verify GALLERY NAME IMG``;
 - ``calibrate BUNDLE`` and ``build-engine BUNDLE`` → ``--model BUNDLE``;
 - ``revoke … --model BUNDLE`` (and ``--precision``, ``--detector``): accepted and ignored,
-  since a revocation needs no bundle (see ``device.revoke``).
+  since a revocation needs no bundle (see ``gallery.revoke``).
 
 verify tells NAME from IMG by which of the two is an existing file. When both are files (a file
 named like the identity lies here) or neither is, the line reads two ways or none, and it is
