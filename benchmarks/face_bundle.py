@@ -81,7 +81,8 @@ def cached_bundle(spec: str, yunet: Path, fresh: bool = False, log=print) -> tup
 
     from edgedml.bundle import read_manifest
     from edgedml.errors import BundleError
-    from edgedml.export.exporter import ExportOptions, export_bundle, face_settings
+    from edgedml.export.exporter import ExportOptions, export_bundle
+    from edgedml.export.options import face_settings
     from edgedml.models import load_checkpoint
 
     path = model_file(spec)

@@ -4,14 +4,10 @@ A bundle is a folder with ONNX graphs, optional TensorRT engines and ``manifest.
 manifest is read into a typed :class:`Manifest`: the model config, the preprocessing spec, both
 graphs' inputs and outputs, the graph sets per precision, the Sinkhorn settings, thresholds,
 engines, the face detector and its settings, the sha256 of every contract file, and the export's
-reports. The runtime refuses a
-bundle whose checksums differ. A manifest changes only through :meth:`Manifest.update`, which
-rewrites the file and every checksum at once (a temporary file renamed over the old one).
-
-Which files are checksummed is a rule, :func:`checksummed`: every file in the folder except the
-manifest itself, temporary files (``*.tmp``, a build in progress), the pictures that
-``edgedml calibrate`` draws for people (:data:`REPORTS`), and anything under ``cache/`` (caches a
-device may keep beside the bundle; edgedml's own caches live in ``$EDGEDML_CACHE``).
+reports. The runtime refuses a bundle whose checksums differ, and a malformed manifest with every
+problem named (:mod:`edgedml.manifest_checks`). A manifest changes only through
+:meth:`Manifest.update`, which rewrites the file and every checksum at once (a temporary file
+renamed over the old one); which files are checksummed is the rule of :mod:`edgedml.bundle_files`.
 
 Every file the runtime loads (graphs of every precision, the detector, the validation data,
 TensorRT engines) is opened through :meth:`Manifest.path`, the one place that resolves a name
@@ -22,161 +18,18 @@ the manifest names but does not checksum, or one outside the folder, is refused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from .bundle_files import MANIFEST, checksummed, file_problem, sha256_file
 from .errors import BundleError, ChecksumError, ConfigError, build_dataclass
+from .manifest_checks import manifest_problems, shown
 from .preprocessing import PreprocessSpec
 
-MANIFEST = "manifest.json"
 FORMAT = "edgedml-bundle"
 FORMAT_VERSION = 1
-REPORTS = frozenset({"calibration_roc.png", "calibration_scores.png"})
-CACHE_FOLDER = "cache"
-REQUIRED = ("preprocessing", "embedder", "matcher")
-GRAPH_KEYS = ("embedder", "matcher")  # what one precision's graph set holds
-AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a dynamic dimension ("batch", "K")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checksummed(relative: str) -> bool:
-    """Whether a file (POSIX path relative to the bundle) is part of the contract."""
-    return not (relative == MANIFEST or relative.endswith(".tmp") or relative in REPORTS
-                or relative.split("/", 1)[0] == CACHE_FOLDER)
-
-
-def _show(value, width: int = 60) -> str:
-    """A manifest value as an error names it: its repr on one line, cut short."""
-    text = repr(value)
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
-def file_problem(name) -> str | None:
-    """Why ``name`` cannot name a contract file of a bundle (a POSIX path relative to its
-    folder, checksummed by :func:`checksummed`), or None when it can."""
-    if not isinstance(name, str) or not name:
-        return "is not a file name"
-    parts = name.split("/")
-    if PurePosixPath(name).is_absolute() or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
-        return "is not a path inside the bundle"
-    if name == MANIFEST:
-        return "is the manifest itself"
-    if not checksummed(name):
-        return "is a file the manifest never checksums (a report, a cache or a temporary file)"
-    return None
-
-
-def _is_dim(value) -> bool:
-    """A shape's dimension: a whole number ≥ 1, or an axis name for a dynamic one."""
-    if isinstance(value, str):
-        return AXIS_NAME.fullmatch(value) is not None
-    return type(value) is int and value >= 1
-
-
-def _graph_io_problems(graph: str, body: dict) -> list[str]:
-    """The malformed parts of the manifest's ``embedder`` or ``matcher`` entry: its file and
-    the shapes of its inputs and outputs."""
-    problems = []
-    if "file" in body and file_problem(body["file"]):
-        problems.append(f"'{graph}.file' {_show(body['file'])} {file_problem(body['file'])}")
-    for side in ("inputs", "outputs"):
-        tensors = body.get(side)
-        if side not in body:
-            continue  # named by build_dataclass as a missing argument
-        if not isinstance(tensors, dict) or not tensors:
-            problems.append(f"'{graph}.{side}' {_show(tensors)} is not an object of tensor shapes")
-            continue
-        for name, dims in tensors.items():
-            if not isinstance(dims, list) or not all(_is_dim(d) for d in dims):
-                problems.append(f"the shape of {graph} {side[:-1]} '{name}' {_show(dims)} is not a list of whole "
-                                f"numbers ≥ 1 and axis names")
-    return problems
-
-
-def _graph_set_problems(graphs) -> list[str]:
-    """The malformed entries of ``graphs`` (precision → {"embedder": file, "matcher": file})."""
-    if not isinstance(graphs, dict):
-        return [f"'graphs' {_show(graphs)} is not an object of precision → {{embedder, matcher}} files"]
-    problems = []
-    for precision, entry in graphs.items():
-        where = f"graphs[{_show(precision)}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where} {_show(entry)} is not an object with an 'embedder' and a 'matcher' file")
-            continue
-        missing = [key for key in GRAPH_KEYS if key not in entry]
-        unknown = sorted(str(key) for key in entry if key not in GRAPH_KEYS)
-        if missing:
-            problems.append(f"{where} lacks {missing}")
-        if unknown:
-            problems.append(f"{where} has unknown keys {unknown} (known: {list(GRAPH_KEYS)})")
-        for key in GRAPH_KEYS:
-            if key in entry and file_problem(entry[key]):
-                problems.append(f"{where}['{key}'] {_show(entry[key])} {file_problem(entry[key])}")
-    return problems
-
-
-def _limit_problems(limits) -> list[str]:
-    """The malformed entries of ``limits`` (graph → {"size": int ≥ 1 or null, "fixed": bool})."""
-    if not isinstance(limits, dict):
-        return [f"'limits' {_show(limits)} is not an object of graph → limit"]
-    problems = []
-    for graph, limit in limits.items():
-        if limit is None:
-            continue
-        size = limit.get("size") if isinstance(limit, dict) else None
-        if (not isinstance(limit, dict) or set(limit) - {"size", "fixed"}
-                or not (size is None or (type(size) is int and size >= 1))
-                or not isinstance(limit.get("fixed", False), bool)):
-            problems.append(f"limits[{_show(graph)}] {_show(limit)} is not {{'size': a whole number ≥ 1 or null, "
-                            f"'fixed': true or false}}")
-    return problems
-
-
-def _named_file_problems(data: dict) -> list[str]:
-    """The malformed file names of the detector, the validation data, the engines and ``files``."""
-    problems = []
-    detector = data.get("detector")
-    if detector is not None and (not isinstance(detector, dict) or file_problem(detector.get("file"))):
-        problems.append(f"'detector' names no file inside the bundle ({_show(detector)})")
-    stored = data.get("validation_inputs") or {}
-    named = [("validation_inputs.inputs", stored.get("inputs"))] if isinstance(stored, dict) and stored else []
-    outputs = stored.get("outputs", {}) if isinstance(stored, dict) else None
-    if not isinstance(stored, dict) or not isinstance(outputs, dict):
-        problems.append(f"'validation_inputs' {_show(stored)} is not "
-                        "{'inputs': file, 'outputs': {precision: file}}")
-    else:
-        named += [(f"validation_inputs.outputs[{_show(p)}]", f) for p, f in outputs.items()]
-    engines = data.get("engines") or {}
-    if not isinstance(engines, dict) or not all(isinstance(e, dict) for e in engines.values()):
-        problems.append(f"'engines' {_show(engines)} is not an object of precision → engines")
-    else:
-        for precision, entry in engines.items():
-            for graph in GRAPH_KEYS:
-                file = entry[graph].get("file") if isinstance(entry.get(graph), dict) else None
-                if graph in entry:
-                    named.append((f"engines[{_show(precision)}]['{graph}']",
-                                  f"engines/{file}" if isinstance(file, str) and file else file))
-    for where, name in named:
-        why = file_problem(name)
-        if why:
-            problems.append(f"{where} {_show(name)} {why}")
-    for name in data.get("files") or {}:  # listed files are read to verify them: never outside the folder
-        why = file_problem(name)
-        if why and why.startswith("is not"):
-            problems.append(f"files[{_show(name)}] {why}")
-    return problems
 
 
 @dataclass(frozen=True)
@@ -260,7 +113,7 @@ class Manifest:
                               f"bundle folder; use read_manifest(folder)")
         why = file_problem(relative)
         if why:
-            raise BundleError(f"the bundle's {what} {_show(relative)} {why}; re-export the bundle")
+            raise BundleError(f"the bundle's {what} {shown(relative)} {why}; re-export the bundle")
         root = self.root.resolve()
         try:
             real = (root / relative).resolve(strict=True)
@@ -314,19 +167,7 @@ class Manifest:
     def from_dict(cls, data: dict, root: Path | None = None) -> Manifest:
         """Parse a manifest body; a malformed one raises :class:`BundleError` naming what is wrong."""
         where = root / MANIFEST if root else MANIFEST
-        problems = [f"'{key}' is missing or not an object" for key in REQUIRED if not isinstance(data.get(key), dict)]
-        files = data.get("files")
-        if not isinstance(files, dict) or not files or not all(
-                isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in files.values()):
-            problems.append("'files' lists no checksums, so nothing in it can be trusted")
-        thresholds = data.get("thresholds", {})
-        if not isinstance(thresholds, dict) or not all(
-                isinstance(e, dict) and type(e.get("threshold")) in (int, float) for e in thresholds.values()):
-            problems.append("'thresholds' holds a threshold that is not a number")
-        if not problems:  # the parts the runtime opens files and sizes buffers from
-            problems += _graph_set_problems(data.get("graphs", {})) + _limit_problems(data.get("limits", {}))
-            problems += [p for graph in ("embedder", "matcher") for p in _graph_io_problems(graph, data[graph])]
-            problems += _named_file_problems(data)
+        problems = manifest_problems(data)
         if problems:
             raise BundleError(f"{where} is malformed: {'; '.join(problems)}. Re-export the bundle "
                               f"(and calibrate it again)")
@@ -338,7 +179,7 @@ class Manifest:
                 body[graph] = build_dataclass(GraphIO, data[graph], graph)
             if data.get("sinkhorn") is not None:
                 body["sinkhorn"] = build_dataclass(SinkhornSettings, data["sinkhorn"], "sinkhorn")
-            body["files"] = {name: FileEntry(e["sha256"], int(e.get("bytes", 0))) for name, e in files.items()}
+            body["files"] = {name: FileEntry(e["sha256"], int(e.get("bytes", 0))) for name, e in data["files"].items()}
             return cls(**body, extra={k: v for k, v in data.items() if k not in known | {"format", "format_version"}},
                        root=root)
         except (ConfigError, TypeError, ValueError) as exc:

@@ -138,7 +138,8 @@ def export_preset(name: str, out: Path, log=print):
     """Export preset ``name`` into ``out`` (a new folder, or an earlier bundle it replaces) as it
     ships, calibrated for ``faces``; returns the manifest. Run with the working directory at the
     repository root (:func:`main` does)."""
-    from edgedml.export.exporter import ExportOptions, export_bundle, face_settings
+    from edgedml.export.exporter import ExportOptions, export_bundle
+    from edgedml.export.options import face_settings
     from edgedml.models import load_checkpoint
     from edgedml.models.presets import PRESETS
 

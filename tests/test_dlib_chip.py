@@ -331,7 +331,7 @@ def test_export_picks_the_chip_the_backbone_works_on():
     """No --chip: dlib's chip for a dlib_resnet model, the square crop otherwise; a square crop
     for dlib_resnet, or a chip without a detector, is refused."""
     from edgedml.errors import ConfigError
-    from edgedml.export.exporter import ExportOptions, face_settings
+    from edgedml.export.options import ExportOptions, face_settings
     from edgedml.models import ModelConfig
 
     spec = f"yunet:{YUNET}"

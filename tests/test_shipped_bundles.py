@@ -46,7 +46,8 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_bundle_verifies_and_holds_only_its_own_files(name):
-    from edgedml.bundle import MANIFEST, REPORTS, read_manifest
+    from edgedml.bundle import read_manifest
+    from edgedml.bundle_files import MANIFEST, REPORTS
 
     manifest = read_manifest(BUNDLES / name)  # every checksum
     on_disk = set(files_of(BUNDLES / name))

@@ -15,7 +15,8 @@ import torch
 from edgedml.bundle import read_manifest
 from edgedml.errors import ConfigError
 from edgedml.export import image_sets
-from edgedml.export.exporter import ExportOptions, check_output_folder, export_bundle, foreign_entries
+from edgedml.export.destination import check_output_folder, foreign_entries
+from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import ModelConfig, build_model
 from edgedml.output_folders import move_into_place
 from edgedml.preprocessing import PreprocessSpec

@@ -269,7 +269,8 @@ def export_command(checkpoint, out, precisions, engine, calib, calib_images, cal
     """Export a model to a validated bundle: one embedder and one matcher graph per precision,
     manifest.json [, TensorRT engines]."""
     try:
-        from ..export.exporter import ExportOptions, check_output_folder, export_bundle
+        from ..export.destination import check_output_folder
+        from ..export.exporter import ExportOptions, export_bundle
         from ..models import load_checkpoint
         from ..models.presets import PRESETS
     except ImportError as exc:
