@@ -19,7 +19,8 @@ from edgedml.runtime.inference import backends, opencv_backend
 from edgedml.runtime.inference.chunking import CHUNKED, Limit, run_in_chunks
 from edgedml.runtime.matching import matcher as matcher_module
 from edgedml.runtime.matching.features import Features
-from edgedml.runtime.matching.matcher import Matcher, check_scores
+from edgedml.runtime.matching.matcher import Matcher
+from edgedml.runtime.matching.score_checks import check_scores
 
 R, D, E, S = 4, 3, 5, 8
 MATCHER_INPUTS = {"query_local": [1, R, D], "query_embedding": [1, E], "candidate_local": ["K", R, D],

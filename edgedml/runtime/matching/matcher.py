@@ -33,35 +33,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from ...bundle import read_manifest
-from ...errors import BundleError, ConfigError
+from ...errors import ConfigError
 from ..assurance.thresholds import CalibrationMismatch, calibrated_threshold, check_threshold
-from ..faces.detection import (
-    CHIP_OF_BACKBONE,
-    DetectorSettings,
-    NoFaceFound,
-    YuNetDetector,
-    bundle_detector,
-    load_detector,
-)
+from ..faces.detection import DetectorSettings, YuNetDetector
 from ..faces.roi import View, cut_view, whole_view
-from ..inference.agreement import SCORE_TOL
 from ..inference.backends import create_backend
 from ..inference.chunking import CHUNKED, Limit, run_in_chunks
-from ..inference.graphs import graph_files
 from ..inference.image import ImageInput, load_image
 from ..inference.preprocess import to_network_input
 from ..lifecycle import ClosedError
-from . import explain
+from .comparison import explanation_of, score_pair, side_of
 from .explanation import Explanation
+from .face_path import choose_detector, embed_every_face, face_key_of, find_faces, no_face_found
 from .face_result import FaceResult
 from .features import Features
-from .results import MatchResult, RegionMatch
-from .structural import flow as region_flow
+from .results import MatchResult
+from .score_checks import SCORE_RANGE_TOL, check_scores
 
 
 class Matcher:
@@ -93,13 +84,7 @@ class Matcher:
         self.backend = create_backend(self.bundle, self.manifest, backend, precision, providers, threads)
         try:
             self.grid = int(round(math.sqrt(self.manifest.regions)))
-            if detector is None:
-                self.detector = bundle_detector(self.manifest, detector_settings)
-            elif isinstance(detector, str):  # another file, cut as the bundle records (or as its network needs)
-                self.detector = load_detector(detector, detector_settings or self._recorded_settings())
-            else:
-                self.detector = detector
-            self._check_chip()
+            self.detector = choose_detector(self.manifest, detector, detector_settings)
             # the calibrated threshold serves only the cropping and graph set it was measured on;
             # otherwise it is not available (``threshold_refused`` says why) and deciding needs one given
             calibrated, self.threshold_refused = calibrated_threshold(self.manifest, threshold_name, self.cropping,
@@ -137,22 +122,6 @@ class Matcher:
             raise ClosedError(f"this Matcher of {self.bundle} is closed; open a new one "
                               f"(Matcher({str(self.bundle)!r}))")
 
-    def _recorded_settings(self) -> DetectorSettings | None:
-        """The bundle's detector settings, or for a bundle without a detector the chip its
-        network needs (None: the defaults)."""
-        if self.manifest.detector:
-            return DetectorSettings.from_dict(self.manifest.detector.get("settings", {}))
-        needed = CHIP_OF_BACKBONE.get(self.manifest.model.get("backbone"))
-        return DetectorSettings(chip=needed) if needed else None
-
-    def _check_chip(self) -> None:
-        """A network that works only on its own face chip (dlib's) is never given another crop."""
-        needed = CHIP_OF_BACKBONE.get(self.manifest.model.get("backbone"))
-        if self.detector is not None and needed and self.detector.settings.chip != needed:
-            raise ConfigError(f"this bundle's network ({self.manifest.model.get('backbone')}) works only on the "
-                              f"{needed} face chip, not {self.detector.settings.chip} crops: leave the detector "
-                              f"settings' chip out or set chip={needed!r}")
-
     @property
     def cropping(self) -> str:
         """How this matcher cuts images: its detector's fingerprint, or "none" (whole images)."""
@@ -181,8 +150,7 @@ class Matcher:
         """What the embedder sees of ``image``: the whole image, or its largest face's crop."""
         _, views = self.views(image)
         if not views:
-            raise NoFaceFound(f"no face found in {_describe(image)} by {self.detector.describe()}: use a photo where "
-                              f"the face is visible and at least {self.detector.settings.min_size} px wide")
+            raise no_face_found(image, self.detector)
         return views[0]
 
     def preprocess(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -219,13 +187,7 @@ class Matcher:
     def embed_faces(self, image: ImageInput, limit: int | None = None) -> tuple[Features, list[View]]:
         """Every face of one frame (largest first; the first ``limit`` only) → their
         :class:`Features` and views; without a detector, the whole frame. No face: zero rows."""
-        _, views = self.views(image)
-        views = views[:limit]
-        if not views:
-            return Features(np.zeros((0, self.manifest.matcher.inputs["query_embedding"][1]), np.float32),
-                            np.zeros((0, self.manifest.regions, self.manifest.matcher.inputs["query_local"][2]),
-                                     np.float32)), []
-        return self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in views])), views
+        return embed_every_face(self, image, limit)
 
     def faces(self, image: ImageInput, limit: int | None = None) -> list[FaceResult]:
         """Every face the detector finds in ``image``, largest first (the first ``limit`` only),
@@ -233,30 +195,14 @@ class Matcher:
         ``embedding``, ``crop`` (the aligned pixels the embedder saw) and ``view``. An empty list
         when there is none. A matcher without a detector refuses in one line (a whole frame is
         not a face: use :meth:`embed` for whole images)."""
-        self._check_open()
-        if self.detector is None:
-            raise ConfigError(f"this Matcher has no face detector (the bundle {self.bundle} was exported without "
-                              f"--detector, or detector='none'), so it finds no faces: pass "
-                              f"detector='yunet:PATH', or use embed()/compare() on whole images")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ConfigError(f"limit must be a whole number ≥ 1 or None, got {limit!r}")
-        rgb, views = self.views(image)
-        views = views[:limit]
-        if not views:
-            return []
-        features = self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in views]))
-        embedder, cropping = self.face_key
-        return [FaceResult(v.face, v, features[i], tuple(rgb.shape[:2]), embedder, cropping)
-                for i, v in enumerate(views)]
+        return find_faces(self, image, limit)
 
     @property
     def face_key(self) -> tuple[str, str]:
         """(sha256 of this precision's embedder graph, cropping): what a FaceResult must carry to be
         matched here."""
         if self._face_key is None:
-            file = graph_files(self.manifest, self.precision)["embedder"]
-            entry = self.manifest.files.get(file)
-            self._face_key = (entry.sha256 if entry else file, self.cropping)
+            self._face_key = face_key_of(self.manifest, self.precision, self.cropping)
         return self._face_key
 
     def _face_features(self, face: FaceResult) -> Features:
@@ -310,7 +256,7 @@ class Matcher:
         they are: no second detection or embedding) → a small :class:`~.results.MatchResult`.
         The picture of why: :meth:`explain`."""
         threshold = self.decision_threshold(threshold)
-        return self._score(self._side(image_a), self._side(image_b), threshold, top_matches)[0]
+        return score_pair(self, side_of(self, image_a), side_of(self, image_b), threshold, top_matches)[0]
 
     def explain(self, image_a: ImageInput, image_b: ImageInput, threshold: float | None = None,
                 top_matches: int = 5) -> Explanation:
@@ -321,28 +267,9 @@ class Matcher:
             raise ConfigError("explain draws on the frames, and a FaceResult holds only its crop: pass the images "
                               "(compare takes FaceResults)")
         threshold = self.decision_threshold(threshold)
-        side_a, side_b = self._side(image_a), self._side(image_b)
-        result, features, out = self._score(side_a, side_b, threshold, top_matches)
-        rgb_a, rgb_b = side_a.frame, side_b.frame
-        if result.score is None:
-            return Explanation(result, rgb_a, rgb_b, np.zeros(rgb_a.shape[:2], np.float32),
-                               np.zeros(rgb_b.shape[:2], np.float32))
-        g, va, vb = self.grid, side_a.view, side_b.view
-
-        def on_frame(region_map, view, rgb):
-            return explain.to_image(region_map, view, rgb.shape, self.spec)
-
-        attention = features.attention
-        shares = (result.unmatched_regions_a, result.unmatched_regions_b)
-        return Explanation(
-            result, rgb_a, rgb_b,
-            evidence_a=on_frame(result.evidence_regions_a.reshape(g, g), va, rgb_a),
-            evidence_b=on_frame(result.evidence_regions_b.reshape(g, g), vb, rgb_b),
-            attention_a=None if attention is None else np.stack([on_frame(m, va, rgb_a) for m in attention[0]]),
-            attention_b=None if attention is None else np.stack([on_frame(m, vb, rgb_b) for m in attention[1]]),
-            unmatched_a=None if shares[0] is None else on_frame(shares[0].reshape(g, g), va, rgb_a),
-            unmatched_b=None if shares[1] is None else on_frame(shares[1].reshape(g, g), vb, rgb_b),
-            inputs=(to_network_input(va.pixels, self.spec), to_network_input(vb.pixels, self.spec)))
+        side_a, side_b = side_of(self, image_a), side_of(self, image_b)
+        result, features = score_pair(self, side_a, side_b, threshold, top_matches)
+        return explanation_of(self, side_a, side_b, result, features)
 
     def faithfulness(self, explanation: Explanation, seed: int = 0) -> dict[str, float]:
         """How faithful an explanation's evidence map is: the deletion AUC of the evidence order and
@@ -360,102 +287,9 @@ class Matcher:
                 "random_deletion_auc": found["random"].deletion_auc,
                 "evidence_insertion_auc": found["evidence"].insertion_auc}
 
-    def _side(self, image: ImageInput | FaceResult) -> _Side:
-        """One input of a comparison: its frame (None for a FaceResult), the frame's shape, the view
-        the embedder sees (None: no face) and its features when already embedded."""
-        if isinstance(image, FaceResult):
-            return _Side(None, tuple(image.frame_shape), image.view, self._face_features(image))
-        rgb, views = self.views(image)
-        return _Side(rgb, tuple(rgb.shape[:2]), views[0] if views else None, None)
-
-    def _score(self, side_a: _Side, side_b: _Side, threshold: float | None, top_matches: int
-               ) -> tuple[MatchResult, Features | None, dict | None]:
-        """The comparison of two sides → the result, the two rows of features and the matcher's outputs."""
-        if side_a.view is None or side_b.view is None:
-            missing = " and ".join(name for name, side in (("image a", side_a), ("image b", side_b))
-                                   if side.view is None)
-            return MatchResult(score=None, structural=None, global_similarity=None, threshold=threshold,
-                               is_match=False, reason=f"no face found in {missing}",
-                               face_a=side_a.view.face if side_a.view else None,
-                               face_b=side_b.view.face if side_b.view else None,
-                               frame_shape_a=side_a.shape, frame_shape_b=side_b.shape), None, None
-        va, vb = side_a.view, side_b.view
-        pending = [side.view for side in (side_a, side_b) if side.features is None]
-        embedded = self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in pending])) \
-            if pending else None
-        rows, k = [], 0
-        for side in (side_a, side_b):
-            if side.features is None:
-                rows.append(embedded[k])
-                k += 1
-            else:
-                rows.append(side.features)
-        features = Features.concat(rows)
-        out = self.match(features[0], features[1])
-        plan = out["plan"][0]
-        structural, score = float(out["structural"][0]), float(out["multiscale"][0])
-        g = self.grid
-        flow = region_flow(plan, features.local[0], features.local[1])  # T ⊙ s, (R, R)
-        order = np.argsort(-flow, axis=None)[:top_matches]
-        matches = tuple(RegionMatch(int(i), int(j), float(flow[i, j]), explain.region_centre(int(i), g, va, self.spec),
-                                    explain.region_centre(int(j), g, vb, self.spec))
-                        for i, j in (divmod(int(k), flow.shape[1]) for k in order) if flow[i, j] > 0)
-        shares = (None, None)
-        if "query_unmatched" in out:  # partial transport: what each region sent to the dummy
-            left = (out["query_unmatched"][0], out["candidate_unmatched"][0])
-            shares = tuple(rest / np.maximum(rest + kept, 1e-12)
-                           for rest, kept in zip(left, (plan.sum(1), plan.sum(0))))
-        result = MatchResult(
-            score=score, structural=structural, global_similarity=score - structural, threshold=threshold,
-            is_match=None if threshold is None else bool(score >= threshold), matches=matches, plan=plan,
-            evidence_regions_a=out["query_evidence"][0], evidence_regions_b=out["candidate_evidence"][0],
-            unmatched_regions_a=shares[0], unmatched_regions_b=shares[1], face_a=va.face, face_b=vb.face,
-            outline_a=explain.seen_outline(va, self.spec), outline_b=explain.seen_outline(vb, self.spec),
-            frame_shape_a=side_a.shape, frame_shape_b=side_b.shape)
-        return result, features, out
-
     def __repr__(self) -> str:
         if self._closed:
             return f"Matcher({str(self.bundle)!r}, closed)"
         detector = self.detector.describe() if self.detector else "none"
         return (f"Matcher({str(self.bundle)!r}, precision={self.precision!r}, backend={self.backend.describe()!r}, "
                 f"threshold={self.threshold}, detector={detector!r})")
-
-
-class _Side(NamedTuple):
-    """One input of a comparison (:meth:`Matcher._side`)."""
-
-    frame: np.ndarray | None  # RGB, None for a FaceResult
-    shape: tuple[int, int]  # (H, W) of the frame
-    view: View | None  # what the embedder sees; None: no face found
-    features: Features | None  # already embedded (a FaceResult), else None
-
-
-# how far past its range a score may lie: float32 rounding, and the fp16 graphs' agreement bound
-SCORE_RANGE_TOL = {"fp32": 1e-3, "fp16": SCORE_TOL}
-
-
-def check_scores(out: dict[str, np.ndarray], tolerance: float = SCORE_RANGE_TOL["fp32"]) -> None:
-    """Refuse matcher outputs no honest graph produces, so a tampered or broken graph never
-    decides: any inf or NaN, a structural similarity outside [-1, 1] (a transport plan of mass
-    ≤ 1 over cosines), a global cosine (multiscale − structural) outside [-1, 1], so a
-    multi-scale score outside [-2, 2]. Raises a one-line :class:`BundleError`."""
-    for name, value in out.items():
-        if not np.isfinite(value).all():
-            raise BundleError(f"the matcher graph returned inf or NaN in '{name}': the graph is broken or was "
-                              f"tampered with, so nothing is decided; re-export the bundle")
-    structural = np.asarray(out["structural"], np.float64)
-    multiscale = np.asarray(out["multiscale"], np.float64)
-    for what, values, bound in (("structural similarity", structural, 1.0), ("multi-scale score", multiscale, 2.0),
-                                ("global cosine", multiscale - structural, 1.0)):
-        worst = float(values.flat[np.abs(values).argmax()]) if values.size else 0.0
-        if abs(worst) > bound + tolerance:
-            raise BundleError(f"the matcher graph returned a {what} of {worst:.4g}, outside [-{bound:g}, {bound:g}]: "
-                              f"the graph is broken or was tampered with, so nothing is decided; re-export the bundle")
-
-
-def _describe(image: ImageInput) -> str:
-    """How an error names an input: its path, or its kind."""
-    if isinstance(image, (str, Path)):
-        return f"image {image}"
-    return "the image array" if isinstance(image, np.ndarray) else "the image bytes"
