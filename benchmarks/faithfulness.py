@@ -61,7 +61,7 @@ def face_test_classes(matcher) -> Path:
 
 def bundle_for(name: str, checkpoint: str) -> Path:
     """An exported bundle of a preset or run checkpoint, made once under runs/bundles."""
-    from edgedml.bundle import sha256_file
+    from edgedml.bundle_files import sha256_file
     from edgedml.models.presets import PRESETS, preset_file
 
     path = preset_file(checkpoint) if checkpoint in PRESETS else Path(checkpoint)

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...bundle import sha256_file
+from ...bundle_files import sha256_file
 from ...errors import ConfigError, EdgeDMLError, InvalidImageError
 from ...output_folders import move_into_place, refuse_link, staging_folder
 from ..inference.image import image_extensions, load_image
