@@ -119,3 +119,46 @@ def test_the_runtime_never_imports_torch_or_onnx():
 def test_no_source_file_is_longer_than_a_reader_can_hold(file):
     lines = len(file.read_text().splitlines())
     assert lines <= MAX_LINES, f"{file.relative_to(PACKAGE)} has {lines} lines: split it by concern"
+
+
+def _resolves(target: str) -> bool:
+    import importlib
+
+    parts = target.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+def test_every_cross_reference_in_the_docstrings_names_something_that_exists():
+    """``:class:`~.roi.View``` and ``:mod:`edgedml.runtime.gallery``` point at real modules and
+    names, so a reader following one after a move does not land nowhere."""
+    import re
+
+    reference = re.compile(r":(?:mod|class|func|meth|attr|data|exc):`~?([\w.]+)`")
+    broken = []
+    for name, file in _modules().items():
+        package = name if file.name == "__init__.py" else name.rsplit(".", 1)[0]
+        text = file.read_text()
+        for match in reference.finditer(text):
+            ref = match.group(1)
+            if ref.startswith("."):
+                level = len(ref) - len(ref.lstrip("."))
+                base = package.split(".")[: len(package.split(".")) - level + 1]
+                target = ".".join(base + ([ref.lstrip(".")] if ref.lstrip(".") else []))
+            elif ref.startswith("edgedml"):
+                target = ref
+            else:
+                continue  # a bare name is the module's own
+            if not _resolves(target):
+                line = text[:match.start()].count("\n") + 1
+                broken.append(f"{file.relative_to(PACKAGE)}:{line}: {match.group(0)}")
+    assert broken == []

@@ -1,5 +1,5 @@
 """Closing what holds a device's resources: :class:`ClosedError`, the one-line error of a
-:class:`~.matcher.Matcher`, :class:`~.gallery.Gallery` or backend used after ``close()``."""
+:class:`~.matching.matcher.Matcher`, :class:`~.gallery.gallery.Gallery` or backend used after ``close()``."""
 
 from __future__ import annotations
 

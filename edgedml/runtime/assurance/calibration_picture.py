@@ -67,7 +67,7 @@ def roc_layout(labels: list[str], size: int = 480, point: tuple[str, float, floa
                tar_floor: float = 0.0) -> ReportLayout:
     """The ROC picture's words: title, axis ticks and titles, the curves' legend (``labels``,
     empty ones left out) and the operating ``point`` (label, FAR, TAR), labelled where its box
-    clears every other (see :mod:`.picture_text`)."""
+    clears every other (see :mod:`..matching.picture_text`)."""
     from ..matching.picture_text import Text, first_free
 
     margin, span = ROC_MARGIN, size - 2 * ROC_MARGIN

@@ -1,5 +1,5 @@
 """A gallery of enrolled identities for access control: the decisions. Where the identities
-live is the store's business (:mod:`.gallery_store`): an SQLite file on one device
+live is the store's business (:mod:`.store`): an SQLite file on one device
 (:mod:`.sqlite_store`, the embedded default) or a PostgreSQL + pgvector database shared by a
 fleet of doors (:mod:`.postgres_store`, ``Gallery("postgresql://…", matcher)``). Same API on both:
 
@@ -24,11 +24,11 @@ fleet of doors (:mod:`.postgres_store`, ``Gallery("postgresql://…", matcher)``
 - ``log_decision`` records a decision with its door, score, threshold, time and evidence picture,
   so every access decision can be explained afterwards; ``decisions()`` reads them back as
   :class:`~.decision_log.LoggedDecision` rows.
-- A :class:`~.faces.FaceResult` (from ``Matcher.faces``) stands in for an image in ``enroll``,
+- A :class:`~..matching.face_result.FaceResult` (from ``Matcher.faces``) stands in for an image in ``enroll``,
   ``verify`` and ``identify``: its features are used as they are (no second detection), and one
   made by another model or cropping is refused in one line.
 - A context manager: ``close()`` (idempotent) closes the store, not the matcher; a closed gallery
-  refuses every call in one line (:class:`~.lifecycle.ClosedError`).
+  refuses every call in one line (:class:`~..lifecycle.ClosedError`).
 
 The store remembers which embedder made its templates (sha256 of ``embedder.onnx``) and how faces
 were cut, and refuses a Matcher that differs: templates from different models are not comparable.
@@ -121,7 +121,7 @@ class Gallery:
 
     @property
     def store(self):
-        """The store (SQLite or PostgreSQL); :class:`~.lifecycle.ClosedError` once closed."""
+        """The store (SQLite or PostgreSQL); :class:`~..lifecycle.ClosedError` once closed."""
         if self._store is None:
             raise ClosedError(f"the gallery {getattr(self, 'path', '')} is closed; open it again with Gallery(...)")
         return self._store

@@ -17,11 +17,11 @@ asks the server for the nearest templates (``ORDER BY embedding <#> q LIMIT k``,
 index with ``hnsw.ef_search`` 400) at every call, so an enrollment or a revocation at one door
 holds at every door from its commit on. Enrollment is one transaction.
 
-When the server cannot be reached, each call raises :class:`~.gallery_store.GalleryUnavailable`
+When the server cannot be reached, each call raises :class:`~.store.GalleryUnavailable`
 (one line, the fix included) and nothing is decided; the next call reconnects, so a door resumes
 by itself when the server is back.
 
-Messages name the gallery by its URL without secrets (:mod:`.gallery_url`), and the driver's own
+Messages name the gallery by its URL without secrets (:mod:`.url`), and the driver's own
 messages are scrubbed of them; a URL that does not parse is refused before it reaches the driver.
 """
 

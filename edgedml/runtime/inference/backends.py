@@ -2,7 +2,7 @@
 
 Every backend runs the graph set of one precision (``manifest.graphs[precision]``: fp32,
 fp16, int8 or int8-cpu), and knows each graph's axis-0 limit (:class:`~.chunking.Limit`), which
-:class:`~.matcher.Matcher` respects by splitting larger requests.
+:class:`~..matching.matcher.Matcher` respects by splitting larger requests.
 
 - ``onnxruntime``: the execution providers asked for (:func:`ort_providers`: full names such as
   ``"CUDAExecutionProvider"`` or short ones such as ``"cuda"``; one this onnxruntime lacks is a

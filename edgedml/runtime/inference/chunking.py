@@ -5,7 +5,7 @@ accepts exactly that batch. :func:`run_in_chunks` splits any larger request alon
 chunked inputs, pads the last chunk of a fixed-size graph by repeating its last row, runs each
 chunk and concatenates the outputs (axis 0), dropping the padding.
 
-:data:`CHUNKED` names, once for every caller (the :class:`~.matcher.Matcher`, the export's
+:data:`CHUNKED` names, once for every caller (the :class:`~..matching.matcher.Matcher`, the export's
 precision report, the TensorRT engine check), the inputs of each graph that are split: the
 embedder's images, and the matcher's candidates with their rollout marginals.
 """

@@ -86,7 +86,7 @@ class Backend:
 
     def close(self) -> None:
         """Release what the backend holds (sessions, nets); idempotent. Running a closed backend is
-        a one-line :class:`~.lifecycle.ClosedError`."""
+        a one-line :class:`~..lifecycle.ClosedError`."""
         self.closed = True
 
     def _check_open(self) -> None:

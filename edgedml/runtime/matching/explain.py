@@ -1,7 +1,7 @@
 """Explanations in pixels: region maps carried from the network's crop back onto the original frame.
 
 The network sees the crop the preprocessing spec takes (a centred square for ``center_crop``) of
-a view (:mod:`.roi`: the whole frame, or a face crop). A g×g region map covers that crop, so it
+a view (:mod:`..faces.roi`: the whole frame, or a face crop). A g×g region map covers that crop, so it
 is resized onto the crop's box in the view, then carried onto the frame by the view's affine map;
 it is zero outside. :func:`region_centre` and :func:`seen_outline` place a region's centre and
 the crop's corners on the frame the same way.

@@ -1,8 +1,8 @@
 """A face as the matcher sees it: :class:`FaceResult`, what :meth:`~.matcher.Matcher.faces` returns.
 
-Two concepts, two names: :class:`~.detection.Face` is a *detection* (box, five landmarks, the
+Two concepts, two names: :class:`~..faces.detection.Face` is a *detection* (box, five landmarks, the
 detector's score, in frame pixels); a :class:`FaceResult` wraps one detection with what the
-matcher made of it: the aligned crop the embedder saw (:class:`~.roi.View`, with the map back
+matcher made of it: the aligned crop the embedder saw (:class:`~..faces.roi.View`, with the map back
 to the frame) and its features (the global embedding and the local regions the structural
 match needs). It is the face object of other face SDKs (insightface's ``Face``, DeepFace's
 representations), and it can stand in for an image wherever the runtime takes one:
@@ -32,7 +32,7 @@ from .features import Features
 class FaceResult:
     """One face of a frame, detected, cut and embedded (see the module doc).
 
-    ``detection``: the detector's :class:`~.detection.Face` (frame pixels); ``view``: the crop the
+    ``detection``: the detector's :class:`~..faces.detection.Face` (frame pixels); ``view``: the crop the
     embedder saw and its map to the frame; ``features``: one row of :class:`~.features.Features`
     (embedding (1, E), local (1, R, D), ...); ``frame_shape``: (H, W) of the frame it came from;
     ``embedder`` / ``cropping``: the sha256 of the embedder graph and the detector's fingerprint

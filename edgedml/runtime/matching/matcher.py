@@ -12,16 +12,16 @@
 :class:`~.results.MatchResult` is small (scores, decision, region evidence, no pixels, no
 reference to the matcher); :class:`~.explanation.Explanation` adds the frames and the maps in
 frame pixels. ``close()`` (or the ``with`` block) releases the backend's sessions or GPU buffers;
-a closed Matcher refuses every call in one line (:class:`~.lifecycle.ClosedError`).
+a closed Matcher refuses every call in one line (:class:`~..lifecycle.ClosedError`).
 
 Faces: ``Matcher(bundle, detector="yunet:face_detection_yunet.onnx")`` (or a bundle exported with
 ``--detector``, whose detector is then the default) detects the faces of every image, embeds the
-largest one's crop (:func:`.roi.cut_view`: a square, eye-levelled crop, or dlib's 150×150 face
+largest one's crop (:func:`..faces.roi.cut_view`: a square, eye-levelled crop, or dlib's 150×150 face
 chip, as the detector settings' ``chip`` says) and draws the explanation on the original
 frame with the box and landmarks. An image without a face is a decision, never a match:
 ``compare`` returns ``is_match=False`` with ``reason="no face found in image b"``; ``embed`` (used
-to enroll) raises :class:`~.detection.NoFaceFound`. ``detector="none"`` embeds whole images.
-``faces(image)`` returns every face as a :class:`~.faces.FaceResult` (box, landmarks, detector
+to enroll) raises :class:`~..faces.detection.NoFaceFound`. ``detector="none"`` embeds whole images.
+``faces(image)`` returns every face as a :class:`~.face_result.FaceResult` (box, landmarks, detector
 score, embedding, aligned crop), largest first, which ``compare`` and the gallery take in place
 of an image.
 
@@ -66,13 +66,13 @@ class Matcher:
                  detector: str | YuNetDetector | None = None, detector_settings: DetectorSettings | None = None,
                  providers: list | None = None, threads: int | None = None):
         """``bundle``: a bundle folder, or the name of a shipped one ("objects", "faces";
-        :func:`~.shipped.resolve_bundle`). ``detector``: None uses the bundle's (none if it has
+        :func:`~..shipped.resolve_bundle`). ``detector``: None uses the bundle's (none if it has
         none), "none" turns detection off, "yunet:PATH" loads that file, or pass a detector
         object. ``detector_settings`` replace the bundle's recorded ones (score threshold, minimum
         face size, margin, align, chip). ``providers`` (ONNX Runtime's execution providers in
         order, e.g. ``["CUDAExecutionProvider", "CPUExecutionProvider"]`` or ``["cuda", "cpu"]``;
         the TensorRT EP only when listed) and ``threads`` (intra-op threads, ≥ 1) choose the
-        onnxruntime backend (:func:`~.backends.create_backend`); with ``backend="opencv"`` or
+        onnxruntime backend (:func:`~..inference.backends.create_backend`); with ``backend="opencv"`` or
         ``"tensorrt"`` they are refused."""
         from ..shipped import resolve_bundle
 
@@ -98,7 +98,7 @@ class Matcher:
 
     def close(self) -> None:
         """Release the backend (ONNX Runtime sessions, OpenCV nets, TensorRT engines and GPU
-        buffers). Idempotent; any later call raises :class:`~.lifecycle.ClosedError`."""
+        buffers). Idempotent; any later call raises :class:`~..lifecycle.ClosedError`."""
         if self._closed:
             return
         self._closed = True
@@ -156,7 +156,7 @@ class Matcher:
     def preprocess(self, images: Sequence[ImageInput]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Inputs → network batch (N, 3, S, S) float32 and the RGB images the embedder sees
         (whole images, or the largest face's crop with a detector: :class:`NoFaceFound` if none;
-        a :class:`~.faces.FaceResult`'s own crop)."""
+        a :class:`~.face_result.FaceResult`'s own crop)."""
         views = [self._face_view(image) if isinstance(image, FaceResult) else self._main_view(image)
                  for image in images]
         return np.stack([to_network_input(v.pixels, self.spec) for v in views]), [v.pixels for v in views]
@@ -164,7 +164,7 @@ class Matcher:
     def embed(self, images: ImageInput | FaceResult | Sequence[ImageInput | FaceResult]) -> Features:
         """One image or a list → :class:`Features` (N rows). With a detector, each image's
         largest face; an image without one raises :class:`NoFaceFound` naming it. A
-        :class:`~.faces.FaceResult` gives its own features (not embedded again)."""
+        :class:`~.face_result.FaceResult` gives its own features (not embedded again)."""
         if isinstance(images, (str, Path, bytes, bytearray, memoryview, np.ndarray, FaceResult)):
             images = [images]
         images = list(images)
@@ -191,7 +191,7 @@ class Matcher:
 
     def faces(self, image: ImageInput, limit: int | None = None) -> list[FaceResult]:
         """Every face the detector finds in ``image``, largest first (the first ``limit`` only),
-        each a :class:`~.faces.FaceResult`: ``bbox``, ``landmarks``, ``score`` (the detector's),
+        each a :class:`~.face_result.FaceResult`: ``bbox``, ``landmarks``, ``score`` (the detector's),
         ``embedding``, ``crop`` (the aligned pixels the embedder saw) and ``view``. An empty list
         when there is none. A matcher without a detector refuses in one line (a whole frame is
         not a face: use :meth:`embed` for whole images)."""
@@ -220,7 +220,7 @@ class Matcher:
     def _run(self, graph: str, feeds: dict[str, np.ndarray], chunked: tuple[str, ...] | None = None
              ) -> dict[str, np.ndarray]:
         """Run a graph within its limit (a TensorRT profile, a fixed export batch): larger
-        requests are split into chunks (of the inputs :data:`~.chunking.CHUNKED` names), and a
+        requests are split into chunks (of the inputs :data:`~..inference.chunking.CHUNKED` names), and a
         fixed-size graph's last chunk is padded."""
         self._check_open()
         return run_in_chunks(lambda part: self.backend.run(graph, part), feeds, chunked or CHUNKED[graph],
@@ -252,7 +252,7 @@ class Matcher:
 
     def compare(self, image_a: ImageInput | FaceResult, image_b: ImageInput | FaceResult,
                 threshold: float | None = None, top_matches: int = 5) -> MatchResult:
-        """Score two images (or :class:`~.faces.FaceResult` objects from :meth:`faces`, used as
+        """Score two images (or :class:`~.face_result.FaceResult` objects from :meth:`faces`, used as
         they are: no second detection or embedding) → a small :class:`~.results.MatchResult`.
         The picture of why: :meth:`explain`."""
         threshold = self.decision_threshold(threshold)

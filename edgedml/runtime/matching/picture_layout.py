@@ -178,7 +178,7 @@ def _legend_items(sides: list[Side], flows: bool) -> list[tuple[str, str]]:
 def layout(sides: list[Side], matches, verdict_: Verdict, scores: Scores, height: int = 360,
            min_width: int = 640) -> Layout:
     """Lay the picture out (see :class:`Layout`): the decision in large words at the top, the
-    reason under it, the score bar on the score's range (:data:`~.thresholds.SCORE_BOUNDS`)
+    reason under it, the score bar on the score's range (:data:`~..assurance.thresholds.SCORE_BOUNDS`)
     with the threshold marked, the sides with their flows (between the two sides, only where
     both were scored) and numbered labels that never overlap, and a legend of what is drawn."""
     gap, margin = 12, 12

@@ -1,7 +1,7 @@
 """Text on pictures, laid out before it is drawn: every label is a box, and a label that would
 cover another is moved or left out.
 
-The explanation picture (:mod:`.explain`) and the calibration reports (:mod:`.calibration`) lay
+The explanation picture (:mod:`.explain`) and the calibration reports (:mod:`..assurance.calibration_picture`) lay
 their words out as :class:`Text` items first (pure geometry, testable) and draw them last, so a
 test can check that no two boxes overlap.
 """

@@ -155,7 +155,7 @@ class TensorRTBackend:
 
     def close(self) -> None:
         """Free the device buffers and streams, drop the engines and contexts (idempotent);
-        :class:`~..lifecycle.ClosedError` on any later run. ``Matcher.close`` calls it."""
+        :class:`~...lifecycle.ClosedError` on any later run. ``Matcher.close`` calls it."""
         if getattr(self, "_closed", True):
             return
         self._closed = True
