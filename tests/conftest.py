@@ -3,8 +3,11 @@ from pathlib import Path
 
 import pytest
 
+TESTS = Path(__file__).resolve().parent  # this folder: the helper modules (crafted_images, fleet_door...)
+ROOT = TESTS.parent  # the repository
+SHARED = ROOT.parent / "shared"  # data and models beside the repository (../shared)
 # ../shared/data beside the project root; EDGEDML_DATA overrides it.
-DATA_DIR = Path(os.environ.get("EDGEDML_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA_DIR = Path(os.environ.get("EDGEDML_DATA", SHARED / "data"))
 
 
 # Prepended to a subprocess's code: any import of torch (or what needs it) or of onnx fails, as on
@@ -20,9 +23,11 @@ BLOCK_TORCH = (
 )
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "samples" / "images"  # real photos in the repo
+SHIPPED = ROOT / "samples" / "images"  # real photos in the repo
 # the YuNet face detector beside the data (OpenCV model zoo, MIT licence)
-YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+# the tiny random model of the tests (64 px, 2×2 regions, upsample 4): tiny_bundle exports it
+TINY = dict(image_size=64, grid=2, upsample=4)
 
 
 def benchmark_helper(name: str):
@@ -32,7 +37,7 @@ def benchmark_helper(name: str):
     import sys
 
     if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        path = ROOT / "benchmarks" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -136,7 +141,7 @@ def tiny_bundle(tmp_path_factory):
     from edgedml.models import ModelConfig, build_model
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(image_size=64, grid=2, upsample=4), pretrained=False).eval()
+    model = build_model(ModelConfig(**TINY), pretrained=False).eval()
     yield from exported_once(tmp_path_factory, "tiny", model)
 
 

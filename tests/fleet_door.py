@@ -1,4 +1,4 @@
-"""One door of the fleet load test (tests/test_fleet.py): for SECONDS, enroll, verify, identify
+"""One door of the fleet load test (tests/runtime/gallery/test_fleet.py): for SECONDS, enroll, verify, identify
 and revoke against the gallery at URL, and journal what the store acknowledged.
 
     python tests/fleet_door.py URL BUNDLE DOOR SECONDS JOURNAL IMAGE...

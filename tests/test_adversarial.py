@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY
 
 from edgedml.bundle import MANIFEST, read_manifest, sha256_file
 from edgedml.cli import main
@@ -23,8 +24,6 @@ from edgedml.models import ModelConfig, build_model, save_checkpoint
 from edgedml.runtime.gallery.gallery import Gallery
 from edgedml.runtime.matching.matcher import Matcher
 from edgedml.runtime.shipped import bundles_folder
-
-TINY = dict(image_size=64, grid=2, upsample=4)
 
 
 def _image(path, seed):

@@ -16,7 +16,7 @@ stride 1 pads ``size // 2``; pooling windows never cover padding here):
 At 150×150 the maps are 72 (conv), 35 (pool), then 35, 17, 8, 4 and 2 per level: from 8×8 a
 stride-2 conv gives 3×3 but the pooled skip 4×4, and ``add_prev`` keeps 4×4 (the conv's result
 zero-padded on the bottom and right); likewise from 4×4 (conv 1×1, skip 2×2: 2×2). Measured against dlib
-(``tests/test_dlib_network.py``): cropping the skip to the conv's size instead is
+(``tests/models/test_dlib_network.py``): cropping the skip to the conv's size instead is
 0.38 off (max |Δ| over 16 chips).
 ``affine`` is dlib's folded batch norm: ``y = gamma[c] · x + beta[c]``.
 

@@ -12,7 +12,7 @@ def grid_regions(features: Tensor, grid: int = 4, upsample: int = 16, align_corn
     The official code (wl-zhao/DIML, ``architectures/resnet50_diml.py``) goes 7×7 → 16×16 → 4×4
     with ``align_corners=True``: the corner cells of the map land exactly on the corners of the
     upsampled map. ``align_corners=False`` (half-pixel centres) is kept for models trained before
-    edgedml followed it (the two give different region features, see tests/test_models.py).
+    edgedml followed it (the two give different region features, see tests/models/test_models.py).
     Upsampling first keeps every cell of a 7×7 map represented when pooling to a grid that does
     not divide 7. ``upsample`` must be a multiple of ``grid`` (an exact AveragePool, which exports
     cleanly to ONNX and TensorRT).

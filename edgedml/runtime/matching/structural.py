@@ -4,7 +4,7 @@ runtime, which never imports torch.
 The matcher graph returns the transport plan T and the per-region evidence; the explanation also
 needs the flow T ⊙ s between individual regions, and s is not a graph output. These functions
 recompute it with the same formulas as the core, on the same normalised features the graph
-matched (the graph normalises its own inputs). ``tests/test_matching.py`` holds the two together.
+matched (the graph normalises its own inputs). ``tests/models/test_matching.py`` holds the two together.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED
 
 from edgedml.bundle import read_manifest
 from edgedml.errors import ConfigError
@@ -21,7 +22,6 @@ from edgedml.models import ModelConfig, build_model
 from edgedml.output_folders import move_into_place
 from edgedml.preprocessing import PreprocessSpec
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 ORL = SHARED / "data" / "orl_faces"
 

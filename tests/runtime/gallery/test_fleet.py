@@ -7,20 +7,19 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import kill_mid_enrollment, start_postgres
+from conftest import ROOT, TESTS, kill_mid_enrollment, start_postgres
 
 from edgedml.cli import EXIT_REJECTED, main
 from edgedml.runtime import Matcher
 from edgedml.runtime.gallery.gallery import Gallery, GalleryError, GalleryUnavailable
 from edgedml.runtime.gallery.store import Layout
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
+SAMPLES = ROOT / "samples" / "images"
 DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
-DOOR = Path(__file__).resolve().parent / "fleet_door.py"
+DOOR = TESTS / "fleet_door.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,13 @@
 """dlib's 150×150 face chip cut from YuNet's landmarks (edgedml.runtime.faces.roi.dlib_chip_view)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import YUNET, data_path, run_blocked
+from conftest import ROOT, YUNET, data_path, run_blocked
 
 from edgedml.runtime.faces.detection import Face
 from edgedml.runtime.faces.dlib_chip import DLIB_CHIP_SIZE, YUNET_POINTS_IN_DLIB_CHIP, YUNET_POINTS_SPREAD
 from edgedml.runtime.faces.roi import dlib_chip_transform, dlib_chip_view
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def similarity(angle: float, scale: float, shift) -> np.ndarray:

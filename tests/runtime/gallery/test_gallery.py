@@ -1,14 +1,13 @@
 """Access control: the SQLite gallery (transactional enrollment, 1:1, 1:N, audit log) and calibration."""
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import kill_mid_enrollment
+from conftest import ROOT, kill_mid_enrollment
 
 from edgedml.cli import EXIT_REJECTED, main
 from edgedml.errors import EdgeDMLError
@@ -19,7 +18,7 @@ from edgedml.runtime.assurance.calibration import calibrate
 from edgedml.runtime.assurance.error_rates import equal_error_rate, far_tar, threshold_at_far
 from edgedml.runtime.gallery.gallery import Gallery, GalleryError, top_by_cosine
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
+SAMPLES = ROOT / "samples" / "images"
 DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import BLOCK_TORCH
+from conftest import BLOCK_TORCH, ROOT
 
 from edgedml.cli import main
 from edgedml.errors import ChecksumError, InvalidImageError
@@ -22,7 +22,7 @@ from edgedml.runtime import Matcher
 from edgedml.runtime.inference.image import load_image
 from edgedml.runtime.inference.preprocess import to_network_input
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
+SAMPLES = ROOT / "samples" / "images"
 A, B, C = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
 
 

@@ -145,8 +145,8 @@ def test_a_gallery_closes_its_store_not_the_matcher(bundle, tmp_path):
 
 
 def test_the_tensorrt_backend_frees_its_buffers_when_the_matcher_closes(monkeypatch, tmp_path):
-    """The fake TensorRT of test_tensorrt: every cudaMalloc is freed by Matcher.close."""
-    import test_tensorrt as fake
+    """The fake TensorRT (tests/fake_tensorrt.py): every cudaMalloc is freed by Matcher.close."""
+    import fake_tensorrt as fake
 
     from edgedml.runtime import Matcher
     from edgedml.runtime.inference import tensorrt as t

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import BLOCK_TORCH
+from conftest import BLOCK_TORCH, TINY
 
 from edgedml.bundle import read_manifest
 from edgedml.cli import main
@@ -25,7 +25,6 @@ from edgedml.runtime.inference import backends
 from edgedml.runtime.inference.chunking import Limit, run_in_chunks
 from edgedml.runtime.matching.matcher import Matcher
 
-TINY = dict(image_size=64, grid=2, upsample=4)
 ALL = "fp32,fp16,int8,int8-cpu"
 
 

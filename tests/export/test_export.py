@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import SHIPPED, data_path_or_none
+from conftest import SHIPPED, TINY, data_path_or_none
 
 from edgedml.bundle import read_manifest
 from edgedml.cli import EXIT_NO_ENGINE, main
@@ -16,7 +16,6 @@ from edgedml.export.exporter import ExportOptions, export_bundle
 from edgedml.models import HEADS, ModelConfig, build_model, save_checkpoint
 from edgedml.models.matcher import MATCHER_OUTPUTS, StructuralMatcher
 
-TINY = dict(image_size=64, grid=2, upsample=4)
 MATCHER_AXES = {"candidate_local": {0}, "candidate_embedding": {0}, **{n: {0} for n in MATCHER_OUTPUTS}}
 
 

@@ -6,11 +6,11 @@ import os
 import subprocess
 import sys
 import tracemalloc
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import TESTS
 from crafted_images import HUGE, bigtiff, bmp, bmp_os2, gif, jpeg, pam, png, pnm, tiff, webp_vp8, webp_vp8l, webp_vp8x
 
 from edgedml.errors import InvalidImageError
@@ -46,7 +46,7 @@ def test_opencv_reads_the_same_size_from_each_header():
     """With OpenCV's own limit one pixel under 40×30, OpenCV refuses each crafted header for its
     size: it read 40×30 from it, as read_header did (PNG and JPEG stop earlier without pixels)."""
     script = ("import sys, cv2, numpy as np\n"
-              "sys.path.insert(0, sys.argv[1])\n"
+              "sys.path[:0] = sys.argv[1:]\n"
               "from test_decode_guard import SMALL\n"
               "for kind, make in SMALL.items():\n"
               "    if kind.split()[0] in ('png', 'jpeg'):\n"
@@ -57,7 +57,8 @@ def test_opencv_reads_the_same_size_from_each_header():
               "    except cv2.error as exc:\n"
               "        print('limit' if 'MAX_IMAGE_PIXELS' in str(exc) else 'other', kind)\n")
     env = {**os.environ, "OPENCV_IO_MAX_IMAGE_PIXELS": str(40 * 30 - 1), "OPENCV_LOG_LEVEL": "SILENT"}
-    out = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], env=env, capture_output=True,
+    here = os.path.dirname(os.path.abspath(__file__))  # SMALL; crafted_images lives in TESTS
+    out = subprocess.run([sys.executable, "-c", script, str(TESTS), here], env=env, capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert [line for line in out if line and not line.startswith("limit")] == []
 

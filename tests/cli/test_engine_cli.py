@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT
 
 from edgedml.cli import EXIT_NO_ENGINE, main
 from edgedml.errors import ConfigError
 from edgedml.export.image_sets import SHIPPED_VALIDATION, shipped_validation_folder
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(image_size=64, grid=2, upsample=4)
 
 
@@ -160,7 +160,7 @@ def test_gpu_extra_never_asks_for_tensorrt_or_onnxruntime_gpu_where_pypi_has_non
 def test_info_reports_tensorrt_its_origin_and_the_gpu_with_a_fake_tensorrt(monkeypatch, tmp_path):
     """A fake TensorRT 10.3 as JetPack installs it (outside the venv) and a fake cuda-python:
     `info` names the version, the folder, that it is the system's, and the GPU."""
-    from test_tensorrt import install
+    from fake_tensorrt import install
 
     install(monkeypatch, tmp_path, "10.3.0")
     sys.modules["tensorrt"].__file__ = "/usr/lib/python3.10/dist-packages/tensorrt/__init__.py"

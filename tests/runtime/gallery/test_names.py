@@ -5,10 +5,10 @@ decided in the enrollment's transaction, and no password in any message."""
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT
 
 from edgedml.cli import main
 from edgedml.runtime import Matcher
@@ -16,7 +16,7 @@ from edgedml.runtime.gallery.gallery import Gallery, GalleryError
 from edgedml.runtime.gallery.names import MAX_NAME_LENGTH, escaped, identity_name
 from edgedml.runtime.gallery.url import parse_gallery_url
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "images"
+SAMPLES = ROOT / "samples" / "images"
 DAISY_1, DAISY_2, PANSY = SAMPLES / "daisy_1.jpg", SAMPLES / "daisy_2.jpg", SAMPLES / "pansy.jpg"
 ZOE_NFC, ZOE_NFD = "Zo\u00eb", "Zoe\u0308"
 
