@@ -1,21 +1,15 @@
-"""An exact ROC picture for systems that err rarely: every threshold (no sampling), the false
-accept rate on a log axis down to one impostor pair, the true accept rate from ``tar_floor`` to 1.
-(``edgedml.runtime.assurance.calibration_picture.draw_roc`` samples 400 thresholds on a 0–1 TAR axis, which draws
-a face model's few errors as one straight jump.)"""
+"""An exact ROC picture for systems that err rarely, several curves on one canvas: every threshold,
+the false accept rate on a log axis down to one impostor pair, the true accept rate from
+``tar_floor`` to 1. (The picture ``edgedml calibrate`` writes into a bundle,
+``edgedml.runtime.assurance.calibration_picture.draw_roc``, stops its FAR axis at 1e-4.)"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from edgedml.runtime.assurance.error_rates import roc_points
+
 COLOURS = ((200, 80, 0), (0, 140, 255), (60, 160, 60), (160, 60, 160), (40, 40, 200), (120, 120, 120))  # BGR
-
-
-def roc_points(genuine: np.ndarray, impostor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(FAR, TAR) at every distinct score used as the threshold (accept ≥ t), FAR ascending."""
-    thresholds = np.unique(np.concatenate([genuine, impostor]))[::-1]
-    far = 1.0 - np.searchsorted(np.sort(impostor), thresholds, side="left") / len(impostor)
-    tar = 1.0 - np.searchsorted(np.sort(genuine), thresholds, side="left") / len(genuine)
-    return far, tar
 
 
 def draw(curves: dict[str, tuple[np.ndarray, np.ndarray]], tar_floor: float = 0.9, size: int = 560) -> np.ndarray:
