@@ -56,8 +56,7 @@ def score_pair(matcher, side_a: PairSide, side_b: PairSide, threshold: float | N
                            frame_shape_a=side_a.shape, frame_shape_b=side_b.shape), None
     va, vb = side_a.view, side_b.view
     pending = [side.view for side in (side_a, side_b) if side.features is None]
-    embedded = matcher._embed_batch(np.stack([to_network_input(v.pixels, matcher.spec) for v in pending])) \
-        if pending else None
+    embedded = matcher._embed_views(pending) if pending else None
     rows, k = [], 0
     for side in (side_a, side_b):
         if side.features is None:

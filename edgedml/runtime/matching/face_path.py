@@ -26,7 +26,6 @@ from ..faces.detection import (
 from ..faces.roi import View
 from ..inference.graphs import graph_files
 from ..inference.image import ImageInput
-from ..inference.preprocess import to_network_input
 from .face_result import FaceResult
 from .features import Features
 
@@ -83,7 +82,7 @@ def embed_every_face(matcher, image: ImageInput, limit: int | None = None) -> tu
         return Features(np.zeros((0, matcher.manifest.matcher.inputs["query_embedding"][1]), np.float32),
                         np.zeros((0, matcher.manifest.regions, matcher.manifest.matcher.inputs["query_local"][2]),
                                  np.float32)), []
-    return matcher._embed_batch(np.stack([to_network_input(v.pixels, matcher.spec) for v in views])), views
+    return matcher._embed_views(views), views
 
 
 def find_faces(matcher, image: ImageInput, limit: int | None = None) -> list[FaceResult]:
@@ -100,7 +99,7 @@ def find_faces(matcher, image: ImageInput, limit: int | None = None) -> list[Fac
     views = views[:limit]
     if not views:
         return []
-    features = matcher._embed_batch(np.stack([to_network_input(v.pixels, matcher.spec) for v in views]))
+    features = matcher._embed_views(views)
     embedder, cropping = matcher.face_key
     return [FaceResult(v.face, v, features[i], tuple(rgb.shape[:2]), embedder, cropping)
             for i, v in enumerate(views)]

@@ -230,6 +230,10 @@ class Matcher:
         out = self._run("embedder", {"images": batch}, ("images",))
         return Features(out["embedding"], out["local"], out.get("attention"), out.get("marginal"))
 
+    def _embed_views(self, views: Sequence[View]) -> Features:
+        """The features of ``views`` (N ≥ 1 crops the embedder sees), embedded as one batch."""
+        return self._embed_batch(np.stack([to_network_input(v.pixels, self.spec) for v in views]))
+
     def match(self, query: Features, candidates: Features) -> dict[str, np.ndarray]:
         """One query against K candidates → structural (K), multiscale (K), plan (K, R, R),
         query_evidence (K, R), candidate_evidence (K, R). Outputs no honest graph produces (a
