@@ -158,7 +158,8 @@ def door_video(tmp_path_factory):
     """A door camera's view: ORL faces pasted into 640×480 photos, and one frame with nobody."""
     from conftest import benchmark_helper, data_path
 
-    composite, fill_frame = benchmark_helper("composites").composite, benchmark_helper("composites").fill_frame
+    composites = benchmark_helper("composites")
+    composite, fill_frame = composites.composite, composites.fill_frame
     from edgedml.runtime.inference.image import load_image
 
     yunet = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"

@@ -21,8 +21,9 @@ from edgedml.runtime.matching.explain import region_centre, seen_outline, to_ima
 
 DAISY = SHIPPED / "daisy_1.jpg"  # a photo without a face
 
-composite, contains, fill_frame, paste = (getattr(benchmark_helper("composites"), name)
-                                          for name in ("composite", "contains", "fill_frame", "paste"))
+composites = benchmark_helper("composites")  # frames with a face pasted in (benchmarks/composites.py)
+composite, contains = composites.composite, composites.contains
+fill_frame, paste = composites.fill_frame, composites.paste
 
 
 def _face(eyes=((40.0, 50.0), (80.0, 70.0)), box=(30.0, 30.0, 60.0, 80.0)) -> Face:
