@@ -25,27 +25,30 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+def _imported(name: str, file: Path) -> set[str]:
+    """Every absolute name ``file`` (the module ``name``) imports, at the top or inside a function,
+    typing-only imports included; ``from m import x`` gives both ``m`` and ``m.x``."""
+    package = name if file.name == "__init__.py" else name.rsplit(".", 1)[0]
+    names = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            names.add(module)
+            names |= {f"{module}.{alias.name}" for alias in node.names}
+    return names
+
+
 def import_graph() -> dict[str, set[str]]:
-    """module → the package's modules it imports, at the top or inside a function, typing-only
-    imports included: ``from . import x`` counts as importing the module ``x``."""
+    """module → the package's modules it imports (see :func:`_imported`): ``from . import x``
+    counts as importing the module ``x``."""
     modules = _modules()
-    graph = {}
-    for name, file in modules.items():
-        package = name if file.name == "__init__.py" else name.rsplit(".", 1)[0]
-        targets = set()
-        for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                    module = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    module = node.module
-                targets.add(module)
-                targets |= {f"{module}.{alias.name}" for alias in node.names}
-        graph[name] = {t for t in targets if t in modules and t != name}
-    return graph
+    return {name: {t for t in _imported(name, file) if t in modules and t != name} for name, file in modules.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -104,15 +107,29 @@ def test_the_runtime_rooms_are_used_in_one_direction():
     assert wrong == []
 
 
-def test_the_runtime_never_imports_torch_or_onnx():
-    heavy = ("torch", "torchvision", "timm", "onnx", "onnxscript", "pytorch_metric_learning")
-    found = []
-    for file in (PACKAGE / "runtime").rglob("*.py"):
-        for node in ast.walk(ast.parse(file.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
-            found += [f"{file.name}: {n}" for n in names if n.split(".")[0] in heavy]
-    assert found == []
+HEAVY = ("torch", "torchvision", "timm", "onnx", "onnxscript", "pytorch_metric_learning")
+# what a device runs: the runtime and the device commands (cli/training.py is the torch side)
+DEVICE_SIDE = ("edgedml.runtime", *(f"edgedml.cli.{module}" for module in
+                                    ("device", "gallery", "assurance", "options", "common", "forms", "params")))
+
+
+@pytest.mark.parametrize("root", DEVICE_SIDE)
+def test_the_device_side_reaches_no_torch_or_onnx(root):
+    """Nothing the device side imports, directly or through the package's modules it imports
+    (models, training and export need torch), and lazily inside functions a run reaches only on
+    some paths, imports torch or onnx."""
+    modules, graph = _modules(), import_graph()
+    reached = {m: m for m in modules if m == root or m.startswith(root + ".")}  # module → how it was reached
+    todo = list(reached)
+    while todo:
+        module = todo.pop()
+        for target in graph[module] - reached.keys():
+            reached[target] = f"{reached[module]} -> {target}"
+            todo.append(target)
+    heavy = [f"{chain} imports {name}" for module, chain in reached.items()
+             for name in sorted(_imported(module, modules[module])) if name.split(".")[0] in HEAVY]
+    assert reached, f"no module of {root}"
+    assert heavy == []
 
 
 @pytest.mark.parametrize("file", sorted(PACKAGE.rglob("*.py")), ids=lambda f: str(f.relative_to(PACKAGE)))

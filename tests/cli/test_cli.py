@@ -1,16 +1,13 @@
 """The layout of the command line: `edgedml --help` groups the commands by where they run, and the
 device-side commands (edgedml/cli/device.py, gallery.py, assurance.py) work with torch and onnx unimportable."""
 
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import BLOCK_TORCH, SHIPPED
 
-import edgedml.cli
 from edgedml.cli import main
 
 SECTIONS = {  # {heading: (commands in --help order, the modules that define them)}
@@ -50,22 +47,6 @@ def test_python_dash_m_runs_the_same_command_line():
     done = subprocess.run([sys.executable, "-m", "edgedml.cli", "-h"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert help_sections(done.stdout).keys() == {"Options:", *SECTIONS}
-
-
-@pytest.mark.parametrize("module", ["device", "gallery", "assurance", "options", "common", "forms", "params"])
-def test_device_side_modules_import_nothing_that_needs_torch(module):
-    """Also the imports inside the commands, which a run only reaches on some paths."""
-    path = Path(edgedml.cli.__file__).with_name(f"{module}.py")
-    imported = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            imported += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            imported.append("." * node.level + (node.module or ""))
-    heavy = [name for name in imported
-             if name.split(".")[0] in ("torch", "torchvision", "timm", "pytorch_metric_learning", "onnx")
-             or name.lstrip(".").split(".")[0] in ("models", "training", "export") and name.startswith("..")]
-    assert imported and not heavy, heavy
 
 
 USAGE = {  # one order: the gallery, then the identity, then images; the bundle always as --model
